@@ -1,0 +1,307 @@
+"""CloudEntry: one place pilots start, and how (the factory entry of GlideinWMS).
+
+An entry names its back end (``type``) and carries exactly the one section for it. What
+an entry offers (instance types with cpus, memory, disk, price) becomes the machine ad
+that jobs' Requirements are evaluated against.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from glidein_operator.api.base import (
+    ApiModel,
+    ByteQuantity,
+    CelRule,
+    Condition,
+    Money,
+    ObjectName,
+    conditions_field,
+)
+
+EntryType = Literal["ec2", "openstack", "opennebula", "grid", "kubernetes"]
+ENTRY_TYPES: tuple[str, ...] = ("ec2", "openstack", "opennebula", "grid", "kubernetes")
+VM_ENTRY_TYPES: tuple[str, ...] = ("ec2", "openstack", "opennebula")
+
+
+class InstanceType(ApiModel):
+    """A machine shape the entry can start (EC2 instance type, OpenStack flavour, template)."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        description=(
+            "The cloud's name for it: EC2 instance type (m5.large), OpenStack flavour, "
+            "OpenNebula template size label, or a label for grid/pod shapes."
+        ),
+    )
+    cpus: int = Field(ge=1, le=1024, description="Cores a pilot of this type offers.")
+    memory: ByteQuantity = Field(description="Memory, as a quantity (e.g. 16Gi).")
+    disk: ByteQuantity = Field(
+        default="20Gi", description="Scratch disk for jobs, as a quantity (e.g. 100Gi)."
+    )
+    gpus: int = Field(default=0, ge=0, le=64, description="GPUs a pilot of this type offers.")
+    price_per_hour: Money = Field(
+        default=0,
+        description="On-demand price per hour, in the budget's currency. 0 for grid and owned sites.",
+    )
+
+
+class SpotOptions(ApiModel):
+    """Spot (preemptible) instances: cheaper, may be interrupted."""
+
+    enabled: bool = Field(default=False, description="Launch pilots as spot instances.")
+    max_price_per_hour: Money | None = Field(
+        default=None, description="Highest spot price to pay per hour; absent means on-demand price."
+    )
+    fall_back_to_on_demand: bool = Field(
+        default=True,
+        description="On insufficient spot capacity, launch on-demand instead of waiting.",
+    )
+
+
+class EntryLimits(ApiModel):
+    """Limits the entry's admins set, whatever the requests ask for."""
+
+    max_pilots: int | None = Field(
+        default=None, ge=0, description="Most pilots alive at this entry, all requests together."
+    )
+    max_idle_pilots: int | None = Field(
+        default=None,
+        ge=0,
+        description="Most pilots launched but not yet running jobs (booting or idle) at once.",
+    )
+    max_launch_per_cycle: int = Field(
+        default=100, ge=1, le=10000, description="Most pilots started in one reconcile cycle (batch size)."
+    )
+    launches_per_minute: int = Field(
+        default=600, ge=1, description="Rate limit on launch calls to this entry's API."
+    )
+
+    cel_rules = (
+        CelRule(
+            "!has(self.maxPilots) || !has(self.maxIdlePilots) || self.maxIdlePilots <= self.maxPilots",
+            "maxIdlePilots must not exceed maxPilots",
+            ".maxIdlePilots",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _idle_within_total(self) -> EntryLimits:
+        if (
+            self.max_pilots is not None
+            and self.max_idle_pilots is not None
+            and self.max_idle_pilots > self.max_pilots
+        ):
+            raise ValueError("maxIdlePilots must not exceed maxPilots")
+        return self
+
+
+class Ec2Settings(ApiModel):
+    """Where and how to start EC2 (or EC2-compatible) instances."""
+
+    region: str = Field(min_length=1, max_length=64, description="Region, e.g. us-east-1.")
+    endpoint_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        max_length=2048,
+        description="EC2 API endpoint for EC2-compatible clouds; absent means AWS.",
+    )
+    availability_zone: str | None = Field(default=None, max_length=64, description="Zone to pin.")
+    subnet_id: str | None = Field(default=None, max_length=256, description="Subnet for pilots.")
+    security_group_ids: list[str] = Field(
+        default_factory=list, description="Security groups attached to every pilot."
+    )
+    instance_profile: str | None = Field(
+        default=None, max_length=2048, description="IAM instance profile name or ARN."
+    )
+
+
+class OpenStackSettings(ApiModel):
+    """Where and how to start OpenStack servers."""
+
+    auth_url: str = Field(
+        pattern=r"^https?://", max_length=2048, description="Keystone v3 URL, e.g. https://keystone:5000/v3."
+    )
+    region: str = Field(min_length=1, max_length=64, description="Region name (RegionOne).")
+    project_name: str | None = Field(default=None, max_length=256, description="Project to launch in.")
+    project_domain: str = Field(default="Default", max_length=256, description="Project's domain.")
+    user_domain: str = Field(default="Default", max_length=256, description="User's domain.")
+    network_ids: list[str] = Field(default_factory=list, description="Networks to attach.")
+    security_groups: list[str] = Field(default_factory=list, description="Security group names.")
+    availability_zone: str | None = Field(default=None, max_length=64, description="Zone to pin.")
+    config_drive: bool = Field(
+        default=False,
+        description="Pass user data on a config drive too, for clouds without a metadata service.",
+    )
+
+
+class OpenNebulaSettings(ApiModel):
+    """Where and how to instantiate OpenNebula VMs."""
+
+    endpoint: str = Field(
+        pattern=r"^https?://", max_length=2048, description="XML-RPC endpoint, e.g. http://one:2633/RPC2."
+    )
+    zone: str = Field(
+        default="default",
+        min_length=1,
+        max_length=64,
+        description="Label of this OpenNebula zone, matched against VMImage locations.",
+    )
+    template_id: int = Field(ge=0, description="VM template to instantiate.")
+    network_ids: list[int] = Field(default_factory=list, description="Virtual networks to attach.")
+
+
+class GridSettings(ApiModel):
+    """A grid compute element reached through HTCondor-G."""
+
+    ce_type: Literal["condor", "arc", "batch"] = Field(
+        description="Kind of CE: HTCondor-CE (condor), ARC-CE (arc), or a local batch system (batch)."
+    )
+    endpoint: str = Field(
+        min_length=1, max_length=512, description="CE host[:port], e.g. ce.example.org:9619."
+    )
+    queue: str | None = Field(default=None, max_length=128, description="Queue or partition at the CE.")
+    batch_system: Literal["slurm", "pbs", "sge", "lsf", "condor"] | None = Field(
+        default=None, description="Batch system behind a batch-type CE."
+    )
+    submit_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra submit-description commands for the grid job (e.g. +maxWallTime).",
+    )
+
+    cel_rules = (
+        CelRule(
+            "(self.ceType == 'batch') == has(self.batchSystem)",
+            "batchSystem must be set when ceType is batch, and only then",
+            ".batchSystem",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _batch_system_for_batch(self) -> GridSettings:
+        if (self.ce_type == "batch") != (self.batch_system is not None):
+            raise ValueError("batchSystem must be set when ceType is batch, and only then")
+        return self
+
+
+class KubernetesSettings(ApiModel):
+    """Pilots as pods on this or another cluster."""
+
+    namespace: ObjectName = Field(description="Namespace the pilot pods run in.")
+    pilot_image: str = Field(
+        min_length=1, max_length=1024, description="Container image of the pilot (see images/pilot-pod)."
+    )
+    service_account_name: ObjectName | None = Field(
+        default=None, description="Service account of pilot pods."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels pilot pods must land on."
+    )
+    priority_class_name: ObjectName | None = Field(default=None, description="Priority class.")
+    runtime_class_name: ObjectName | None = Field(default=None, description="Runtime class.")
+
+
+class CloudEntrySpec(ApiModel):
+    """Where and how pilots start, what they offer, and the entry's own limits."""
+
+    type: EntryType = Field(description="Back end: ec2, openstack, opennebula, grid or kubernetes.")
+    trust_domain: ObjectName = Field(
+        description="Name of the TrustDomain this entry belongs to (which credentials it accepts)."
+    )
+    site: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Site name, advertised as GLIDEIN_Site for jobs' DESIRED_Sites matching.",
+    )
+    enabled: bool = Field(
+        default=True, description="A disabled entry starts nothing new; its pilots finish."
+    )
+    vm_image: ObjectName | None = Field(
+        default=None,
+        description="Name of the VMImage pilots boot from (required for ec2, openstack, opennebula).",
+    )
+    instance_types: list[InstanceType] = Field(
+        min_length=1,
+        max_length=64,
+        description="Machine shapes this entry offers; the smallest that fits a job cluster is used.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Extra ClassAd attributes of this entry's machine ad, as ClassAd expressions, "
+            'e.g. {HAS_SINGULARITY: "true", GLIDEIN_Country: "\\"US\\""}.'
+        ),
+    )
+    limits: EntryLimits = Field(default_factory=EntryLimits, description="The entry's own limits.")
+    spot: SpotOptions | None = Field(default=None, description="Spot instances (ec2 only).")
+    ec2: Ec2Settings | None = Field(default=None, description="EC2 settings, for type ec2.")
+    openstack: OpenStackSettings | None = Field(
+        default=None, description="OpenStack settings, for type openstack."
+    )
+    opennebula: OpenNebulaSettings | None = Field(
+        default=None, description="OpenNebula settings, for type opennebula."
+    )
+    grid: GridSettings | None = Field(default=None, description="Grid CE settings, for type grid.")
+    kubernetes: KubernetesSettings | None = Field(
+        default=None, description="Pod settings, for type kubernetes."
+    )
+
+    cel_rules = (
+        *(
+            CelRule(
+                f"(self.type == '{t}') == has(self.{t})",
+                f"the {t} section must be set when type is {t}, and only then",
+                f".{t}",
+            )
+            for t in ENTRY_TYPES
+        ),
+        CelRule(
+            "(self.type in ['ec2', 'openstack', 'opennebula']) == has(self.vmImage)",
+            "vmImage must be set for ec2, openstack and opennebula entries, and only for them",
+            ".vmImage",
+        ),
+        CelRule("!has(self.spot) || self.type == 'ec2'", "spot applies to ec2 entries only", ".spot"),
+    )
+
+    @model_validator(mode="after")
+    def _one_section_for_the_type(self) -> CloudEntrySpec:
+        for t in ENTRY_TYPES:
+            if (self.type == t) != (getattr(self, t) is not None):
+                raise ValueError(f"the {t} section must be set when type is {t}, and only then")
+        if (self.type in VM_ENTRY_TYPES) != (self.vm_image is not None):
+            raise ValueError(
+                "vmImage must be set for ec2, openstack and opennebula entries, and only for them"
+            )
+        if self.spot is not None and self.type != "ec2":
+            raise ValueError("spot applies to ec2 entries only")
+        return self
+
+    @property
+    def image_region(self) -> str | None:
+        """The region label under which this entry's VMImage must have a location."""
+        if self.ec2:
+            return self.ec2.region
+        if self.openstack:
+            return self.openstack.region
+        if self.opennebula:
+            return self.opennebula.zone
+        return None
+
+    def instance_type(self, name: str) -> InstanceType | None:
+        return next((it for it in self.instance_types if it.name == name), None)
+
+
+class CloudEntryStatus(ApiModel):
+    """What the operator observed about this entry."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation last reconciled."
+    )
+    pilots: int | None = Field(
+        default=None, ge=0, description="Pilots alive at this entry, all requests together."
+    )
+    conditions: list[Condition] = conditions_field()

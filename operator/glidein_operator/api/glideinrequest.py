@@ -1,0 +1,329 @@
+"""GlideinRequest: what a community (VO) asks for (the frontend group of GlideinWMS).
+
+Which schedds and jobs count, which entries may serve them, with which credentials,
+what pilots look like, and the limits and budget that bound the whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from glidein_operator.api.base import (
+    ApiModel,
+    CelRule,
+    Condition,
+    Duration,
+    Money,
+    ObjectName,
+    SecretKeyRef,
+    conditions_field,
+    parse_duration,
+)
+from glidein_operator.api.trustdomain import CredentialType
+
+
+class ScheddRef(ApiModel):
+    """A schedd whose idle jobs this request provisions for."""
+
+    name: str = Field(
+        min_length=1, max_length=256, description="The schedd's Name attribute, e.g. schedd@submit1."
+    )
+    collector: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Collector to locate the schedd in; absent means the request's collector.",
+    )
+
+
+class LabelSelector(ApiModel):
+    """Selects CloudEntries by their labels."""
+
+    match_labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels an entry must carry, all of them."
+    )
+
+
+class EntrySelection(ApiModel):
+    """Which CloudEntries may serve this request. Empty means every entry whose trust domain
+    accepts one of the request's credentials."""
+
+    names: list[ObjectName] = Field(
+        default_factory=list,
+        description="Entries by name.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    selector: LabelSelector | None = Field(default=None, description="Entries by label.")
+
+
+class Credential(ApiModel):
+    """A credential the request presents to the entries of one trust domain."""
+
+    trust_domain: ObjectName = Field(description="TrustDomain this credential is for.")
+    type: CredentialType = Field(description="Credential type; the trust domain must accept it.")
+    secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret holding it, in this request's namespace (not needed for in-cluster).",
+    )
+
+    cel_rules = (
+        CelRule(
+            "(self.type == 'in-cluster') != has(self.secretRef)",
+            "secretRef is required for every credential type but in-cluster",
+            ".secretRef",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _secret_unless_in_cluster(self) -> Credential:
+        if (self.type == "in-cluster") == (self.secret_ref is not None):
+            raise ValueError("secretRef is required for every credential type but in-cluster")
+        return self
+
+
+class PilotSettings(ApiModel):
+    """What every pilot of this request looks like and how long it lives."""
+
+    lifetime: Duration = Field(
+        default="24h",
+        description=(
+            "Hard lifetime: the pilot drains and shuts down after it, and the operator "
+            "terminates what outlives it."
+        ),
+    )
+    idle_timeout: Duration = Field(
+        default="20m", description="A pilot with no job for this long shuts down."
+    )
+    registration_timeout: Duration = Field(
+        default="15m",
+        description=(
+            "A pilot not registered in the collector this long after launch is stuck: its "
+            "console log is kept and it is terminated."
+        ),
+    )
+    retire_before_end: Duration = Field(
+        default="1h",
+        description="Stop accepting new jobs this long before the lifetime ends (drain time).",
+    )
+    start_expression: str = Field(
+        default="true",
+        max_length=4096,
+        description="ClassAd expression used as the pilot's START: which jobs it accepts.",
+    )
+    partitionable: bool = Field(
+        default=True, description="One partitionable slot sized to the machine, shared by jobs."
+    )
+    extra_config: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTCondor configuration knobs for the pilot."
+    )
+
+    cel_rules = (
+        CelRule(
+            "duration(self.retireBeforeEnd) < duration(self.lifetime)",
+            "retireBeforeEnd must be shorter than lifetime",
+            ".retireBeforeEnd",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _retire_within_lifetime(self) -> PilotSettings:
+        if parse_duration(self.retire_before_end) >= parse_duration(self.lifetime):
+            raise ValueError("retireBeforeEnd must be shorter than lifetime")
+        return self
+
+
+class RequestLimits(ApiModel):
+    """Limits over all entries of the request (GlideinWMS group limits)."""
+
+    min_pilots: int = Field(
+        default=0, ge=0, description="Pilots kept alive even with an empty queue (warm pool)."
+    )
+    max_pilots: int = Field(default=100, ge=0, description="Most pilots alive, all entries together.")
+    max_idle_pilots: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Most pilots launched and not running a job, all entries together; absent means "
+            "only maxPilots bounds them."
+        ),
+    )
+    curb_idle_pilots: int | None = Field(
+        default=None,
+        ge=0,
+        description="Past this many idle pilots, ask for new ones more slowly (GlideinWMS curb).",
+    )
+    reserve_idle_pilots: int = Field(
+        default=0, ge=0, description="Idle pilots kept beyond what the queue needs, for bursts."
+    )
+    max_pilots_per_entry: int | None = Field(
+        default=None, ge=0, description="Most pilots of this request at any one entry."
+    )
+
+    cel_rules = (
+        CelRule("self.minPilots <= self.maxPilots", "minPilots must not exceed maxPilots", ".minPilots"),
+        CelRule(
+            "!has(self.maxIdlePilots) || self.maxIdlePilots <= self.maxPilots",
+            "maxIdlePilots must not exceed maxPilots",
+            ".maxIdlePilots",
+        ),
+        CelRule(
+            "!has(self.curbIdlePilots) || self.curbIdlePilots <= "
+            "(has(self.maxIdlePilots) ? self.maxIdlePilots : self.maxPilots)",
+            "curbIdlePilots must not exceed maxIdlePilots (or maxPilots)",
+            ".curbIdlePilots",
+        ),
+        CelRule(
+            "self.reserveIdlePilots <= (has(self.maxIdlePilots) ? self.maxIdlePilots : self.maxPilots)",
+            "reserveIdlePilots must not exceed maxIdlePilots (or maxPilots)",
+            ".reserveIdlePilots",
+        ),
+    )
+
+    @property
+    def idle_cap(self) -> int:
+        """The effective bound on idle pilots."""
+        return self.max_pilots if self.max_idle_pilots is None else self.max_idle_pilots
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RequestLimits:
+        if self.min_pilots > self.max_pilots:
+            raise ValueError("minPilots must not exceed maxPilots")
+        if self.max_idle_pilots is not None and self.max_idle_pilots > self.max_pilots:
+            raise ValueError("maxIdlePilots must not exceed maxPilots")
+        if self.curb_idle_pilots is not None and self.curb_idle_pilots > self.idle_cap:
+            raise ValueError("curbIdlePilots must not exceed maxIdlePilots (or maxPilots)")
+        if self.reserve_idle_pilots > self.idle_cap:
+            raise ValueError("reserveIdlePilots must not exceed maxIdlePilots (or maxPilots)")
+        return self
+
+
+class Budget(ApiModel):
+    """Money: a limit per period, a warning, a gate on launches, and a kill switch."""
+
+    limit: Money = Field(description="Most to spend per period, in the entries' price currency.")
+    period: Literal["daily", "weekly", "monthly"] = Field(
+        default="monthly", description="Budget period; spend resets at its start (UTC)."
+    )
+    warn_at: float = Field(
+        default=0.8, ge=0, le=1, description="Fraction of the limit that raises a BudgetWarning."
+    )
+    kill_at: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Fraction of the limit at which all cloud pilots are drained and terminated.",
+    )
+    kill_switch: bool = Field(
+        default=False,
+        description="Drain and terminate all cloud pilots of this request now ('we are going over budget').",
+    )
+    per_entry: dict[str, Money] = Field(
+        default_factory=dict, description="Optional limit per period for individual entries, by name."
+    )
+
+    cel_rules = (
+        CelRule(
+            "!has(self.killAt) || self.killAt >= self.warnAt",
+            "killAt must not be below warnAt",
+            ".killAt",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _kill_after_warn(self) -> Budget:
+        if self.kill_at is not None and self.kill_at < self.warn_at:
+            raise ValueError("killAt must not be below warnAt")
+        return self
+
+
+class GlideinRequestSpec(ApiModel):
+    """A community's request for pilots: which jobs, where, with which credentials and limits."""
+
+    collector: str = Field(
+        min_length=1,
+        max_length=512,
+        description="The user pool's collector (host[:port]) pilots register with.",
+    )
+    schedds: list[ScheddRef] = Field(
+        min_length=1,
+        description="Schedds whose idle jobs count.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    job_constraint: str = Field(
+        default="true",
+        max_length=4096,
+        description="ClassAd constraint selecting which idle jobs this request serves.",
+    )
+    match_expression: str = Field(
+        default="true",
+        max_length=4096,
+        description=(
+            "ClassAd expression evaluated with MY = the entry's machine ad and TARGET = the "
+            "job cluster, ANDed with the jobs' own Requirements."
+        ),
+    )
+    entries: EntrySelection = Field(
+        default_factory=EntrySelection, description="Which CloudEntries may serve this request."
+    )
+    credentials: list[Credential] = Field(
+        min_length=1,
+        description="Credentials per trust domain, from Secrets in this namespace.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["trustDomain", "type"],
+        },
+    )
+    pilot: PilotSettings = Field(default_factory=PilotSettings, description="Pilot settings.")
+    limits: RequestLimits = Field(default_factory=RequestLimits, description="Request-wide limits.")
+    budget: Budget | None = Field(default=None, description="Spending limit; absent means none.")
+    paused: bool = Field(
+        default=False, description="Start no new pilots; those running finish their work."
+    )
+
+
+class EntryStatus(ApiModel):
+    """The request's figures at one entry, with the reason for the number wanted."""
+
+    name: str = Field(description="CloudEntry name.")
+    idle_jobs: int = Field(default=0, ge=0, description="Idle jobs matched to this entry.")
+    wanted: int = Field(default=0, ge=0, description="Pilots the plan wants here.")
+    launching: int = Field(default=0, ge=0, description="Pilots launched, not yet registered.")
+    running: int = Field(default=0, ge=0, description="Pilots registered and running jobs.")
+    idle: int = Field(default=0, ge=0, description="Pilots registered with no job.")
+    stuck: int = Field(default=0, ge=0, description="Pilots that never registered in time.")
+    bound_by: str = Field(default="", description="The limit or reason that set 'wanted'.")
+
+
+class RequestTotals(ApiModel):
+    """Totals over all entries, shown by kubectl get."""
+
+    idle_jobs: int = Field(default=0, ge=0, description="Idle jobs this request serves.")
+    wanted: int = Field(default=0, ge=0, description="Pilots wanted.")
+    launching: int = Field(default=0, ge=0, description="Pilots booting.")
+    running: int = Field(default=0, ge=0, description="Pilots running jobs.")
+    idle: int = Field(default=0, ge=0, description="Pilots idle.")
+
+
+class SpendStatus(ApiModel):
+    """Spend in the current budget period."""
+
+    period_start: dt.datetime | None = Field(default=None, description="Start of the period.")
+    spent: Money = Field(default=0, description="Spent so far in the period.")
+
+
+class GlideinRequestStatus(ApiModel):
+    """What the operator observed and decided for this request."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation last reconciled."
+    )
+    totals: RequestTotals = Field(default_factory=RequestTotals, description="Totals.")
+    entries: list[EntryStatus] = Field(
+        default_factory=list,
+        description="Figures per entry.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    spend: SpendStatus | None = Field(default=None, description="Budget period spend.")
+    conditions: list[Condition] = conditions_field()

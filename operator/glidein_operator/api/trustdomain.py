@@ -1,0 +1,64 @@
+"""TrustDomain: a group of entries that accept the same kinds of credential.
+
+GlideinWMS introduced trust domains when clouds arrived: grid sites take X.509 proxies,
+each cloud its own key pair or password. A request may start pilots at an entry only if
+it holds a credential of a type the entry's trust domain accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from glidein_operator.api.base import ApiModel, Condition, conditions_field
+
+CredentialType = Literal[
+    "ec2-access-key",
+    "openstack-application-credential",
+    "openstack-password",
+    "opennebula-user-password",
+    "x509-proxy",
+    "scitoken",
+    "kubeconfig",
+    "in-cluster",
+]
+
+# What each credential type reads from its Secret. The operator (and its validation of
+# Secrets) uses this table; users read it in docs/credentials.md.
+CREDENTIAL_SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    "ec2-access-key": ("accessKeyId", "secretAccessKey"),
+    "openstack-application-credential": ("applicationCredentialId", "applicationCredentialSecret"),
+    "openstack-password": ("username", "password"),
+    "opennebula-user-password": ("username", "password"),
+    "x509-proxy": ("proxy",),
+    "scitoken": ("token",),
+    "kubeconfig": ("kubeconfig",),
+    "in-cluster": (),
+}
+
+
+class TrustDomainSpec(ApiModel):
+    """Which credential types the entries of this trust domain accept."""
+
+    description: str = Field(default="", description="Free text for admins.", max_length=1024)
+    credential_types: list[CredentialType] = Field(
+        min_length=1,
+        description=(
+            "Credential types accepted by every entry in this trust domain. A GlideinRequest "
+            "needs a credential of one of these types to use the entries."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+
+class TrustDomainStatus(ApiModel):
+    """What the operator observed about this trust domain."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation last reconciled."
+    )
+    entries: int | None = Field(
+        default=None, ge=0, description="How many CloudEntries name this trust domain."
+    )
+    conditions: list[Condition] = conditions_field()

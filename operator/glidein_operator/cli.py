@@ -1,0 +1,98 @@
+"""The ``glidein-operator`` command."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from glidein_operator import __version__
+
+app = typer.Typer(
+    help="Grow HTCondor pools on demand across clouds and grids.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+crds_app = typer.Typer(help="The CustomResourceDefinitions, generated from the models.")
+cp_app = typer.Typer(help="A real local control plane (etcd + kube-apiserver) for tests and demos.")
+app.add_typer(crds_app, name="crds")
+app.add_typer(cp_app, name="controlplane")
+
+console = Console(stderr=True)
+
+
+@app.command()
+def version() -> None:
+    """Print the operator's version."""
+    print(__version__)
+
+
+@crds_app.command("generate")
+def crds_generate(
+    out: Path = typer.Option(Path("crds"), help="Folder to write the CRD YAML into."),
+    check: bool = typer.Option(False, help="Write nothing; fail if the folder is stale."),
+) -> None:
+    """Write crds/*.yaml from the pydantic models (or check they are current)."""
+    from glidein_operator.api import crdgen
+
+    if check:
+        stale = crdgen.stale(out)
+        if stale:
+            console.print(
+                f"[red]stale:[/red] {', '.join(stale)} in {out}; run `glidein-operator crds generate`"
+            )
+            raise typer.Exit(1)
+        console.print(f"{out} is current")
+        return
+    for path in crdgen.write(out):
+        console.print(f"wrote {path}")
+
+
+@cp_app.command("build")
+def cp_build() -> None:
+    """Find, or build from upstream source with Go, etcd and kube-apiserver (once per machine)."""
+    from glidein_operator.testing.controlplane import assets
+
+    started = time.monotonic()
+    found = assets.ensure()
+    console.print(f"control plane binaries: {found.origin} ({time.monotonic() - started:.1f}s)")
+
+
+@cp_app.command("up")
+def cp_up(
+    directory: Path = typer.Option(
+        Path(".cache/controlplane"), help="Where certificates, data, logs and the kubeconfig go."
+    ),
+    crds: bool = typer.Option(True, help="Apply crds/ once the API server is ready."),
+) -> None:
+    """Start a local control plane and keep it running until Ctrl-C."""
+    from glidein_operator.testing.controlplane.cluster import LocalControlPlane
+    from glidein_operator.testing.kube import install_crds
+
+    cp = LocalControlPlane(directory=directory.resolve()).start()
+    try:
+        if crds:
+            install_crds(cp.kubeconfig)
+        console.print(f"control plane ready in {cp.startup_seconds:.1f}s")
+        print(json.dumps({"kubeconfig": str(cp.kubeconfig), "server": cp.server}), flush=True)
+        console.print(f"export KUBECONFIG={cp.kubeconfig}    # Ctrl-C stops it")
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cp.stop()
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
