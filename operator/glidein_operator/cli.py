@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -34,8 +35,10 @@ def version() -> None:
 
 @crds_app.command("generate")
 def crds_generate(
-    out: Path = typer.Option(Path("crds"), help="Folder to write the CRD YAML into."),
-    check: bool = typer.Option(False, help="Write nothing; fail if the folder is stale."),
+    out: Annotated[Path, typer.Option(help="Folder to write the CRD YAML into.")] = Path("crds"),
+    check: Annotated[
+        bool, typer.Option(help="Write nothing; fail if the folder is stale.")
+    ] = False,
 ) -> None:
     """Write crds/*.yaml from the pydantic models (or check they are current)."""
     from glidein_operator.api import crdgen
@@ -65,10 +68,12 @@ def cp_build() -> None:
 
 @cp_app.command("up")
 def cp_up(
-    directory: Path = typer.Option(
-        Path(".cache/controlplane"), help="Where certificates, data, logs and the kubeconfig go."
-    ),
-    crds: bool = typer.Option(True, help="Apply crds/ once the API server is ready."),
+    directory: Annotated[
+        Path, typer.Option(help="Where certificates, data, logs and the kubeconfig go.")
+    ] = Path(".cache/controlplane"),
+    crds: Annotated[
+        bool, typer.Option(help="Install the CRDs once the API server is ready.")
+    ] = True,
 ) -> None:
     """Start a local control plane and keep it running until Ctrl-C."""
     from glidein_operator.testing.controlplane.cluster import LocalControlPlane

@@ -49,7 +49,9 @@ def test_every_spec_field_is_described(kind: Kind) -> None:
     # Descriptions are what `kubectl explain` shows: none may be missing.
     schema = crdgen.openapi_schema(kind)["properties"]["spec"]
     missing = [
-        p for p, n in _walk(schema, "spec") if not n.get("description") and not p.endswith(("[]", "{}"))
+        p
+        for p, n in _walk(schema, "spec")
+        if not n.get("description") and not p.endswith(("[]", "{}"))
     ]
     assert not missing, f"{kind.kind}: no description on {missing}"
 
@@ -63,7 +65,9 @@ def test_crd_shape() -> None:
         assert doc["spec"]["names"]["shortNames"]
         assert any(c["name"] == "Ready" for c in version["additionalPrinterColumns"])
         # kopf's progress lives in annotations: a strict status schema would drop it.
-        assert "kopf" not in version["schema"]["openAPIV3Schema"]["properties"]["status"].get("properties", {})
+        assert "kopf" not in version["schema"]["openAPIV3Schema"]["properties"]["status"].get(
+            "properties", {}
+        )
 
 
 def test_cel_rules_reach_the_schema() -> None:

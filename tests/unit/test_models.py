@@ -105,8 +105,12 @@ def test_image_location_lookup() -> None:
 
 
 def test_entry_knows_its_image_region() -> None:
-    for name, region in [("aws-us-east-1", "us-east-1"), ("hlt-openstack", "RegionOne"),
-                         ("fermicloud-one", "fermicloud"), ("osg-nebraska", None)]:
+    for name, region in [
+        ("aws-us-east-1", "us-east-1"),
+        ("hlt-openstack", "RegionOne"),
+        ("fermicloud-one", "fermicloud"),
+        ("osg-nebraska", None),
+    ]:
         spec = parse(example("CloudEntry", name)).spec
         assert isinstance(spec, CloudEntrySpec)
         assert spec.image_region == region

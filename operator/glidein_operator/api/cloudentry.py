@@ -7,6 +7,7 @@ that jobs' Requirements are evaluated against.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -44,7 +45,7 @@ class InstanceType(ApiModel):
     )
     gpus: int = Field(default=0, ge=0, le=64, description="GPUs a pilot of this type offers.")
     price_per_hour: Money = Field(
-        default=0,
+        default=Decimal(0),
         description="On-demand price per hour, in the budget's currency. 0 for grid and owned sites.",
     )
 
@@ -54,7 +55,8 @@ class SpotOptions(ApiModel):
 
     enabled: bool = Field(default=False, description="Launch pilots as spot instances.")
     max_price_per_hour: Money | None = Field(
-        default=None, description="Highest spot price to pay per hour; absent means on-demand price."
+        default=None,
+        description="Highest spot price to pay per hour; absent means on-demand price.",
     )
     fall_back_to_on_demand: bool = Field(
         default=True,
@@ -74,7 +76,10 @@ class EntryLimits(ApiModel):
         description="Most pilots launched but not yet running jobs (booting or idle) at once.",
     )
     max_launch_per_cycle: int = Field(
-        default=100, ge=1, le=10000, description="Most pilots started in one reconcile cycle (batch size)."
+        default=100,
+        ge=1,
+        le=10000,
+        description="Most pilots started in one reconcile cycle (batch size).",
     )
     launches_per_minute: int = Field(
         default=600, ge=1, description="Rate limit on launch calls to this entry's API."
@@ -123,10 +128,14 @@ class OpenStackSettings(ApiModel):
     """Where and how to start OpenStack servers."""
 
     auth_url: str = Field(
-        pattern=r"^https?://", max_length=2048, description="Keystone v3 URL, e.g. https://keystone:5000/v3."
+        pattern=r"^https?://",
+        max_length=2048,
+        description="Keystone v3 URL, e.g. https://keystone:5000/v3.",
     )
     region: str = Field(min_length=1, max_length=64, description="Region name (RegionOne).")
-    project_name: str | None = Field(default=None, max_length=256, description="Project to launch in.")
+    project_name: str | None = Field(
+        default=None, max_length=256, description="Project to launch in."
+    )
     project_domain: str = Field(default="Default", max_length=256, description="Project's domain.")
     user_domain: str = Field(default="Default", max_length=256, description="User's domain.")
     network_ids: list[str] = Field(default_factory=list, description="Networks to attach.")
@@ -142,7 +151,9 @@ class OpenNebulaSettings(ApiModel):
     """Where and how to instantiate OpenNebula VMs."""
 
     endpoint: str = Field(
-        pattern=r"^https?://", max_length=2048, description="XML-RPC endpoint, e.g. http://one:2633/RPC2."
+        pattern=r"^https?://",
+        max_length=2048,
+        description="XML-RPC endpoint, e.g. http://one:2633/RPC2.",
     )
     zone: str = Field(
         default="default",
@@ -163,7 +174,9 @@ class GridSettings(ApiModel):
     endpoint: str = Field(
         min_length=1, max_length=512, description="CE host[:port], e.g. ce.example.org:9619."
     )
-    queue: str | None = Field(default=None, max_length=128, description="Queue or partition at the CE.")
+    queue: str | None = Field(
+        default=None, max_length=128, description="Queue or partition at the CE."
+    )
     batch_system: Literal["slurm", "pbs", "sge", "lsf", "condor"] | None = Field(
         default=None, description="Batch system behind a batch-type CE."
     )
@@ -192,7 +205,9 @@ class KubernetesSettings(ApiModel):
 
     namespace: ObjectName = Field(description="Namespace the pilot pods run in.")
     pilot_image: str = Field(
-        min_length=1, max_length=1024, description="Container image of the pilot (see images/pilot-pod)."
+        min_length=1,
+        max_length=1024,
+        description="Container image of the pilot (see images/pilot-pod).",
     )
     service_account_name: ObjectName | None = Field(
         default=None, description="Service account of pilot pods."
@@ -264,7 +279,9 @@ class CloudEntrySpec(ApiModel):
             "vmImage must be set for ec2, openstack and opennebula entries, and only for them",
             ".vmImage",
         ),
-        CelRule("!has(self.spot) || self.type == 'ec2'", "spot applies to ec2 entries only", ".spot"),
+        CelRule(
+            "!has(self.spot) || self.type == 'ec2'", "spot applies to ec2 entries only", ".spot"
+        ),
     )
 
     @model_validator(mode="after")

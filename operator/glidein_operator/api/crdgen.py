@@ -28,9 +28,7 @@ class SchemaError(ValueError):
 
 def _siblings(node: dict[str, Any]) -> dict[str, Any]:
     """Keys beside a $ref/allOf/anyOf that still apply to the unwrapped schema."""
-    return {
-        k: v for k, v in node.items() if k not in _DROP and not (k == "default" and v is None)
-    }
+    return {k: v for k, v in node.items() if k not in _DROP and not (k == "default" and v is None)}
 
 
 def _structural(node: dict[str, Any], defs: dict[str, Any], where: str) -> dict[str, Any]:
@@ -82,6 +80,10 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], where: str) -> dict[
         out[key] = copy.deepcopy(value)
     if "type" not in out:
         raise SchemaError(f"{where}: no type (structural schemas need one everywhere)")
+    if out["type"] == "number" and isinstance(out.get("default"), str):
+        # pydantic writes Decimal defaults as strings; the server wants a number.
+        number = float(out["default"])
+        out["default"] = int(number) if number.is_integer() else number
     if "enum" in out and "type" in out and out["type"] == "string":
         out["enum"] = list(out["enum"])
     return out

@@ -7,6 +7,7 @@ what pilots look like, and the limits and budget that bound the whole.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -29,7 +30,9 @@ class ScheddRef(ApiModel):
     """A schedd whose idle jobs this request provisions for."""
 
     name: str = Field(
-        min_length=1, max_length=256, description="The schedd's Name attribute, e.g. schedd@submit1."
+        min_length=1,
+        max_length=256,
+        description="The schedd's Name attribute, e.g. schedd@submit1.",
     )
     collector: str | None = Field(
         default=None,
@@ -140,7 +143,9 @@ class RequestLimits(ApiModel):
     min_pilots: int = Field(
         default=0, ge=0, description="Pilots kept alive even with an empty queue (warm pool)."
     )
-    max_pilots: int = Field(default=100, ge=0, description="Most pilots alive, all entries together.")
+    max_pilots: int = Field(
+        default=100, ge=0, description="Most pilots alive, all entries together."
+    )
     max_idle_pilots: int | None = Field(
         default=None,
         ge=0,
@@ -162,7 +167,9 @@ class RequestLimits(ApiModel):
     )
 
     cel_rules = (
-        CelRule("self.minPilots <= self.maxPilots", "minPilots must not exceed maxPilots", ".minPilots"),
+        CelRule(
+            "self.minPilots <= self.maxPilots", "minPilots must not exceed maxPilots", ".minPilots"
+        ),
         CelRule(
             "!has(self.maxIdlePilots) || self.maxIdlePilots <= self.maxPilots",
             "maxIdlePilots must not exceed maxPilots",
@@ -220,7 +227,8 @@ class Budget(ApiModel):
         description="Drain and terminate all cloud pilots of this request now ('we are going over budget').",
     )
     per_entry: dict[str, Money] = Field(
-        default_factory=dict, description="Optional limit per period for individual entries, by name."
+        default_factory=dict,
+        description="Optional limit per period for individual entries, by name.",
     )
 
     cel_rules = (
@@ -310,7 +318,7 @@ class SpendStatus(ApiModel):
     """Spend in the current budget period."""
 
     period_start: dt.datetime | None = Field(default=None, description="Start of the period.")
-    spent: Money = Field(default=0, description="Spent so far in the period.")
+    spent: Money = Field(default=Decimal(0), description="Spent so far in the period.")
 
 
 class GlideinRequestStatus(ApiModel):

@@ -125,7 +125,9 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 def _go() -> str:
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    go = shutil.which("go") or (
+        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
+    )
     if not go:
         raise AssetsError(
             "no control-plane binaries found and no Go toolchain to build them: install Go "
@@ -156,7 +158,9 @@ def staging_replacements(upstream_go_mod: str, version: str) -> list[tuple[str, 
 def kubernetes_wrapper(upstream_go_mod: str, version: str) -> tuple[str, str]:
     """(go.mod, tools.go) of the wrapper module that builds Kubernetes from the proxy."""
     go_line = re.search(r"^go (\S+)$", upstream_go_mod, re.M)
-    replaces = "\n".join(f"\t{m} => {m} {v}" for m, v in staging_replacements(upstream_go_mod, version))
+    replaces = "\n".join(
+        f"\t{m} => {m} {v}" for m, v in staging_replacements(upstream_go_mod, version)
+    )
     go_mod = (
         "module glidein.dev/controlplane-build/kubernetes\n\n"
         f"go {go_line.group(1) if go_line else '1.26.0'}\n\n"
@@ -182,7 +186,11 @@ def build(target: Path, log: bool = True) -> None:
         k8s = work / "kubernetes"
         k8s.mkdir()
         info = json.loads(
-            _run([go, "mod", "download", "-json", f"k8s.io/kubernetes@v{KUBERNETES_VERSION}"], work, log)
+            _run(
+                [go, "mod", "download", "-json", f"k8s.io/kubernetes@v{KUBERNETES_VERSION}"],
+                work,
+                log,
+            )
         )
         go_mod, tools = kubernetes_wrapper(Path(info["GoMod"]).read_text(), KUBERNETES_VERSION)
         (k8s / "go.mod").write_text(go_mod)
@@ -199,8 +207,17 @@ def build(target: Path, log: bool = True) -> None:
             ]
         )
         _run(
-            [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(target) + "/",
-             "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"],
+            [
+                go,
+                "build",
+                "-trimpath",
+                "-ldflags",
+                ldflags,
+                "-o",
+                str(target) + "/",
+                "k8s.io/kubernetes/cmd/kube-apiserver",
+                "k8s.io/kubernetes/cmd/kube-controller-manager",
+            ],
             k8s,
             log,
         )
@@ -216,8 +233,16 @@ def build(target: Path, log: bool = True) -> None:
         )
         _run([go, "mod", "tidy"], etcd, log)
         _run(
-            [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(target / "etcd"),
-             "go.etcd.io/etcd/server/v3"],
+            [
+                go,
+                "build",
+                "-trimpath",
+                "-ldflags",
+                "-s -w",
+                "-o",
+                str(target / "etcd"),
+                "go.etcd.io/etcd/server/v3",
+            ],
             etcd,
             log,
         )
@@ -231,4 +256,7 @@ def build(target: Path, log: bool = True) -> None:
         )
     )
     if log:
-        print(f"[controlplane build] done in {time.monotonic() - started:.0f}s -> {target}", flush=True)
+        print(
+            f"[controlplane build] done in {time.monotonic() - started:.0f}s -> {target}",
+            flush=True,
+        )

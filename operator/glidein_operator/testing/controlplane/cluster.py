@@ -200,7 +200,9 @@ class LocalControlPlane:
             ],
             d,
         )
-        self.kubeconfig = write_kubeconfig(d / "admin.kubeconfig", self.server, self.pki.ca.cert, admin, "admin")
+        self.kubeconfig = write_kubeconfig(
+            d / "admin.kubeconfig", self.server, self.pki.ca.cert, admin, "admin"
+        )
         context = ssl.create_default_context(cafile=str(self.pki.ca.cert))
         context.load_cert_chain(str(admin.cert), str(admin.key))
         self._ssl = context

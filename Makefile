@@ -1,0 +1,54 @@
+# Named targets for people and CI. `make test` is the README's test command and what
+# .ci/run runs; it installs what it needs into .venv and builds the control plane once.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):/usr/local/go/bin:$(PATH)
+
+.PHONY: all install lint typecheck crds crds-check controlplane unit integration test demo bench clean
+
+all: test
+
+$(BIN)/glidein-operator: pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/glidein-operator
+
+lint: install
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+
+typecheck: install
+	$(BIN)/mypy
+
+crds: install
+	$(BIN)/glidein-operator crds generate --out crds
+
+crds-check: install
+	$(BIN)/glidein-operator crds generate --out crds --check
+
+controlplane: install
+	$(BIN)/glidein-operator controlplane build
+
+unit: install
+	$(BIN)/pytest tests/unit -q
+
+integration: controlplane
+	$(BIN)/pytest tests/integration -q
+
+test: lint typecheck crds-check controlplane
+	$(BIN)/pytest tests -q --durations=10
+
+bench: install
+	$(BIN)/pytest tests/benchmarks --benchmark-enable -q
+
+demo: controlplane
+	$(BIN)/glidein-operator demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
