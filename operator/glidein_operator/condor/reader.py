@@ -1,0 +1,83 @@
+"""One query per schedd per cycle, shared by every request that reads it (async side).
+
+Requests differ in their jobConstraint; rather than one schedd query per request, the
+schedd is asked once for all idle jobs, projected on the union of the attributes any
+request needs, and clustered. Each request then filters *clusters* with its own
+constraint, which is exact because every attribute the constraint reads is part of the
+cluster key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import classad2
+
+from glidein_operator.condor.classads import evaluates_true
+from glidein_operator.condor.interface import Pool
+from glidein_operator.condor.jobs import JobCluster, cluster_jobs, significant_attributes
+from glidein_operator.condor.pilots import (
+    PILOT_ID,
+    STARTD_PROJECTION,
+    RegisteredPilot,
+    pilot_from_ad,
+)
+
+
+@dataclass
+class _Entry:
+    fetched: float
+    attributes: frozenset[str]
+    clusters: list[JobCluster]
+
+
+def select(clusters: list[JobCluster], constraint: str) -> list[JobCluster]:
+    """The clusters a request's jobConstraint admits."""
+    if constraint.strip().lower() == "true":
+        return clusters
+    expr = classad2.ExprTree(constraint)
+    return [c for c in clusters if evaluates_true(expr, c.ad)]
+
+
+class PoolReader:
+    """Caches each schedd's clusters for ``ttl`` seconds (about one reconcile period)."""
+
+    def __init__(
+        self, pool: Pool, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.pool = pool
+        self.ttl = ttl
+        self.clock = clock
+        self._jobs: dict[str, _Entry] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._slots: tuple[float, list[RegisteredPilot]] | None = None
+        self._slots_lock = asyncio.Lock()
+
+    async def clusters(self, schedd: str, expressions: tuple[str, ...]) -> list[JobCluster]:
+        needed = frozenset(significant_attributes(expressions))
+        lock = self._locks.setdefault(schedd, asyncio.Lock())
+        async with lock:
+            cached = self._jobs.get(schedd)
+            now = self.clock()
+            if cached and now - cached.fetched < self.ttl and needed <= cached.attributes:
+                return cached.clusters
+            attributes = needed | (cached.attributes if cached else frozenset())
+            significant = tuple(sorted(attributes))
+            ads = await asyncio.to_thread(self.pool.idle_jobs, schedd, "true", significant)
+            clusters = await asyncio.to_thread(cluster_jobs, schedd, ads, significant)
+            self._jobs[schedd] = _Entry(now, attributes, clusters)
+            return clusters
+
+    async def pilots(self, now_epoch: float) -> list[RegisteredPilot]:
+        async with self._slots_lock:
+            if self._slots and self.clock() - self._slots[0] < self.ttl:
+                return self._slots[1]
+            ads = await asyncio.to_thread(
+                self.pool.slot_ads, f"{PILOT_ID} =!= undefined", STARTD_PROJECTION
+            )
+            pilots = [p for ad in ads if (p := pilot_from_ad(ad, now_epoch)) is not None]
+            self._slots = (self.clock(), pilots)
+            return pilots
