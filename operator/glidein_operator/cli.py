@@ -33,6 +33,35 @@ def version() -> None:
     print(__version__)
 
 
+@app.command("plan")
+def plan_cmd(
+    resources: Annotated[
+        list[Path], typer.Argument(help="Resource YAML files or folders (e.g. examples/).")
+    ],
+    jobs: Annotated[
+        Path, typer.Option("--jobs", "-j", help="Idle jobs: condor_q -json output or ClassAd text.")
+    ],
+    request: Annotated[str | None, typer.Option(help="Only this GlideinRequest.")] = None,
+    no_ramp: Annotated[
+        bool, typer.Option("--no-ramp", help="Ignore slow start (show the steady-state plan).")
+    ] = False,
+) -> None:
+    """Dry run: what would start where for these jobs, and which limit bound each number."""
+    from glidein_operator.provisioning.dryrun import dry_run
+    from glidein_operator.provisioning.planner import Ramp
+    from glidein_operator.provisioning.report import render
+
+    try:
+        runs = dry_run(resources, jobs, request, ramp=Ramp(initial=10**9) if no_ramp else None)
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    # Wide enough for every column when piped to a file or a pager.
+    out = Console(width=None if sys.stdout.isatty() else 200)
+    for run in runs:
+        render(out, run)
+
+
 @crds_app.command("generate")
 def crds_generate(
     out: Annotated[Path, typer.Option(help="Folder to write the CRD YAML into.")] = Path("crds"),

@@ -213,17 +213,17 @@ class Matcher:
             if mask and request_expr is not None:
                 mask &= self._mask(request_expr, cluster.ad, machine_side=True)
             chosen: dict[str, tuple[Offer, int]] = {}
-            if mask:
-                for group in self.entries:
-                    bits = mask & group.mask
-                    while bits:
-                        low = bits & -bits
-                        offer = self.offers[low.bit_length() - 1]
-                        per_pilot = offer.jobs_per_pilot(cluster, self.partitionable)
-                        if per_pilot > 0:
-                            chosen[group.entry] = (offer, per_pilot)
-                            break
-                        bits ^= low
+            # Walk the set bits only: offers of an entry are contiguous and in preference
+            # order, so the first one that fits is the entry's choice.
+            while mask:
+                low = mask & -mask
+                mask ^= low
+                offer = self.offers[low.bit_length() - 1]
+                if offer.entry in chosen:
+                    continue
+                per_pilot = offer.jobs_per_pilot(cluster, self.partitionable)
+                if per_pilot > 0:
+                    chosen[offer.entry] = (offer, per_pilot)
             out.append(ClusterMatch(cluster, chosen))
         return out
 
@@ -253,10 +253,26 @@ def _value_key(value: object) -> object:
     return str(value) if isinstance(value, classad2.ExprTree) else value
 
 
+_REFS: dict[str, frozenset[str]] = {}
+_EMPTY = classad2.ClassAd()
+
+
+def _refs(expr: classad2.ExprTree) -> frozenset[str]:
+    # Which names an expression reads does not depend on the ad (both sides are taken),
+    # so it is computed once per distinct expression text.
+    text = str(expr)
+    names = _REFS.get(text)
+    if names is None:
+        names = frozenset(referenced_names(_EMPTY, expr))
+        if len(_REFS) < 100_000:
+            _REFS[text] = names
+    return names
+
+
 def _closure(ad: classad2.ClassAd, expr: classad2.ExprTree, depth: int = 4) -> set[str]:
     """Names ``expr`` reads, following attributes of ``ad`` that are themselves expressions
     (RequestMemory = MemoryUsage ...): the result depends on all of them."""
-    names = referenced_names(ad, expr)
+    names = set(_refs(expr))
     if depth == 0:
         return names
     for name in list(names):

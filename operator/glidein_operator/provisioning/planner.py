@@ -331,11 +331,9 @@ def plan(
         n = launch[name]
         w.plan.launch = n
         if n:
-            types = sorted(w.units_by_type.items(), key=lambda kv: kv[0]) or [
-                (_cheapest(matcher, name).instance_type, 1.0)
-            ]
-            shares = _largest_remainder(n, [u for _, u in types])
-            w.plan.launch_by_type = {t: k for (t, _), k in zip(types, shares, strict=True) if k}
+            w.plan.launch_by_type = _split_by_type(
+                n, w.units_by_type, _cheapest(matcher, name).instance_type
+            )
 
     entries = [w.plan for w in work.values()]
     entries += [EntryPlan(entry=name, bound_by=why) for name, why in sorted(blocked.items())]
@@ -346,6 +344,22 @@ def plan(
         bound_by=request_bound,
         evaluations=matcher.evaluations,
     )
+
+
+def _split_by_type(n: int, units: dict[str, float], cheapest: str) -> dict[str, int]:
+    """Launches per instance type: each type gets the pilots its clusters need; what is
+    left (reserve, warm pool) goes to the cheapest; a cut is shared out in proportion."""
+    need = {t: math.ceil(u - 1e-9) for t, u in sorted(units.items()) if u > 1e-9}
+    total = sum(need.values())
+    if total <= n:
+        out = dict(need)
+        if n > total:
+            out[cheapest] = out.get(cheapest, 0) + n - total
+    else:
+        names = list(need)
+        shares = _largest_remainder(n, [float(need[t]) for t in names])
+        out = dict(zip(names, shares, strict=True))
+    return {t: k for t, k in out.items() if k}
 
 
 def _cheapest(matcher: Matcher, entry: str) -> Offer:
@@ -371,21 +385,22 @@ def _assign(matched: list[ClusterMatch], work: dict[str, _EntryWork]) -> None:
         name: sum(j / matched[ci].entries[name][1] for ci, j in w.jobs.items())
         for name, w in work.items()
     }
+    has_spare = {n for n in work if supply[n] - demand[n] > 1e-9}
     for name, w in work.items():
         over = demand[name] - supply[name]
-        if over <= 1e-9:
+        if over <= 1e-9 or not has_spare:
             continue
         for ci in sorted(w.jobs):
-            if over <= 1e-9:
+            if over <= 1e-9 or not has_spare:
                 break
             m = matched[ci]
             per_pilot = m.entries[name][1]
-            for other in m.entries:
+            # Only entries that still have room and also match: a set intersection, not a
+            # walk over every entry a widely matching cluster can use.
+            for other in sorted(has_spare.intersection(m.entries)):
                 if other == name or over <= 1e-9:
                     continue
                 spare = supply[other] - demand[other]
-                if spare <= 1e-9:
-                    continue
                 other_per_pilot = m.entries[other][1]
                 movable = min(
                     w.jobs.get(ci, 0),
@@ -400,5 +415,7 @@ def _assign(matched: list[ClusterMatch], work: dict[str, _EntryWork]) -> None:
                 over -= movable / per_pilot
                 demand[name] -= movable / per_pilot
                 demand[other] += movable / other_per_pilot
+                if supply[other] - demand[other] <= 1e-9:
+                    has_spare.discard(other)
             if not w.jobs.get(ci):
                 w.jobs.pop(ci, None)

@@ -1,0 +1,96 @@
+"""Which entries a request may use, and for each one it may not, the exact reason.
+
+An entry serves a request when the request selects it (by name or label, or selects
+nothing and so takes all), holds a credential of a type the entry's trust domain
+accepts, and (for VMs) the entry's image is staged in the entry's region. Everything
+here is pure: the operator and ``glidein-operator plan`` both call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from glidein_operator.api.cloudentry import VM_ENTRY_TYPES, CloudEntrySpec
+from glidein_operator.api.glideinrequest import Credential, GlideinRequestSpec
+from glidein_operator.api.trustdomain import TrustDomainSpec
+from glidein_operator.api.vmimage import VMImageSpec
+from glidein_operator.provisioning.planner import Candidate
+
+
+@dataclass(frozen=True)
+class EntryRecord:
+    name: str
+    labels: Mapping[str, str]
+    spec: CloudEntrySpec
+
+
+def selected(request: GlideinRequestSpec, entry: EntryRecord) -> bool:
+    sel = request.entries
+    if not sel.names and sel.selector is None:
+        return True
+    if entry.name in sel.names:
+        return True
+    if sel.selector is not None and sel.selector.match_labels:
+        return all(entry.labels.get(k) == v for k, v in sel.selector.match_labels.items())
+    return False
+
+
+def credential_for(
+    request: GlideinRequestSpec, entry: CloudEntrySpec, domains: Mapping[str, TrustDomainSpec]
+) -> tuple[Credential | None, str]:
+    """The request's credential for this entry, or None and why not."""
+    domain = domains.get(entry.trust_domain)
+    if domain is None:
+        return None, f"trust domain {entry.trust_domain!r} does not exist"
+    held = [c for c in request.credentials if c.trust_domain == entry.trust_domain]
+    if not held:
+        return None, f"no credential for trust domain {entry.trust_domain!r}"
+    for cred in held:
+        if cred.type in domain.credential_types:
+            return cred, ""
+    types = ", ".join(sorted({c.type for c in held}))
+    accepted = ", ".join(domain.credential_types)
+    return (
+        None,
+        f"credential type {types} not accepted by trust domain {entry.trust_domain!r} (accepts {accepted})",
+    )
+
+
+def image_for(
+    entry: CloudEntrySpec, images: Mapping[str, VMImageSpec]
+) -> tuple[VMImageSpec | None, str]:
+    if entry.type not in VM_ENTRY_TYPES:
+        return None, ""
+    assert entry.vm_image is not None  # the schema requires it for VM types
+    image = images.get(entry.vm_image)
+    if image is None:
+        return None, f"VMImage {entry.vm_image!r} does not exist"
+    region = entry.image_region or ""
+    if image.location(entry.type, region) is None:
+        return None, f"VMImage {entry.vm_image!r} has no {entry.type} location in region {region!r}"
+    return image, ""
+
+
+def candidates(
+    request: GlideinRequestSpec,
+    entries: list[EntryRecord],
+    domains: Mapping[str, TrustDomainSpec],
+    images: Mapping[str, VMImageSpec],
+) -> tuple[list[Candidate], dict[str, str]]:
+    """(entries the request may use, {entry: why not} for selected entries it may not)."""
+    usable: list[Candidate] = []
+    blocked: dict[str, str] = {}
+    for e in sorted(entries, key=lambda r: r.name):
+        if not selected(request, e):
+            continue
+        cred, why = credential_for(request, e.spec, domains)
+        if cred is None:
+            blocked[e.name] = why
+            continue
+        image, why = image_for(e.spec, images)
+        if why:
+            blocked[e.name] = why
+            continue
+        usable.append(Candidate(e.name, e.spec, image))
+    return usable, blocked

@@ -1,0 +1,105 @@
+"""Which entries a request may use (with reasons) and the `plan` dry run on the examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from glidein_operator.api.objects import load
+from glidein_operator.cli import app
+from glidein_operator.provisioning.eligibility import EntryRecord, candidates
+from tests.malformed_cases import example
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _world(mutate_request=None, mutate_image=None):  # type: ignore[no-untyped-def]
+    resources = load([ROOT / "examples"])
+    domains = {r.name: r.spec for r in resources if r.kind.kind == "TrustDomain"}
+    images = {r.name: r.spec for r in resources if r.kind.kind == "VMImage"}
+    entries = [
+        EntryRecord(r.name, r.labels, r.spec) for r in resources if r.kind.kind == "CloudEntry"
+    ]
+    req = next(r.spec for r in resources if r.kind.kind == "GlideinRequest")
+    if mutate_request:
+        req = mutate_request(req)
+    if mutate_image:
+        images = mutate_image(images)
+    return req, entries, domains, images
+
+
+def test_examples_request_can_use_every_example_entry() -> None:
+    usable, blocked = candidates(*_world())
+    assert blocked == {}
+    assert {c.name for c in usable} == {
+        "aws-us-east-1",
+        "hlt-openstack",
+        "fermicloud-one",
+        "osg-nebraska",
+        "local-pods",
+    }
+
+
+def test_missing_credential_and_wrong_type_are_named() -> None:
+    def drop_aws_and_wrong_grid(req):  # type: ignore[no-untyped-def]
+        creds = [c for c in req.credentials if c.trust_domain != "aws"]
+        for c in creds:
+            if c.trust_domain == "osg":
+                object.__setattr__(c, "type", "kubeconfig")
+        return req.model_copy(update={"credentials": creds})
+
+    _, blocked = candidates(*_world(mutate_request=drop_aws_and_wrong_grid))
+    assert blocked["aws-us-east-1"] == "no credential for trust domain 'aws'"
+    assert (
+        "credential type kubeconfig not accepted by trust domain 'osg'" in blocked["osg-nebraska"]
+    )
+
+
+def test_image_absent_in_region_is_named() -> None:
+    def only_us_west(images):  # type: ignore[no-untyped-def]
+        img = images["glidein-el9-2026.11"]
+        locs = [loc for loc in img.locations if loc.region != "us-east-1"]
+        return {**images, "glidein-el9-2026.11": img.model_copy(update={"locations": locs})}
+
+    _, blocked = candidates(*_world(mutate_image=only_us_west))
+    assert blocked == {
+        "aws-us-east-1": "VMImage 'glidein-el9-2026.11' has no ec2 location in region 'us-east-1'"
+    }
+
+
+def test_entry_selection_by_label() -> None:
+    req, entries, domains, images = _world()
+    data = example("GlideinRequest", "cms-production")["spec"]
+    data["entries"] = {"selector": {"matchLabels": {"glidein.dev/cloud": "commercial"}}}
+    picked = req.model_validate(data)
+    usable, _ = candidates(picked, entries, domains, images)
+    assert [c.name for c in usable] == ["aws-us-east-1"]
+
+
+def test_plan_command_on_the_examples() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["plan", str(ROOT / "examples"), "--jobs", str(ROOT / "examples/jobs/idle-jobs.classads")],
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "aws-us-east-1" in out
+    assert "1x m5.xlarge, 1x r5.2xlarge" in out
+    assert "idle jobs: 4   launch: 3" in out
+    assert "Requirements match no entry" in out  # the 500 GB job
+
+
+def test_plan_command_reports_a_missing_request_clearly() -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "plan",
+            str(ROOT / "examples"),
+            "--jobs",
+            str(ROOT / "examples/jobs/idle-jobs.classads"),
+            "--request",
+            "nope",
+        ],
+    )
+    assert result.exit_code == 2
