@@ -62,6 +62,19 @@ def plan_cmd(
         render(out, run)
 
 
+@app.command()
+def demo(
+    cycles: Annotated[int, typer.Option(help="Reconcile cycles to run.")] = 16,
+    interval: Annotated[float, typer.Option(help="Seconds between cycles.")] = 0.5,
+) -> None:
+    """Local control plane + examples + a simulated schedd, planned live."""
+    from glidein_operator.demo import run
+
+    summary = run(cycles=cycles, interval=interval)
+    if summary["idle_jobs_left"]:
+        raise typer.Exit(1)
+
+
 @crds_app.command("generate")
 def crds_generate(
     out: Annotated[Path, typer.Option(help="Folder to write the CRD YAML into.")] = Path("crds"),
