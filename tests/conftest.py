@@ -9,6 +9,7 @@ laptop, a dev cluster): the tests create what they need and remove it afterwards
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,5 +50,11 @@ def cluster() -> Iterator[Cluster]:
 def namespace(cluster: Cluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
+    # Pods are refused until the service-account controller has made 'default'.
+    deadline = time.monotonic() + 30
+    while cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no default service account in {name} after 30 s")
+        time.sleep(0.1)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

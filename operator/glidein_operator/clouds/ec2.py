@@ -1,0 +1,375 @@
+"""EC2 (and EC2-compatible clouds) through boto3.
+
+One RunInstances per batch (MinCount=1, MaxCount=count, ClientToken=batch key), tags
+written atomically through TagSpecifications, one paginated DescribeInstances per entry
+per cycle. Retries of throttled calls are botocore's ("standard" retry mode); what still
+fails is mapped to the domain errors of ``base``.
+
+SSH keys. A key pair per VM (the seeds' model: a leaked key opens one VM) cannot be had
+with one RunInstances for many VMs, since a call takes one KeyName. ``key_pairs``
+chooses: "perBatch" (default: one fresh key pair per launch call, so a key opens at most
+``maxLaunchPerCycle`` VMs), "perVM" (one call per VM, the seeds' model, at N calls), or
+"none". The private half is never kept: nobody logs in with it, and no shared key
+exists to leak; admins read console logs instead. Key pairs are deleted once no pilot of
+their batch is alive.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from glidein_operator.api.cloudentry import Ec2Settings
+from glidein_operator.clouds.base import (
+    TAG_BATCH,
+    TAG_ENTRY,
+    TAG_INSTANCE_TYPE,
+    TAG_OPERATOR,
+    TAG_PILOT_ID,
+    TAG_REQUEST_UID,
+    TAG_SPOT,
+    AuthError,
+    CloudPilot,
+    DriverError,
+    InsufficientCapacity,
+    InvalidConfig,
+    LaunchBatch,
+    NotFound,
+    PilotState,
+    QuotaExceeded,
+    Throttled,
+    Unavailable,
+)
+
+USER_DATA_LIMIT = 16 * 1024  # bytes, before base64 (EC2's limit)
+KeyPairMode = Literal["perBatch", "perVM", "none"]
+
+_STATES = {
+    "pending": PilotState.PENDING,
+    "running": PilotState.RUNNING,
+    "shutting-down": PilotState.TERMINATED,
+    "terminated": PilotState.TERMINATED,
+    "stopping": PilotState.SHUTDOWN,
+    "stopped": PilotState.SHUTDOWN,
+}
+
+_AUTH = {
+    "AuthFailure",
+    "UnauthorizedOperation",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "OptInRequired",
+    "Blocked",
+}
+_QUOTA = {
+    "InstanceLimitExceeded",
+    "VcpuLimitExceeded",
+    "ResourceLimitExceeded",
+    "MaxSpotInstanceCountExceeded",
+    "KeyPairLimitExceeded",
+}
+_CAPACITY = {
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacity",
+    "InsufficientHostCapacity",
+    "SpotMaxPriceTooLow",
+    "InsufficientReservedInstanceCapacity",
+}
+_THROTTLE = {
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+}
+
+
+def map_error(exc: Exception, entry: str) -> DriverError:
+    """botocore exceptions -> the domain taxonomy (the one place this happens)."""
+    if isinstance(exc, DriverError):
+        return exc
+    if isinstance(exc, EndpointConnectionError):
+        return Unavailable(f"EC2 endpoint unreachable: {exc}", entry=entry)
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        text = f"{code}: {message}"
+        if code in _AUTH:
+            return AuthError(text, entry=entry)
+        if code in _QUOTA:
+            return QuotaExceeded(text, entry=entry)
+        if code in _CAPACITY:
+            return InsufficientCapacity(text, entry=entry)
+        if code in _THROTTLE:
+            return Throttled(text, entry=entry)
+        if code.endswith(".NotFound") or code.endswith("NotFound"):
+            return NotFound(text, entry=entry)
+        if status >= 500 or code in ("InternalError", "Unavailable", "ServiceUnavailable"):
+            return Unavailable(text, entry=entry)
+        return InvalidConfig(text, entry=entry)
+    if isinstance(exc, BotoCoreError):
+        return Unavailable(f"EC2 call failed: {exc}", entry=entry)
+    return DriverError(f"unexpected EC2 failure: {exc!r}", entry=entry)
+
+
+class Ec2Driver:
+    """Pilots as EC2 instances at one entry."""
+
+    def __init__(
+        self,
+        entry: str,
+        settings: Ec2Settings,
+        *,
+        access_key_id: str,
+        secret_access_key: str,
+        operator_id: str,
+        key_pairs: KeyPairMode = "perBatch",
+        page_size: int = 1000,
+        max_attempts: int = 4,
+    ) -> None:
+        self.entry = entry
+        self.settings = settings
+        self.operator_id = operator_id
+        self.key_pairs = key_pairs
+        self.page_size = page_size
+        self._client = boto3.client(
+            "ec2",
+            region_name=settings.region,
+            endpoint_url=settings.endpoint_url,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": max_attempts},
+                connect_timeout=5,
+                read_timeout=30,
+                max_pool_connections=10,
+            ),
+        )
+
+    # --- launch ------------------------------------------------------------------------
+
+    def launch(self, batch: LaunchBatch) -> list[CloudPilot]:
+        if len(batch.user_data) > USER_DATA_LIMIT:
+            raise InvalidConfig(
+                f"user data is {len(batch.user_data)} bytes; EC2 takes at most {USER_DATA_LIMIT}",
+                entry=self.entry,
+            )
+        if not batch.image_id:
+            raise InvalidConfig("no image id for an EC2 launch", entry=self.entry)
+        try:
+            if self.key_pairs == "perVM":
+                out: list[CloudPilot] = []
+                for index in range(batch.count):
+                    out += self._run(batch, index_base=index, count=1, token_suffix=f"-{index}")
+                return out
+            return self._run(batch, index_base=0, count=batch.count, token_suffix="")
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+
+    def _run(
+        self, batch: LaunchBatch, *, index_base: int, count: int, token_suffix: str
+    ) -> list[CloudPilot]:
+        token = (batch.key + token_suffix)[-64:]  # ClientToken: at most 64 ASCII characters
+        tags = {**batch.tags(), TAG_OPERATOR: self.operator_id}
+        if self.key_pairs == "perVM":
+            tags[TAG_PILOT_ID] = batch.pilot_id(index_base)
+        params: dict[str, Any] = {
+            "ImageId": batch.image_id,
+            "InstanceType": batch.shape.name,
+            "MinCount": 1,
+            "MaxCount": count,
+            "ClientToken": token,
+            "UserData": batch.user_data.decode("utf-8"),
+            # Pilots shut themselves down at the end of their life; that must end the VM.
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": _tag_list(tags)},
+                {"ResourceType": "volume", "Tags": _tag_list(tags)},
+            ],
+        }
+        if self.key_pairs != "none":
+            params["KeyName"] = self._ensure_key_pair(token, tags)
+        s = self.settings
+        if s.subnet_id:
+            params["SubnetId"] = s.subnet_id
+        if s.security_group_ids:
+            params["SecurityGroupIds"] = list(s.security_group_ids)
+        if s.availability_zone:
+            params["Placement"] = {"AvailabilityZone": s.availability_zone}
+        if s.instance_profile:
+            key = "Arn" if s.instance_profile.startswith("arn:") else "Name"
+            params["IamInstanceProfile"] = {key: s.instance_profile}
+        if batch.spot:
+            spot: dict[str, Any] = {
+                "SpotInstanceType": "one-time",
+                "InstanceInterruptionBehavior": "terminate",
+            }
+            if batch.spot_max_price is not None:
+                spot["MaxPrice"] = str(batch.spot_max_price)
+            params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
+        reply = self._client.run_instances(**params)
+        return [
+            self._pilot(i, batch.key if self.key_pairs != "perVM" else None, index_base)
+            for i in reply["Instances"]
+        ]
+
+    def _ensure_key_pair(self, name_seed: str, tags: dict[str, str]) -> str:
+        name = f"glidein-{name_seed}"[:255]
+        try:
+            self._client.create_key_pair(
+                KeyName=name,
+                KeyType="ed25519",
+                TagSpecifications=[{"ResourceType": "key-pair", "Tags": _tag_list(tags)}],
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidKeyPair.Duplicate":
+                raise
+            # A retry of the same batch: the key pair from the first try is ours.
+        return name
+
+    # --- list --------------------------------------------------------------------------
+
+    def _instances(self, extra_filters: Sequence[dict[str, Any]] = ()) -> Iterator[dict[str, Any]]:
+        paginator = self._client.get_paginator("describe_instances")
+        filters = [
+            {"Name": f"tag:{TAG_OPERATOR}", "Values": [self.operator_id]},
+            {"Name": f"tag:{TAG_ENTRY}", "Values": [self.entry]},
+            *extra_filters,
+        ]
+        for page in paginator.paginate(
+            Filters=filters, PaginationConfig={"PageSize": self.page_size}
+        ):
+            for reservation in page["Reservations"]:
+                yield from reservation["Instances"]
+
+    def list_pilots(self) -> list[CloudPilot]:
+        try:
+            return [self._pilot(i) for i in self._instances()]
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+
+    def _pilot(
+        self, inst: dict[str, Any], batch_key: str | None = None, index_base: int = 0
+    ) -> CloudPilot:
+        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+        batch = tags.get(TAG_BATCH, batch_key or "")
+        pilot_id = (
+            tags.get(TAG_PILOT_ID) or f"{batch}-{int(inst.get('AmiLaunchIndex', 0)) + index_base}"
+        )
+        state = inst.get("State", {}).get("Name", "")
+        launched = inst.get("LaunchTime")
+        return CloudPilot(
+            pilot_id=pilot_id,
+            cloud_id=inst["InstanceId"],
+            entry=tags.get(TAG_ENTRY, self.entry),
+            request_uid=tags.get(TAG_REQUEST_UID, ""),
+            batch=batch,
+            instance_type=tags.get(TAG_INSTANCE_TYPE, inst.get("InstanceType", "")),
+            state=_STATES.get(state, PilotState.UNKNOWN),
+            launched_at=launched if isinstance(launched, dt.datetime) else None,
+            spot=tags.get(TAG_SPOT) == "true" or inst.get("InstanceLifecycle") == "spot",
+            raw_state=state,
+            extra={"keyName": inst.get("KeyName", "")} if inst.get("KeyName") else {},
+        )
+
+    # --- terminate ---------------------------------------------------------------------
+
+    def terminate(self, pilots: Sequence[CloudPilot]) -> None:
+        ids = [p.cloud_id for p in pilots if p.state is not PilotState.TERMINATED]
+        try:
+            for start in range(0, len(ids), 1000):
+                self._terminate_ids(ids[start : start + 1000])
+            batches = {p.batch for p in pilots if p.batch}
+            if batches and self.key_pairs != "none":
+                self._delete_key_pairs(batches)
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+
+    def _terminate_ids(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        try:
+            self._client.terminate_instances(InstanceIds=ids)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidInstanceID.NotFound":
+                raise
+            # Some are already gone (done); terminate the rest one by one.
+            for instance_id in ids:
+                try:
+                    self._client.terminate_instances(InstanceIds=[instance_id])
+                except ClientError as inner:
+                    if inner.response.get("Error", {}).get("Code") != "InvalidInstanceID.NotFound":
+                        raise
+
+    def _delete_key_pairs(self, batches: set[str]) -> None:
+        """Delete the key pairs of these batches once none of their instances is alive."""
+        alive = {
+            p.batch
+            for p in (
+                self._pilot(i)
+                for i in self._instances([{"Name": f"tag:{TAG_BATCH}", "Values": sorted(batches)}])
+            )
+            if p.state in (PilotState.PENDING, PilotState.RUNNING, PilotState.SHUTDOWN)
+        }
+        reply = self._client.describe_key_pairs(
+            Filters=[
+                {"Name": f"tag:{TAG_OPERATOR}", "Values": [self.operator_id]},
+                {"Name": f"tag:{TAG_BATCH}", "Values": sorted(batches)},
+            ]
+        )
+        for kp in reply.get("KeyPairs", []):
+            tags = {t["Key"]: t["Value"] for t in kp.get("Tags", [])}
+            if tags.get(TAG_BATCH) not in alive:
+                self._client.delete_key_pair(KeyName=kp["KeyName"])
+
+    def key_pairs_left(self) -> list[str]:
+        """Names of our key pairs at this entry (for garbage collection and tests)."""
+        reply = self._client.describe_key_pairs(
+            Filters=[
+                {"Name": f"tag:{TAG_OPERATOR}", "Values": [self.operator_id]},
+                {"Name": f"tag:{TAG_ENTRY}", "Values": [self.entry]},
+            ]
+        )
+        return sorted(kp["KeyName"] for kp in reply.get("KeyPairs", []))
+
+    # --- logs and images -----------------------------------------------------------------
+
+    def console_log(self, pilot: CloudPilot) -> str:
+        try:
+            reply = self._client.get_console_output(InstanceId=pilot.cloud_id, Latest=True)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidInstanceID.NotFound":
+                return ""
+            raise map_error(exc, self.entry) from exc
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+        output = reply.get("Output") or ""
+        try:
+            return base64.b64decode(output).decode("utf-8", errors="replace")
+        except ValueError:
+            return str(output)
+
+    def image_exists(self, image_id: str) -> bool:
+        try:
+            return bool(self._client.describe_images(ImageIds=[image_id]).get("Images"))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in (
+                "InvalidAMIID.NotFound",
+                "InvalidAMIID.Malformed",
+                "InvalidAMIID.Unavailable",
+            ):
+                return False
+            raise map_error(exc, self.entry) from exc
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+
+
+def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]

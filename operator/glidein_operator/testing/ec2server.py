@@ -1,0 +1,241 @@
+"""moto's EC2 in server mode, made to behave like AWS where our code depends on it.
+
+Real boto3 talks HTTP to it. Two things moto does differently from AWS are fixed here:
+
+* ClientToken: AWS answers a repeated RunInstances carrying the same token with the
+  first call's reservation and starts nothing; moto starts new instances every time.
+* MaxCount: AWS starts as many as it can up to MaxCount; moto starts MinCount.
+
+And it is programmable, like a good fake: queue errors for an action (the next N calls
+of RunInstances answer InsufficientInstanceCapacity, say) and read how many calls of
+each action it served. Control lives under ``/_glidein/``.
+
+Run: ``python -m glidein_operator.testing.ec2server --port 5000``; in tests use
+``Ec2Server`` (a subprocess on a free port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from glidein_operator.testing.controlplane.cluster import free_port
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _patch_moto() -> None:
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses.instances import InstanceResponse
+
+    original = InstanceResponse.run_instances
+    lock = threading.Lock()
+
+    def run_instances(self: Any) -> Any:
+        token = self._get_param("ClientToken")
+        max_count = int(self._get_param("MaxCount") or self._get_param("MinCount") or 1)
+        with lock:
+            if token:
+                for reservation in list(self.ec2_backend.reservations.values()):
+                    if any(
+                        getattr(i, "client_token", None) == token for i in reservation.instances
+                    ):
+                        return ActionResult(reservation)
+            backend = self.ec2_backend
+            run = backend.run_instances
+
+            def run_max(image_id: str, count: int, *args: Any, **kwargs: Any) -> Any:
+                return run(image_id, max(count, max_count), *args, **kwargs)
+
+            backend.run_instances = run_max
+            try:
+                return original(self)
+            finally:
+                del backend.run_instances
+
+    InstanceResponse.run_instances = run_instances  # type: ignore[method-assign]
+
+
+@dataclass
+class _Fault:
+    code: str
+    message: str
+    status: int
+    times: int
+
+
+@dataclass
+class FaultInjector:
+    app: WsgiApp
+    faults: dict[str, deque[_Fault]] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_glidein/"):
+            return self._control(path, environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        form = urllib.parse.parse_qs(body.decode("utf-8", errors="replace"))
+        action = (form.get("Action") or [""])[0]
+        if action:
+            with self.lock:
+                self.calls[action] += 1
+                queue = self.faults.get(action)
+                fault = queue[0] if queue else None
+                if fault:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        queue.popleft()  # type: ignore[union-attr]
+            if fault:
+                xml = (
+                    '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+                    f"<Code>{fault.code}</Code><Message>{fault.message}</Message>"
+                    "</Error></Errors><RequestID>glidein-fault</RequestID></Response>"
+                ).encode()
+                start_response(f"{fault.status} Injected", [("Content-Type", "text/xml")])
+                return [xml]
+        return self.app(environ, start_response)
+
+    def _control(
+        self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        out: Any = {}
+        if path == "/_glidein/faults" and method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            with self.lock:
+                self.faults.setdefault(spec["action"], deque()).append(
+                    _Fault(
+                        spec["code"],
+                        spec.get("message", "injected"),
+                        int(spec.get("status", 400)),
+                        int(spec.get("times", 1)),
+                    )
+                )
+        elif path == "/_glidein/faults" and method == "DELETE":
+            with self.lock:
+                self.faults.clear()
+        elif path == "/_glidein/calls" and method == "DELETE":
+            with self.lock:
+                self.calls.clear()
+        elif path == "/_glidein/calls":
+            with self.lock:
+                out = dict(self.calls)
+        elif path == "/_glidein/health":
+            out = {"ok": True}
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(out).encode()]
+
+
+def build_app() -> FaultInjector:
+    _patch_moto()
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    return FaultInjector(DomainDispatcherApplication(create_backend_app))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="moto EC2, AWS-faithful on ClientToken and MaxCount"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    from werkzeug.serving import make_server
+
+    server = make_server(args.host, args.port, build_app(), threaded=True)
+    print(f"ec2 test server on http://{args.host}:{args.port}", flush=True)
+    server.serve_forever()
+
+
+class Ec2Server:
+    """The server in a subprocess on a free port, for tests and the demo."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Ec2Server:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "glidein_operator.testing.ec2server", "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError("ec2 test server exited at start")
+            try:
+                self._get("/_glidein/health")
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("ec2 test server did not start in 30 s")
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(10)
+
+    def _get(self, path: str, method: str = "GET", body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            return json.loads(resp.read() or b"{}")
+
+    def fail(
+        self,
+        action: str,
+        code: str,
+        *,
+        times: int = 1,
+        status: int = 400,
+        message: str = "injected",
+    ) -> None:
+        """The next ``times`` calls of ``action`` answer the error ``code``."""
+        self._get(
+            "/_glidein/faults",
+            "POST",
+            {"action": action, "code": code, "times": times, "status": status, "message": message},
+        )
+
+    def calls(self) -> dict[str, int]:
+        return dict(self._get("/_glidein/calls"))
+
+    def reset(self) -> None:
+        """Forget every instance, key pair, fault and count."""
+        self._get("/_glidein/calls", "DELETE")
+        self._get("/_glidein/faults", "DELETE")
+        req = urllib.request.Request(self.url + "/moto-api/reset", method="POST")  # noqa: S310
+        urllib.request.urlopen(req, timeout=10).close()  # noqa: S310
+
+    def __enter__(self) -> Ec2Server:
+        return self.start()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":
+    main()
