@@ -24,7 +24,7 @@ class Harness:
     leftovers: Callable[[Driver], list[str]]
     console_text: str  # something the console log of a fresh pilot contains ("" if none yet)
     missing_image: str | None = None
-    supports: set[str] = field(default_factory=lambda: {"quota", "capacity", "throttle"})
+    secrets: tuple[str, ...] = ()  # credential values that must never show in an error
     extra: dict[str, Any] = field(default_factory=dict)
 
     def batch(
@@ -60,6 +60,8 @@ def ec2_server() -> Iterator[Any]:
 
 
 _EC2_IMAGE: dict[str, str] = {}
+EC2_SECRET = "ec2-secret-key-value-0001"
+BAD_PASSWORD = "wrong-password-value-0002"
 
 
 def _ec2(ec2_server: Any) -> Harness:
@@ -85,7 +87,7 @@ def _ec2(ec2_server: Any) -> Harness:
             entry,
             Ec2Settings(region="us-east-1", endpoint_url=ec2_server.url),
             access_key_id="testing",
-            secret_access_key="testing",
+            secret_access_key=EC2_SECRET,
             operator_id=operator_id,
         )
         if bad_auth:
@@ -113,6 +115,7 @@ def _ec2(ec2_server: Any) -> Harness:
         fail,
         lambda d: d.key_pairs_left(),  # type: ignore[attr-defined]
         console_text="Linux version",
+        secrets=(EC2_SECRET,),
         missing_image="ami-00000000deadbeef",
         extra={"server": ec2_server},
     )
@@ -144,7 +147,7 @@ def _pods(cluster: Any, namespace: str) -> Harness:
         )
 
     def fail(kind: str) -> None:
-        assert kind == "quota"
+        assert kind == "quota", kind
         quota = {
             "apiVersion": "v1",
             "kind": "ResourceQuota",
@@ -162,17 +165,189 @@ def _pods(cluster: Any, namespace: str) -> Harness:
         fail,
         lambda d: d.leftovers(),  # type: ignore[attr-defined]
         console_text="",
-        supports={"quota"},
     )
 
 
-HARNESSES = ["ec2", "kubernetes"]
+# --- OpenStack: Keystone + Nova + Glance fake via openstacksdk -----------------------
 
 
-@pytest.fixture(params=HARNESSES)
-def harness(request: pytest.FixtureRequest) -> Harness:
-    if request.param == "ec2":
-        return _ec2(request.getfixturevalue("ec2_server"))
-    if request.param == "kubernetes":
-        return _pods(request.getfixturevalue("cluster"), request.getfixturevalue("namespace"))
-    raise AssertionError(request.param)
+@pytest.fixture(scope="session")
+def openstack_fake() -> Iterator[Any]:
+    from glidein_operator.testing.openstack_fake import FakeOpenStack
+
+    with FakeOpenStack() as fake:
+        yield fake
+
+
+def _openstack(fake: Any) -> Harness:
+    from glidein_operator.api.cloudentry import OpenStackSettings
+    from glidein_operator.clouds.openstack import OpenStackDriver
+
+    fake.reset()
+    settings = OpenStackSettings(
+        authUrl=fake.auth_url, region="RegionOne", projectName="glidein-project"
+    )
+
+    def make(entry: str = "e1", operator_id: str = "op-test", bad_auth: bool = False) -> Driver:
+        creds = {"username": "glidein", "password": BAD_PASSWORD if bad_auth else "secret"}
+        return OpenStackDriver(entry, settings, credentials=creds, operator_id=operator_id)
+
+    def fail(kind: str) -> None:
+        if kind == "quota":
+            fake.fail(
+                "POST",
+                r"/servers$",
+                403,
+                {
+                    "forbidden": {
+                        "code": 403,
+                        "message": "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances",
+                    }
+                },
+            )
+        elif kind == "throttle":
+            # keystoneauth retries 429 itself (3 attempts): answer every one.
+            fake.fail(
+                "POST",
+                r"/servers$",
+                429,
+                {"overLimit": {"code": 429, "message": "Rate limit"}},
+                times=3,
+            )
+        else:
+            raise AssertionError(kind)
+
+    return Harness(
+        "openstack",
+        make,
+        fake.image_id,
+        fail,
+        lambda d: d.leftovers(),  # type: ignore[attr-defined]
+        console_text="[fake-nova] booting",
+        secrets=(BAD_PASSWORD,),
+        missing_image="00000000-0000-0000-0000-000000000000",
+        extra={"fake": fake},
+    )
+
+
+# --- OpenNebula: XML-RPC fake via pyone ------------------------------------------------
+
+
+def _opennebula() -> Iterator[Harness]:
+    from glidein_operator.api.cloudentry import OpenNebulaSettings
+    from glidein_operator.clouds.opennebula import OpenNebulaDriver
+    from glidein_operator.testing.opennebula_fake import FakeOpenNebula
+
+    with FakeOpenNebula() as fake:
+        settings = OpenNebulaSettings(endpoint=fake.endpoint, templateId=42)
+
+        def make(entry: str = "e1", operator_id: str = "op-test", bad_auth: bool = False) -> Driver:
+            return OpenNebulaDriver(
+                entry,
+                settings,
+                username="glidein",
+                password=BAD_PASSWORD if bad_auth else "secret",
+                operator_id=operator_id,
+            )
+
+        def fail(kind: str) -> None:
+            assert kind == "quota"
+            fake.vm_quota = 0
+
+        yield Harness(
+            "opennebula",
+            make,
+            "1342",
+            fail,
+            lambda d: d.leftovers(),  # type: ignore[attr-defined]
+            console_text="",
+            missing_image="7",
+            extra={"fake": fake},
+            secrets=(BAD_PASSWORD,),
+        )
+
+
+# --- Grid: HTCondor-G submits to a schedd (fake with real classad2 job ads) ----------------
+
+
+def _grid(tmp_path: Any) -> Harness:
+    from glidein_operator.api.cloudentry import GridSettings
+    from glidein_operator.clouds.grid import GridDriver
+    from glidein_operator.condor.grid import FakeGridSchedd
+
+    schedd = FakeGridSchedd()
+    good, bad = tmp_path / "token", tmp_path / "bad-token"
+    good.write_text("valid-token")
+    bad.write_text("expired-token")
+    good.chmod(0o600)
+    settings = GridSettings(ceType="condor", endpoint="ce.example.org:9619")
+
+    def make(entry: str = "e1", operator_id: str = "op-test", bad_auth: bool = False) -> Driver:
+        return GridDriver(
+            entry,
+            settings,
+            schedd=schedd,
+            operator_id=operator_id,
+            credential_file=bad if bad_auth else good,
+        )
+
+    def fail(kind: str) -> None:
+        assert kind == "quota"
+        schedd.max_jobs = 0
+
+    return Harness(
+        "grid",
+        make,
+        None,
+        fail,
+        lambda d: d.leftovers(),  # type: ignore[attr-defined]
+        console_text="",
+        extra={"schedd": schedd},
+    )
+
+
+HARNESSES = ["ec2", "kubernetes", "openstack", "opennebula", "grid"]
+# Which failures each service can be made to produce for real. A pod has no capacity
+# error at creation (it waits Pending), OpenNebula and a schedd never throttle, and a grid
+# CE refusing a token holds the job instead of failing the submit (tested on its own).
+SUPPORTS = {
+    "ec2": ("auth", "quota", "capacity", "throttle"),
+    "kubernetes": ("auth", "quota"),
+    "openstack": ("auth", "quota", "throttle"),
+    "opennebula": ("auth", "quota"),
+    "grid": ("quota",),
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Every test taking `harness` runs on every back end; error tests only on the
+    # (back end, failure) pairs the service can really produce.
+    if "harness" not in metafunc.fixturenames:
+        return
+    if "error_kind" in metafunc.fixturenames:
+        combos = [(h, k) for h, kinds in SUPPORTS.items() for k in kinds]
+        metafunc.parametrize(
+            ("harness", "error_kind"),
+            combos,
+            indirect=["harness"],
+            ids=[f"{h}-{k}" for h, k in combos],
+        )
+    else:
+        metafunc.parametrize("harness", HARNESSES, indirect=True)
+
+
+@pytest.fixture
+def harness(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Harness]:
+    name = request.param
+    if name == "ec2":
+        yield _ec2(request.getfixturevalue("ec2_server"))
+    elif name == "kubernetes":
+        yield _pods(request.getfixturevalue("cluster"), request.getfixturevalue("namespace"))
+    elif name == "openstack":
+        yield _openstack(request.getfixturevalue("openstack_fake"))
+    elif name == "opennebula":
+        yield from _opennebula()
+    elif name == "grid":
+        yield _grid(tmp_path)
+    else:
+        raise AssertionError(name)

@@ -281,7 +281,9 @@ class KubernetesDriver:
             return
         ns = self.settings.namespace
         alive = {
-            p.batch for p in self.list_pilots() if p.state in (PilotState.PENDING, PilotState.RUNNING)
+            p.batch
+            for p in self.list_pilots()
+            if p.state in (PilotState.PENDING, PilotState.RUNNING)
         }
         for batch in batches - alive:
             try:

@@ -1,0 +1,253 @@
+"""OpenNebula VMs through pyone (XML-RPC).
+
+OpenNebula has no metadata server: the contextualization payload travels in the CONTEXT
+section (base64 ``USER_DATA``), which OpenNebula hands the VM on its context disk.
+Ownership marks are attributes of the VM's USER_TEMPLATE, written in the same
+``template.instantiate`` call. There is no multi-create and no client token, so each VM
+is named ``glidein-{key}-{index}`` and a batch lists what exists before creating only
+the missing ones.
+
+No terminate-on-shutdown either: a pilot that powers off leaves a POWEROFF VM, and a VM
+whose host vanished sits in ACTIVE/UNKNOWN; both are reported SHUTDOWN so the controller
+reaps them. There is no console API; a pilot posts its boot log through OneGate into
+``GLIDEIN_BOOT_LOG`` of its USER_TEMPLATE, which ``console_log`` returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import pyone
+
+from glidein_operator.api.cloudentry import OpenNebulaSettings
+from glidein_operator.clouds.base import (
+    AuthError,
+    CloudPilot,
+    DriverError,
+    InvalidConfig,
+    LaunchBatch,
+    NotFound,
+    PilotState,
+    QuotaExceeded,
+    Unavailable,
+)
+
+ATTR = {
+    "operator": "GLIDEIN_OPERATOR",
+    "entry": "GLIDEIN_ENTRY",
+    "request_uid": "GLIDEIN_REQUEST_UID",
+    "request": "GLIDEIN_REQUEST",
+    "batch": "GLIDEIN_BATCH",
+    "pilot_id": "GLIDEIN_PILOT_ID",
+    "instance_type": "GLIDEIN_INSTANCE_TYPE",
+}
+BOOT_LOG = "GLIDEIN_BOOT_LOG"
+
+# VM STATE and LCM_STATE numbers (OpenNebula's VirtualMachine::VmState / LcmState)
+_PENDING_STATES = {0, 1, 2, 10}  # INIT, PENDING, HOLD, CLONING
+_SHUTDOWN_STATES = {4, 5, 8, 9}  # STOPPED, SUSPENDED, POWEROFF, UNDEPLOYED
+_DONE, _ACTIVE, _CLONING_FAILURE = 6, 3, 11
+_LCM_RUNNING, _LCM_UNKNOWN = 3, 16
+_LCM_FAILURES = {36, 37, 38, 39, 40, 41, 44, 46, 47, 48, 50, 61}
+STATE_NAMES = {
+    0: "INIT",
+    1: "PENDING",
+    2: "HOLD",
+    3: "ACTIVE",
+    4: "STOPPED",
+    5: "SUSPENDED",
+    6: "DONE",
+    8: "POWEROFF",
+    9: "UNDEPLOYED",
+    10: "CLONING",
+    11: "CLONING_FAILURE",
+}
+
+
+def pilot_state(state: int, lcm: int) -> PilotState:
+    if state == _DONE:
+        return PilotState.TERMINATED
+    if state in _PENDING_STATES:
+        return PilotState.PENDING
+    if state in _SHUTDOWN_STATES:
+        return PilotState.SHUTDOWN
+    if state == _CLONING_FAILURE:
+        return PilotState.ERROR
+    if state == _ACTIVE:
+        if lcm == _LCM_RUNNING:
+            return PilotState.RUNNING
+        if lcm == _LCM_UNKNOWN:
+            return PilotState.SHUTDOWN  # host lost: the VM will not come back by itself
+        if lcm in _LCM_FAILURES:
+            return PilotState.ERROR
+        return PilotState.PENDING  # PROLOG, BOOT, ...
+    return PilotState.UNKNOWN
+
+
+def map_error(exc: Exception, entry: str) -> DriverError:
+    if isinstance(exc, DriverError):
+        return exc
+    text = str(exc)
+    if "quota" in text.lower():
+        return QuotaExceeded(text, entry=entry)
+    if isinstance(exc, pyone.OneAuthenticationException | pyone.OneAuthorizationException):
+        return AuthError(text, entry=entry)
+    if isinstance(exc, pyone.OneNoExistsException):
+        return NotFound(text, entry=entry)
+    if isinstance(exc, pyone.OneInternalException):
+        return Unavailable(text, entry=entry)
+    if isinstance(exc, pyone.OneException):
+        return InvalidConfig(text, entry=entry)
+    if isinstance(exc, OSError):
+        return Unavailable(f"OpenNebula unreachable: {exc}", entry=entry)
+    return DriverError(f"unexpected OpenNebula failure: {exc!r}", entry=entry)
+
+
+class OpenNebulaDriver:
+    def __init__(
+        self,
+        entry: str,
+        settings: OpenNebulaSettings,
+        *,
+        username: str,
+        password: str,
+        operator_id: str,
+        page_size: int = 500,
+        timeout: float = 30,
+    ) -> None:
+        self.entry = entry
+        self.settings = settings
+        self.operator_id = operator_id
+        self.page_size = page_size
+        self._one = pyone.OneServer(
+            settings.endpoint, session=f"{username}:{password}", timeout=timeout
+        )
+
+    def _vms(self, batch: str | None = None) -> list[Any]:
+        kv = f"USER_TEMPLATE/{ATTR['operator']}={self.operator_id}&USER_TEMPLATE/{ATTR['entry']}={self.entry}"
+        if batch:
+            kv += f"&USER_TEMPLATE/{ATTR['batch']}={batch}"
+        out: list[Any] = []
+        offset = 0
+        while True:
+            pool = self._one.vmpool.infoextended(-2, offset, -self.page_size, -1, kv)
+            page = list(pool.VM or [])
+            out += page
+            if len(page) < self.page_size:
+                return out
+            offset += self.page_size
+
+    def launch(self, batch: LaunchBatch) -> list[CloudPilot]:
+        if not batch.image_id:
+            raise InvalidConfig("no image id for an OpenNebula launch", entry=self.entry)
+        try:
+            existing = {self._pilot(vm).pilot_id: vm for vm in self._vms(batch.key)}
+            for index in range(batch.count):
+                pilot_id = batch.pilot_id(index)
+                if pilot_id in existing:
+                    continue
+                self._one.template.instantiate(
+                    self.settings.template_id,
+                    f"glidein-{pilot_id}",
+                    False,
+                    {"TEMPLATE": self._template(batch, pilot_id)},
+                    False,
+                )
+            return [self._pilot(vm) for vm in self._vms(batch.key)]
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+
+    def _template(self, batch: LaunchBatch, pilot_id: str) -> dict[str, Any]:
+        shape = batch.shape
+        tmpl: dict[str, Any] = {
+            "CPU": str(shape.cpus),
+            "VCPU": str(shape.cpus),
+            "MEMORY": str(shape.memory_mb),
+            "DISK": {"IMAGE_ID": str(batch.image_id)},
+            "CONTEXT": {
+                "NETWORK": "YES",
+                "USERDATA_ENCODING": "base64",
+                "USER_DATA": base64.b64encode(batch.user_data).decode(),
+                "GLIDEIN_PILOT_ID": pilot_id,
+                "TOKEN": "YES",  # OneGate token, for the boot log
+            },
+            ATTR["operator"]: self.operator_id,
+            ATTR["entry"]: self.entry,
+            ATTR["request_uid"]: batch.request_uid,
+            ATTR["request"]: batch.request,
+            ATTR["batch"]: batch.key,
+            ATTR["pilot_id"]: pilot_id,
+            ATTR["instance_type"]: shape.name,
+        }
+        if self.settings.network_ids:
+            tmpl["NIC"] = {"NETWORK_ID": str(self.settings.network_ids[0])}
+        return tmpl
+
+    def list_pilots(self) -> list[CloudPilot]:
+        try:
+            return [self._pilot(vm) for vm in self._vms()]
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+
+    def _pilot(self, vm: Any) -> CloudPilot:
+        user = dict(vm.USER_TEMPLATE or {})  # an OrderedDict of the attributes
+        state, lcm = int(vm.STATE), int(vm.LCM_STATE)
+        pilot_id = user.get(ATTR["pilot_id"]) or re.sub(r"^glidein-", "", str(vm.NAME))
+        return CloudPilot(
+            pilot_id=pilot_id,
+            cloud_id=str(vm.ID),
+            entry=user.get(ATTR["entry"], self.entry),
+            request_uid=user.get(ATTR["request_uid"], ""),
+            batch=user.get(ATTR["batch"], ""),
+            instance_type=user.get(ATTR["instance_type"], ""),
+            state=pilot_state(state, lcm),
+            launched_at=dt.datetime.fromtimestamp(int(vm.STIME), dt.UTC) if vm.STIME else None,
+            raw_state=f"{STATE_NAMES.get(state, state)}/{lcm}",
+        )
+
+    def terminate(self, pilots: Sequence[CloudPilot]) -> None:
+        for p in pilots:
+            if p.state is PilotState.TERMINATED:
+                continue
+            try:
+                self._one.vm.action("terminate-hard", int(p.cloud_id))
+            except pyone.OneNoExistsException:
+                continue  # gone already: done
+            except pyone.OneActionException as exc:
+                if "DONE" in str(exc):
+                    continue
+                raise map_error(exc, self.entry) from exc
+            except Exception as exc:
+                raise map_error(exc, self.entry) from exc
+
+    def console_log(self, pilot: CloudPilot) -> str:
+        try:
+            vm = self._one.vm.info(int(pilot.cloud_id))
+        except pyone.OneNoExistsException:
+            return ""
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+        user = dict(vm.USER_TEMPLATE or {})  # an OrderedDict of the attributes
+        text = user.get(BOOT_LOG, "")
+        try:
+            return base64.b64decode(text).decode("utf-8", errors="replace") if text else ""
+        except ValueError:
+            return str(text)
+
+    def image_exists(self, image_id: str) -> bool:
+        try:
+            self._one.image.info(int(image_id))
+            return True
+        except pyone.OneNoExistsException:
+            return False
+        except ValueError:
+            return False
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+
+    def leftovers(self) -> list[str]:
+        return []  # no key pairs: SSH keys travel in CONTEXT, with the VM

@@ -1,0 +1,286 @@
+"""OpenStack servers through openstacksdk.
+
+One multi-create POST per batch (``max_count``): Nova names the servers
+``glidein-{key}-1 .. -N`` (just ``glidein-{key}`` for one), which is how a pilot learns
+its index. Nova has no client token, so idempotency is "list before create": a batch
+whose servers already exist (found by the server tag of the batch, written atomically at
+create) is not created again. Listing uses Nova's server-side tag filter, one paginated
+``/servers/detail`` per entry per cycle.
+
+OpenStack ignores terminate-on-shutdown: a pilot that powers its VM off leaves a SHUTOFF
+server behind; it is reported as SHUTDOWN for the controller to reap.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import openstack
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from keystoneauth1 import exceptions as ks_exc
+from openstack import exceptions as os_exc
+
+from glidein_operator.api.cloudentry import OpenStackSettings
+from glidein_operator.clouds.base import (
+    TAG_BATCH,
+    TAG_ENTRY,
+    TAG_INSTANCE_TYPE,
+    TAG_OPERATOR,
+    TAG_REQUEST,
+    TAG_REQUEST_UID,
+    TAG_SPOT,
+    AuthError,
+    CloudPilot,
+    DriverError,
+    InvalidConfig,
+    LaunchBatch,
+    NotFound,
+    PilotState,
+    QuotaExceeded,
+    Throttled,
+    Unavailable,
+)
+
+USER_DATA_LIMIT = 65535  # Nova's limit on base64-encoded user data
+_STATES = {
+    "BUILD": PilotState.PENDING,
+    "ACTIVE": PilotState.RUNNING,
+    "SHUTOFF": PilotState.SHUTDOWN,
+    "STOPPED": PilotState.SHUTDOWN,
+    "PAUSED": PilotState.SHUTDOWN,
+    "SUSPENDED": PilotState.SHUTDOWN,
+    "SHELVED": PilotState.SHUTDOWN,
+    "SHELVED_OFFLOADED": PilotState.SHUTDOWN,
+    "ERROR": PilotState.ERROR,
+    "DELETED": PilotState.TERMINATED,
+    "SOFT_DELETED": PilotState.TERMINATED,
+    "REBOOT": PilotState.RUNNING,
+    "HARD_REBOOT": PilotState.RUNNING,
+    "MIGRATING": PilotState.RUNNING,
+    "RESIZE": PilotState.RUNNING,
+    "VERIFY_RESIZE": PilotState.RUNNING,
+    "UNKNOWN": PilotState.UNKNOWN,
+}
+
+
+def map_error(exc: Exception, entry: str) -> DriverError:
+    if isinstance(exc, DriverError):
+        return exc
+    if isinstance(exc, ks_exc.Unauthorized | ks_exc.AuthorizationFailure):
+        return AuthError(f"Keystone refused the credentials: {type(exc).__name__}", entry=entry)
+    if isinstance(exc, ks_exc.ConnectFailure | ks_exc.ConnectTimeout | ks_exc.DiscoveryFailure):
+        return Unavailable(f"OpenStack unreachable: {type(exc).__name__}: {exc}", entry=entry)
+    if isinstance(exc, os_exc.HttpException):
+        status = exc.status_code or 0
+        text = f"{status}: {exc.details or exc.message}"
+        if status == 401:
+            return AuthError(text, entry=entry)
+        if status == 403:
+            return (
+                QuotaExceeded(text, entry=entry) if "uota" in text else AuthError(text, entry=entry)
+            )
+        if status == 404:
+            return NotFound(text, entry=entry)
+        if status in (413, 429):
+            return Throttled(text, entry=entry)
+        if status >= 500:
+            return Unavailable(text, entry=entry)
+        return InvalidConfig(text, entry=entry)
+    if isinstance(exc, ks_exc.ClientException | os_exc.SDKException):
+        return Unavailable(f"OpenStack call failed: {type(exc).__name__}: {exc}", entry=entry)
+    return DriverError(f"unexpected OpenStack failure: {exc!r}", entry=entry)
+
+
+def _tag(kind: str, value: str) -> str:
+    # Nova tags: at most 60 characters, no '/' or ','.
+    return f"glidein-{kind}:{value}".replace("/", ".").replace(",", ".")[:60]
+
+
+class OpenStackDriver:
+    def __init__(
+        self,
+        entry: str,
+        settings: OpenStackSettings,
+        *,
+        credentials: dict[str, str],
+        operator_id: str,
+        page_size: int = 1000,
+    ) -> None:
+        self.entry = entry
+        self.settings = settings
+        self.operator_id = operator_id
+        self.page_size = page_size
+        auth: dict[str, Any] = {"auth_url": settings.auth_url}
+        if "applicationCredentialId" in credentials:
+            auth_type = "v3applicationcredential"
+            auth["application_credential_id"] = credentials["applicationCredentialId"]
+            auth["application_credential_secret"] = credentials["applicationCredentialSecret"]
+        else:
+            auth_type = "password"
+            auth.update(
+                username=credentials.get("username", ""),
+                password=credentials.get("password", ""),
+                project_name=settings.project_name,
+                user_domain_name=settings.user_domain,
+                project_domain_name=settings.project_domain,
+            )
+        self._conn = openstack.connection.Connection(
+            auth=auth,
+            auth_type=auth_type,
+            region_name=settings.region,
+            app_name="glidein-operator",
+            # keystoneauth retries 429 and 503 itself, honouring Retry-After, a few times.
+            rate_limit=None,
+            status_code_retries=2,
+            connect_retries=2,
+        )
+        self._flavors: dict[str, str] = {}
+
+    def _base_tags(self) -> list[str]:
+        return [_tag("op", self.operator_id), _tag("entry", self.entry)]
+
+    def _servers(self, extra_tags: Sequence[str] = ()) -> list[Any]:
+        tags = ",".join([*self._base_tags(), *extra_tags])
+        return list(self._conn.compute.servers(details=True, tags=tags, limit=self.page_size))
+
+    def _flavor_id(self, name: str) -> str:
+        if name not in self._flavors:
+            try:
+                flavor = self._conn.compute.find_flavor(name, ignore_missing=False)
+            except os_exc.NotFoundException:
+                raise InvalidConfig(f"flavour {name!r} does not exist", entry=self.entry) from None
+            self._flavors[name] = flavor.id
+        return self._flavors[name]
+
+    def launch(self, batch: LaunchBatch) -> list[CloudPilot]:
+        user_data = base64.b64encode(batch.user_data).decode()
+        if len(user_data) > USER_DATA_LIMIT:
+            raise InvalidConfig(
+                f"user data is {len(user_data)} bytes in base64; Nova takes at most {USER_DATA_LIMIT}",
+                entry=self.entry,
+            )
+        if not batch.image_id:
+            raise InvalidConfig("no image id for an OpenStack launch", entry=self.entry)
+        batch_tag = _tag("batch", batch.key)
+        try:
+            existing = self._servers([batch_tag])
+            if existing:  # a retry: this batch was created before the crash
+                return [self._pilot(s) for s in existing]
+            key_name = self._ensure_key_pair(batch.key)
+            s = self.settings
+            metadata = {**batch.tags(), TAG_OPERATOR: self.operator_id}
+            params: dict[str, Any] = {
+                "name": f"glidein-{batch.key}",
+                "image_id": batch.image_id,
+                "flavor_id": self._flavor_id(batch.shape.name),
+                "key_name": key_name,
+                "user_data": user_data,
+                "metadata": {k: v[:255] for k, v in metadata.items()},
+                "tags": [*self._base_tags(), batch_tag],
+                "min_count": 1,
+                "max_count": batch.count,
+                "config_drive": s.config_drive,
+                "networks": [{"uuid": n} for n in s.network_ids] or "auto",
+            }
+            if s.security_groups:
+                params["security_groups"] = [{"name": g} for g in s.security_groups]
+            if s.availability_zone:
+                params["availability_zone"] = s.availability_zone
+            self._conn.compute.create_server(**params)
+            return [self._pilot(srv) for srv in self._servers([batch_tag])]
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+
+    def _ensure_key_pair(self, key: str) -> str:
+        name = f"glidein-{key}"
+        # Nova (2.92+) no longer generates keys: make one, send the public half, keep nothing.
+        private = ed25519.Ed25519PrivateKey.generate()
+        public = (
+            private.public_key()
+            .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            .decode()
+        )
+        # A conflict is a retry: the key pair of the first try is ours.
+        with contextlib.suppress(os_exc.ConflictException):
+            self._conn.compute.create_keypair(name=name, public_key=public, type="ssh")
+        return name
+
+    def list_pilots(self) -> list[CloudPilot]:
+        try:
+            return [self._pilot(s) for s in self._servers()]
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+
+    def _pilot(self, server: Any) -> CloudPilot:
+        meta = dict(server.metadata or {})
+        batch = meta.get(TAG_BATCH, "")
+        name = server.name or ""
+        m = re.fullmatch(rf"glidein-{re.escape(batch)}(?:-(\d+))?", name) if batch else None
+        index = int(m.group(1)) - 1 if m and m.group(1) else 0
+        status = (server.status or "UNKNOWN").upper()
+        raw = status
+        if status == "ERROR" and getattr(server, "fault", None):
+            raw = f"ERROR: {server.fault.get('message', '')}"
+        created = None
+        if server.created_at:
+            created = dt.datetime.fromisoformat(str(server.created_at).replace("Z", "+00:00"))
+        return CloudPilot(
+            pilot_id=f"{batch}-{index}" if batch else name,
+            cloud_id=server.id,
+            entry=meta.get(TAG_ENTRY, self.entry),
+            request_uid=meta.get(TAG_REQUEST_UID, ""),
+            batch=batch,
+            instance_type=meta.get(TAG_INSTANCE_TYPE, ""),
+            state=_STATES.get(status, PilotState.UNKNOWN),
+            launched_at=created,
+            spot=meta.get(TAG_SPOT) == "true",
+            raw_state=raw,
+            extra={"request": meta.get(TAG_REQUEST, "")},
+        )
+
+    def terminate(self, pilots: Sequence[CloudPilot]) -> None:
+        try:
+            for p in pilots:
+                self._conn.compute.delete_server(p.cloud_id, ignore_missing=True)
+            batches = {p.batch for p in pilots if p.batch}
+            if batches:
+                alive = {
+                    p.batch for p in self.list_pilots() if p.state is not PilotState.TERMINATED
+                }
+                for batch in batches - alive:
+                    self._conn.compute.delete_keypair(f"glidein-{batch}", ignore_missing=True)
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+
+    def leftovers(self) -> list[str]:
+        """Key pairs of ours without a live server (garbage for the collector)."""
+        alive = {f"glidein-{p.batch}" for p in self.list_pilots()}
+        return sorted(
+            kp.name
+            for kp in self._conn.compute.keypairs()
+            if kp.name.startswith("glidein-") and kp.name not in alive
+        )
+
+    def console_log(self, pilot: CloudPilot) -> str:
+        try:
+            reply = self._conn.compute.get_server_console_output(pilot.cloud_id, length=2000)
+        except os_exc.NotFoundException:
+            return ""
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+        return str(reply.get("output", "")) if isinstance(reply, dict) else str(reply)
+
+    def image_exists(self, image_id: str) -> bool:
+        try:
+            self._conn.image.get_image(image_id)
+            return True
+        except os_exc.NotFoundException:
+            return False
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
