@@ -1,0 +1,184 @@
+"""Every driver call goes through here: off the event loop, rate-limited, backed off
+after failures, and counted.
+
+The SDKs block, and a blocking call inside an ``async def`` freezes the operator,
+watches included (kopf's docs/async.rst), so calls run in worker threads. Launches are
+rate-limited per entry (``launchesPerMinute``, a token bucket); after a retryable
+failure (throttled, capacity, quota, unavailable) the entry backs off exponentially
+(capped, with jitter) before the next launch, so a sick cloud is not hammered and the
+operator never crash-loops on it. Listing and terminating are never held back: knowing
+what exists and removing it must keep working while launches wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from glidein_operator.clouds.base import CloudPilot, Driver, DriverError, LaunchBatch
+
+T = TypeVar("T")
+
+
+class DriverMetrics:
+    """Prometheus series for driver calls (one set per registry)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        kw = {"registry": registry} if registry is not None else {}
+        self.calls = Histogram(
+            "glidein_cloud_call_seconds",
+            "Duration of calls to cloud and grid back ends.",
+            ["entry", "operation"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            **kw,  # type: ignore[arg-type]
+        )
+        self.errors = Counter(
+            "glidein_cloud_errors_total",
+            "Failed calls to back ends, by the kind of failure.",
+            ["entry", "operation", "reason"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.launched = Counter(
+            "glidein_pilots_launched_total",
+            "Pilots started.",
+            ["entry"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.terminated = Counter(
+            "glidein_pilots_terminated_total",
+            "Pilots terminated.",
+            ["entry"],
+            **kw,  # type: ignore[arg-type]
+        )
+
+
+@dataclass
+class Backoff:
+    base: float = 5.0
+    cap: float = 300.0
+    failures: int = 0
+    until: float = 0.0
+
+    def failed(self, now: float, rng: random.Random) -> float:
+        self.failures += 1
+        delay: float = min(self.cap, self.base * 2.0 ** (self.failures - 1))
+        delay *= 0.5 + rng.random() / 2  # jitter: entries that failed together retry apart
+        self.until = now + delay
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.until = 0.0
+
+
+@dataclass
+class TokenBucket:
+    rate_per_minute: int
+    tokens: float = field(init=False)
+    stamp: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.rate_per_minute)
+
+    def take(self, want: int, now: float) -> int:
+        """How many of ``want`` launches may go now (the rest wait for tokens)."""
+        self.tokens = min(
+            float(self.rate_per_minute),
+            self.tokens + (now - self.stamp) * self.rate_per_minute / 60,
+        )
+        self.stamp = now
+        granted = min(want, int(self.tokens))
+        self.tokens -= granted
+        return granted
+
+
+class BackingOff(DriverError):
+    """Launches at this entry wait after recent failures; not an error of the cloud."""
+
+    retryable = True
+    reason = "BackingOff"
+
+
+class InstrumentedDriver:
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        launches_per_minute: int,
+        metrics: DriverMetrics,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.driver = driver
+        self.entry = driver.entry
+        self.metrics = metrics
+        self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311  (jitter, not secrets)
+        self.backoff = backoff or Backoff()
+        self.bucket = TokenBucket(launches_per_minute)
+        self.bucket.stamp = clock()
+        self.last_error: DriverError | None = None
+
+    async def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        try:
+            result = await asyncio.to_thread(fn)
+        except DriverError as exc:
+            self.metrics.errors.labels(self.entry, operation, exc.reason).inc()
+            self.last_error = exc
+            raise
+        finally:
+            self.metrics.calls.labels(self.entry, operation).observe(time.perf_counter() - started)
+        return result
+
+    def launch_allowance(self, want: int) -> int:
+        """How many launches may start now: zero while backing off, else the rate limit."""
+        now = self.clock()
+        if now < self.backoff.until:
+            return 0
+        return self.bucket.take(want, now)
+
+    async def launch(self, batch: LaunchBatch) -> list[CloudPilot]:
+        if self.clock() < self.backoff.until:
+            raise BackingOff(
+                f"launches at {self.entry} wait {self.backoff.until - self.clock():.0f}s after "
+                f"{self.backoff.failures} failure(s)",
+                entry=self.entry,
+            )
+        try:
+            pilots = await self._call("launch", lambda: self.driver.launch(batch))
+        except DriverError as exc:
+            if exc.retryable:
+                self.backoff.failed(self.clock(), self.rng)
+            raise
+        self.backoff.succeeded()
+        self.last_error = None
+        self.metrics.launched.labels(self.entry).inc(len(pilots))
+        return pilots
+
+    async def list_pilots(self) -> list[CloudPilot]:
+        return await self._call("list", self.driver.list_pilots)
+
+    async def terminate(self, pilots: Sequence[CloudPilot]) -> None:
+        if not pilots:
+            return
+        await self._call("terminate", lambda: self.driver.terminate(pilots))
+        self.metrics.terminated.labels(self.entry).inc(len(pilots))
+
+    async def console_log(self, pilot: CloudPilot) -> str:
+        return await self._call("console_log", lambda: self.driver.console_log(pilot))
+
+    async def image_exists(self, image_id: str) -> bool:
+        return await self._call("image_exists", lambda: self.driver.image_exists(image_id))
+
+    @property
+    def degraded(self) -> bool:
+        """Failing right now: the entry's Degraded condition reads this."""
+        return self.backoff.failures > 0
