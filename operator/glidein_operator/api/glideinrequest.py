@@ -121,6 +121,15 @@ class PilotSettings(ApiModel):
     extra_config: dict[str, str] = Field(
         default_factory=dict, description="Extra HTCondor configuration knobs for the pilot."
     )
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description=(
+            "Secret with the user pool's IDTOKEN signing key (key signingKey: the POOL file "
+            "from passwords.d, as HTCondor stores it), from which the operator mints a "
+            "short-lived token per launch batch that may only advertise a startd; or with "
+            "a ready token (key token). Cloud credentials never reach a pilot."
+        ),
+    )
 
     cel_rules = (
         CelRule(

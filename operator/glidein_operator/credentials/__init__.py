@@ -1,0 +1,1 @@
+"""Credentials the operator makes for pilots (never the cloud keys)."""

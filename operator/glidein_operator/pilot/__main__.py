@@ -1,0 +1,5 @@
+import sys
+
+from glidein_operator.pilot.main import main
+
+sys.exit(main())
