@@ -63,6 +63,40 @@ def plan_cmd(
 
 
 @app.command()
+def run(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Watch only these namespaces (default: all)."),
+    ] = None,
+    liveness: Annotated[
+        str | None, typer.Option(help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz.")
+    ] = None,
+    standalone: Annotated[
+        bool, typer.Option(help="No peering: the only replica (tests, dev).")
+    ] = False,
+    peering: Annotated[
+        str, typer.Option(help="Peering object name for leader election among replicas.")
+    ] = "glidein-operator",
+) -> None:
+    """Run the operator (kopf) against the cluster in KUBECONFIG or in-cluster config."""
+    import asyncio
+
+    import kopf
+
+    import glidein_operator.controller.handlers  # noqa: F401  (registers the handlers)
+
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespace,
+            namespaces=namespace or [],
+            liveness_endpoint=liveness,
+            standalone=standalone,
+            peering_name=peering,
+        )
+    )
+
+
+@app.command()
 def demo(
     cycles: Annotated[int, typer.Option(help="Reconcile cycles to run.")] = 16,
     interval: Annotated[float, typer.Option(help="Seconds between cycles.")] = 0.5,

@@ -1,0 +1,341 @@
+"""kopf wiring, and nothing else: one level-based entry point per kind, on a timer.
+
+Indices keep the cluster-scoped resources in memory from their watches, so a reconcile
+reads no API object but the request's Secrets. kopf waits for every index to be filled
+before any handler runs, so the orphan collector never mistakes "not listed yet" for
+"gone".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from glidein_operator.api.base import API_GROUP, API_VERSION
+from glidein_operator.api.cloudentry import CloudEntrySpec
+from glidein_operator.api.glideinrequest import GlideinRequestSpec
+from glidein_operator.api.objects import describe_errors
+from glidein_operator.api.trustdomain import TrustDomainSpec
+from glidein_operator.api.vmimage import VMImageSpec
+from glidein_operator.clouds.base import DriverError, PilotState
+from glidein_operator.controller import runtime
+from glidein_operator.controller import status as st
+from glidein_operator.controller.reconcile import World, _credential, reconcile
+
+G, V = API_GROUP, API_VERSION
+FINALIZER = f"{G}/finalizer"
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    rt = runtime.get()
+    # kopf #1120/#585: watches that go silent; bound both sides of the watch.
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 130
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=G)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=G, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.execution.max_workers = 8
+    if rt.settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(rt.settings.metrics_port, registry=rt.registry)
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the service account. Elsewhere: $KUBECONFIG, read now (the kubernetes
+    client reads that variable once, at import, which may be before it was set)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST") or not os.environ.get("KUBECONFIG"):
+        return kopf.login_via_client(**kwargs)
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    cfg = k8s.Configuration()
+    k8s_config.load_kube_config(config_file=os.environ["KUBECONFIG"], client_configuration=cfg)
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+        token=(cfg.api_key or {}).get("authorization", "").removeprefix("Bearer ") or None,
+        default_namespace="default",
+    )
+
+
+# --- indices ------------------------------------------------------------------------------
+
+
+@kopf.index(G, V, "cloudentries")
+def entries(name: str, spec: kopf.Spec, labels: kopf.Labels, meta: kopf.Meta, **_: Any) -> Any:
+    try:
+        return {
+            name: (
+                CloudEntrySpec.model_validate(spec),
+                dict(labels),
+                int(meta.get("generation") or 0),
+            )
+        }
+    except ValidationError:
+        return None  # reported by the entry's own status
+
+
+@kopf.index(G, V, "trustdomains")
+def domains(name: str, spec: kopf.Spec, **_: Any) -> Any:
+    try:
+        return {name: TrustDomainSpec.model_validate(spec)}
+    except ValidationError:
+        return None
+
+
+@kopf.index(G, V, "vmimages")
+def images(name: str, spec: kopf.Spec, **_: Any) -> Any:
+    try:
+        return {name: VMImageSpec.model_validate(spec)}
+    except ValidationError:
+        return None
+
+
+@kopf.index(G, V, "glideinrequests")
+def requests(uid: str, namespace: str | None, name: str, **_: Any) -> Any:
+    return {uid: f"{namespace}/{name}"}
+
+
+def _world(kwargs: dict[str, Any]) -> World:
+    """The indices (kopf passes every index to every handler, by name) as plain dicts."""
+
+    def first(index: kopf.Index[str, Any]) -> dict[str, Any]:
+        return {k: next(iter(v)) for k, v in index.items() if v}
+
+    return World(
+        entries=first(kwargs["entries"]),
+        domains=first(kwargs["domains"]),
+        images=first(kwargs["images"]),
+    )
+
+
+def _patch_status(patch: kopf.Patch, old: Any, new: dict[str, Any]) -> None:
+    if st.changed(dict(old or {}), new):
+        for k, v in new.items():
+            patch.status[k] = v
+
+
+# --- GlideinRequest ---------------------------------------------------------------------------
+
+
+@kopf.timer(
+    G, V, "glideinrequests", interval=runtime.get().settings.reconcile_interval, initial_delay=0.1
+)
+async def reconcile_request(
+    name: str,
+    namespace: str | None,
+    uid: str,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    body: kopf.Body,
+    **kwargs: Any,
+) -> None:
+    rt = runtime.get()
+    assert namespace is not None  # GlideinRequest is namespaced
+    generation = int(meta.get("generation") or 0)
+    try:
+        parsed = GlideinRequestSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        now = rt.clock()
+        conds = st.set_condition(
+            list(status.get("conditions") or []),
+            "Ready",
+            "False",
+            "InvalidSpec",
+            "; ".join(describe_errors(exc)),
+            generation,
+            now,
+        )
+        _patch_status(patch, status, {"conditions": conds, "observedGeneration": generation})
+        return
+
+    def emit(kind: str, reason: str, message: str) -> None:
+        kopf.event(body, type=kind, reason=reason, message=message)
+
+    outcome = await reconcile(
+        rt,
+        name=name,
+        namespace=namespace,
+        uid=uid,
+        generation=generation,
+        spec=parsed,
+        old_status=dict(status or {}),
+        world=_world(kwargs),
+        emit=emit,
+    )
+    _patch_status(patch, status, outcome.status)
+
+
+@kopf.on.delete(G, V, "glideinrequests")
+async def terminate_everything(
+    name: str,
+    namespace: str | None,
+    uid: str,
+    spec: kopf.Spec,
+    body: kopf.Body,
+    logger: kopf.Logger,
+    **kwargs: Any,
+) -> None:
+    """The finalizer: every pilot of this request, on every entry, goes before it does."""
+    rt = runtime.get()
+    assert namespace is not None
+    world = _world(kwargs)
+    try:
+        parsed = GlideinRequestSpec.model_validate(dict(spec))
+    except ValidationError:
+        return
+    left = 0
+    for entry, (espec, _labels, generation) in world.entries.items():
+        got = await _credential(rt, namespace, parsed, espec, world)
+        if isinstance(got, str):
+            continue  # never could launch there
+        ctype, sname, values, version = got
+        try:
+            driver = rt.driver(entry, espec, generation, ctype, sname, values, version)
+            mine = [
+                p
+                for p in await driver.list_pilots()
+                if p.request_uid == uid and p.state is not PilotState.TERMINATED
+            ]
+            if mine:
+                await driver.terminate(mine)
+                kopf.event(
+                    body,
+                    type="Normal",
+                    reason="Terminated",
+                    message=f"terminated {len(mine)} pilot(s) at {entry} for deletion",
+                )
+            still = [
+                p
+                for p in await driver.list_pilots()
+                if p.request_uid == uid
+                and p.state in (PilotState.PENDING, PilotState.RUNNING, PilotState.SHUTDOWN)
+            ]
+            left += len(still)
+        except DriverError as exc:
+            logger.warning("cleanup at %s failed: %s", entry, exc)
+            left += 1
+    if left:
+        raise kopf.TemporaryError(f"{left} pilot(s) still alive; retrying", delay=5)
+
+
+# --- cluster-scoped kinds: validation and orphan collection -------------------------------------
+
+
+@kopf.timer(G, V, "cloudentries", interval=30, initial_delay=0.1)
+async def check_entry(
+    name: str,
+    spec: Any,
+    status: Any,
+    meta: Any,
+    patch: kopf.Patch,
+    **kwargs: Any,
+) -> None:
+    rt = runtime.get()
+    domains, images, requests = kwargs["domains"], kwargs["images"], kwargs["requests"]
+    now, generation = rt.clock(), int(meta.get("generation") or 0)
+    conds = list(status.get("conditions") or [])
+    try:
+        entry = CloudEntrySpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        conds = st.set_condition(
+            conds, "Ready", "False", "InvalidSpec", "; ".join(describe_errors(exc)), generation, now
+        )
+        _patch_status(patch, status, {"conditions": conds, "observedGeneration": generation})
+        return
+    problem, reason = "", "Valid"
+    if entry.trust_domain not in domains:
+        problem, reason = f"TrustDomain {entry.trust_domain!r} does not exist", "TrustDomainMissing"
+    elif entry.vm_image and entry.vm_image not in images:
+        problem, reason = f"VMImage {entry.vm_image!r} does not exist", "ImageMissing"
+    elif entry.vm_image:
+        image = next(iter(images[entry.vm_image]))
+        if image.location(entry.type, entry.image_region or "") is None:
+            problem, reason = (
+                (
+                    f"VMImage {entry.vm_image!r} has no {entry.type} location in region "
+                    f"{entry.image_region!r}"
+                ),
+                "ImageNotInRegion",
+            )
+    if not entry.enabled and not problem:
+        reason = "Disabled"
+    conds = st.set_condition(
+        conds,
+        "Ready",
+        "False" if problem else "True",
+        reason,
+        problem or ("disabled: starts nothing new" if not entry.enabled else "usable"),
+        generation,
+        now,
+    )
+    # Orphans: pilots at this entry whose GlideinRequest no longer exists.
+    alive_requests = set(requests)
+    pilots = 0
+    for driver in rt.drivers_for(name):
+        try:
+            listed = [p for p in await driver.list_pilots() if p.state is not PilotState.TERMINATED]
+        except DriverError:
+            continue
+        orphans = [p for p in listed if p.request_uid and p.request_uid not in alive_requests]
+        if orphans:
+            await driver.terminate(orphans)
+        pilots += len(listed) - len(orphans)
+    new = {"conditions": conds, "observedGeneration": generation}
+    if rt.drivers_for(name):
+        new["pilots"] = pilots
+    _patch_status(patch, status, new)
+
+
+@kopf.timer(G, V, "trustdomains", interval=30, initial_delay=0.1)
+def check_domain(name: str, status: Any, meta: Any, patch: kopf.Patch, **kwargs: Any) -> None:
+    rt = runtime.get()
+    entries = kwargs["entries"]
+    generation = int(meta.get("generation") or 0)
+    count = sum(1 for v in entries.values() for spec, _l, _g in v if spec.trust_domain == name)
+    conds = st.set_condition(
+        list(status.get("conditions") or []),
+        "Ready",
+        "True",
+        "Valid",
+        f"{count} entries",
+        generation,
+        rt.clock(),
+    )
+    _patch_status(
+        patch, status, {"conditions": conds, "entries": count, "observedGeneration": generation}
+    )
+
+
+@kopf.timer(G, V, "vmimages", interval=30, initial_delay=0.1)
+def check_image(spec: Any, status: Any, meta: Any, patch: kopf.Patch, **_: Any) -> None:
+    rt = runtime.get()
+    generation = int(meta.get("generation") or 0)
+    deprecated = bool(spec.get("deprecated"))
+    message = f"deprecated; use {spec.get('supersededBy')}" if deprecated else "catalogued"
+    conds = st.set_condition(
+        list(status.get("conditions") or []),
+        "Ready",
+        "True",
+        "Deprecated" if deprecated else "Valid",
+        message,
+        generation,
+        rt.clock(),
+    )
+    _patch_status(patch, status, {"conditions": conds, "observedGeneration": generation})

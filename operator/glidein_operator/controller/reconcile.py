@@ -1,0 +1,451 @@
+"""One reconcile of one GlideinRequest: read what is, plan, act, report.
+
+Level-based: every cycle starts from the clouds' listings and the collector, never from
+memory, so a restart in the middle of anything resumes correctly. Each entry is handled
+on its own: a broken entry marks itself Degraded and the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from glidein_operator.api.base import parse_duration
+from glidein_operator.api.cloudentry import CloudEntrySpec
+from glidein_operator.api.glideinrequest import GlideinRequestSpec
+from glidein_operator.api.trustdomain import TrustDomainSpec
+from glidein_operator.api.vmimage import VMImageSpec
+from glidein_operator.clouds.base import CloudPilot, DriverError, LaunchBatch, PilotState, Shape
+from glidein_operator.clouds.factory import missing_keys
+from glidein_operator.clouds.instrumented import InstrumentedDriver
+from glidein_operator.condor.interface import CondorError
+from glidein_operator.condor.reader import select
+from glidein_operator.controller import status as st
+from glidein_operator.controller.runtime import Runtime
+from glidein_operator.credentials import payloads
+from glidein_operator.pilot.payload import PayloadError
+from glidein_operator.provisioning.eligibility import EntryRecord, candidates
+from glidein_operator.provisioning.lifecycle import Reap, Timeouts, classify
+from glidein_operator.provisioning.planner import Candidate, PilotPhase, Plan, plan
+
+Emit = Callable[[str, str, str], None]  # (type Normal|Warning, reason, message)
+
+
+@dataclass
+class World:
+    """The cluster-scoped resources, as the watches last saw them."""
+
+    entries: dict[str, tuple[CloudEntrySpec, Mapping[str, str], int]] = field(default_factory=dict)
+    domains: dict[str, TrustDomainSpec] = field(default_factory=dict)
+    images: dict[str, VMImageSpec] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    status: dict[str, Any]
+    launched: int = 0
+    terminated: int = 0
+
+
+def batch_key(request_uid: str, entry: str, seq: int) -> str:
+    """Short, DNS-safe and deterministic: Nova tags, label values and ClientTokens fit it."""
+    return f"{request_uid[:8]}-{hashlib.sha1(entry.encode()).hexdigest()[:6]}-{seq}"  # noqa: S324
+
+
+def next_seq(pilots: list[CloudPilot], request_uid: str, entry: str) -> int:
+    """One past the highest batch number in the cloud's own listing: a retry after a crash
+    before the listing shows the first try recomputes the same key (and EC2's ClientToken
+    returns the same instances); nothing needs remembering."""
+    prefix = batch_key(request_uid, entry, 0)[:-1]
+    seqs = [
+        int(m.group(1))
+        for p in pilots
+        if (m := re.fullmatch(re.escape(prefix) + r"(\d+)", p.batch))
+    ]
+    return max(seqs, default=0) + 1
+
+
+async def _credential(
+    rt: Runtime, namespace: str, spec: GlideinRequestSpec, entry: CloudEntrySpec, world: World
+) -> tuple[str, str | None, dict[str, str], str] | str:
+    """(type, secret name, values, version) or the sentence saying why not."""
+    domain = world.domains.get(entry.trust_domain)
+    cred = next(
+        (
+            c
+            for c in spec.credentials
+            if c.trust_domain == entry.trust_domain and domain and c.type in domain.credential_types
+        ),
+        None,
+    )
+    if cred is None:
+        return f"no usable credential for trust domain {entry.trust_domain!r}"
+    if cred.secret_ref is None:
+        return (cred.type, None, {}, "")
+    found = await rt.secret(namespace, cred.secret_ref.name)
+    if found is None:
+        return f"Secret {cred.secret_ref.name!r} not found in namespace {namespace!r}"
+    values, version = found
+    lacking = missing_keys(cred.type, values, cred.secret_ref.key)
+    if lacking:
+        return f"Secret {cred.secret_ref.name!r} lacks {', '.join(lacking)} for a {cred.type} credential"
+    if cred.secret_ref.key:
+        values = {
+            **values,
+            **{
+                k: values[cred.secret_ref.key]
+                for k in ("token", "proxy")
+                if cred.type in ("scitoken", "x509-proxy")
+            },
+        }
+    return (cred.type, cred.secret_ref.name, values, version)
+
+
+async def reconcile(
+    rt: Runtime,
+    *,
+    name: str,
+    namespace: str,
+    uid: str,
+    generation: int,
+    spec: GlideinRequestSpec,
+    old_status: Mapping[str, Any],
+    world: World,
+    emit: Emit,
+) -> Outcome:
+    now = rt.clock()
+    records = [EntryRecord(n, labels, s) for n, (s, labels, _g) in world.entries.items()]
+    usable, blocked = candidates(spec, records, world.domains, world.images)
+    conditions: list[dict[str, Any]] = list(old_status.get("conditions") or [])
+
+    # Drivers for usable entries (a missing or incomplete Secret blocks only its entries).
+    drivers: dict[str, InstrumentedDriver] = {}
+    for c in list(usable):
+        got = await _credential(rt, namespace, spec, c.spec, world)
+        if isinstance(got, str):
+            blocked[c.name] = got
+            usable.remove(c)
+            continue
+        ctype, sname, values, version = got
+        try:
+            drivers[c.name] = rt.driver(
+                c.name, c.spec, world.entries[c.name][2], ctype, sname, values, version
+            )
+        except DriverError as exc:
+            blocked[c.name] = str(exc)
+            usable.remove(c)
+
+    # What exists: one listing per entry, and the collector's view.
+    listings: dict[str, list[CloudPilot]] = {}
+    degraded: dict[str, str] = {}
+
+    async def list_one(entry: str, d: InstrumentedDriver) -> None:
+        try:
+            listings[entry] = await d.list_pilots()
+        except DriverError as exc:
+            degraded[entry] = f"{exc.reason}: {exc}"
+
+    await asyncio.gather(*(list_one(e, d) for e, d in drivers.items()))
+
+    reader = rt.reader(spec.collector)
+    schedd_error = ""
+    clusters = []
+    try:
+        registered = {p.pilot_id: p for p in await reader.pilots(now.timestamp())}
+        for schedd in spec.schedds:
+            found = await reader.clusters(schedd.name, (spec.job_constraint, spec.match_expression))
+            clusters += select(found, spec.job_constraint)
+    except CondorError as exc:
+        schedd_error = str(exc)
+        registered = {}
+
+    timeouts = Timeouts(
+        registration=parse_duration(spec.pilot.registration_timeout),
+        lifetime=parse_duration(spec.pilot.lifetime),
+    )
+    all_cloud = [p for ps in listings.values() for p in ps]
+    classified = classify(all_cloud, registered, now, timeouts)
+    outcome = Outcome(status={})
+
+    # Reap what must go, keeping the log of stuck and failed pilots.
+    stuck = Counter[str]()
+    by_entry: dict[str, list[tuple[CloudPilot, Reap]]] = {}
+    for p, why in classified.reap:
+        if p.request_uid == uid:
+            by_entry.setdefault(p.entry, []).append((p, why))
+    for entry, items in by_entry.items():
+        d = drivers[entry]
+        for p, why in items:
+            if why in (Reap.STUCK, Reap.ERROR):
+                stuck[entry] += why is Reap.STUCK
+                try:
+                    log = await d.console_log(p)
+                except DriverError:
+                    log = ""
+                emit(
+                    "Warning",
+                    "PilotStuck" if why is Reap.STUCK else "PilotFailed",
+                    f"pilot {p.pilot_id} at {entry} {why.value} ({p.raw_state}); console log: "
+                    f"{_tail(log) or '(empty)'}",
+                )
+        try:
+            await d.terminate([p for p, _ in items])
+            outcome.terminated += len(items)
+            reasons = Counter(w.value for _, w in items)
+            emit(
+                "Normal",
+                "Reaped",
+                f"terminated {len(items)} pilot(s) at {entry}: "
+                + ", ".join(f"{n} {r}" for r, n in reasons.items()),
+            )
+        except DriverError as exc:
+            degraded[entry] = f"{exc.reason}: {exc}"
+
+    # Plan (no launches when the schedd cannot be read: no data is not "no jobs"; nor
+    # without a pool credential for the pilots).
+    token_problem = await pool_token(rt, namespace, spec)
+    token_error = token_problem if isinstance(token_problem, str) else ""
+    eligible = [c for c in usable if c.name in listings]
+    result: Plan = plan(
+        uid,
+        spec.model_copy(update={"paused": spec.paused or bool(schedd_error) or bool(token_error)}),
+        eligible,
+        clusters,
+        classified.views,
+        blocked={
+            **blocked,
+            **{e: f"listing failed: {m}" for e, m in degraded.items() if e not in listings},
+        },
+        global_headroom=_headroom(rt, classified.views),
+    )
+
+    # Act: cancel pending pilots nobody needs, then launch.
+    for e in result.entries:
+        if e.cancel and e.entry in drivers:
+            pending = sorted(
+                (
+                    p
+                    for p in listings.get(e.entry, [])
+                    if p.request_uid == uid
+                    and p.state is PilotState.PENDING
+                    and not _registered(p, classified)
+                ),
+                key=lambda p: p.launched_at or now,
+                reverse=True,
+            )[: e.cancel]
+            try:
+                await drivers[e.entry].terminate(pending)
+                outcome.terminated += len(pending)
+                emit(
+                    "Normal",
+                    "ScaledDown",
+                    f"cancelled {len(pending)} pending pilot(s) at {e.entry}: demand covered",
+                )
+            except DriverError as exc:
+                degraded[e.entry] = f"{exc.reason}: {exc}"
+    await asyncio.gather(
+        *(
+            _launch(
+                rt,
+                name,
+                namespace,
+                uid,
+                spec,
+                c,
+                drivers[c.name],
+                listings[c.name],
+                result,
+                emit,
+                degraded,
+                outcome,
+                now,
+            )
+            for c in eligible
+            if result.entry(c.name).launch
+        )
+    )
+
+    # Report.
+    status = st.request_status(result, classified.views, uid, stuck)
+    if schedd_error:
+        conditions = st.set_condition(
+            conditions, "Ready", "False", "ScheddUnreachable", schedd_error, generation, now
+        )
+    elif token_error:
+        conditions = st.set_condition(
+            conditions, "Ready", "False", "NoPoolCredential", token_error, generation, now
+        )
+    elif not eligible:
+        unusable = (
+            "; ".join(f"{k}: {v}" for k, v in sorted(result.blocked.items()))
+            or "no CloudEntry selected"
+        )
+        conditions = st.set_condition(
+            conditions, "Ready", "False", "NoUsableEntry", unusable, generation, now
+        )
+    else:
+        conditions = st.set_condition(
+            conditions,
+            "Ready",
+            "True",
+            "Reconciled",
+            f"{len(eligible)} entries usable",
+            generation,
+            now,
+        )
+    if degraded:
+        msg = "; ".join(f"{k}: {v}" for k, v in sorted(degraded.items()))
+        conditions = st.set_condition(
+            conditions, "Degraded", "True", "EntryFailing", msg, generation, now
+        )
+    else:
+        conditions = st.set_condition(
+            conditions, "Degraded", "False", "AllEntriesHealthy", "", generation, now
+        )
+    blocked_now = {k: v for k, v in result.blocked.items() if k not in degraded}
+    if blocked_now:
+        msg = "; ".join(f"{k}: {v}" for k, v in sorted(blocked_now.items()))
+        conditions = st.set_condition(
+            conditions, "EntriesBlocked", "True", "EntryUnusable", msg, generation, now
+        )
+    else:
+        conditions = st.set_condition(
+            conditions, "EntriesBlocked", "False", "None", "", generation, now
+        )
+    status["conditions"] = conditions
+    status["observedGeneration"] = generation
+    outcome.status = status
+    return outcome
+
+
+def _registered(p: CloudPilot, classified: Any) -> bool:
+    return any(
+        v.pilot_id == p.pilot_id and v.phase not in (PilotPhase.PENDING,) for v in classified.views
+    )
+
+
+def _headroom(rt: Runtime, views: list[Any]) -> int | None:
+    if rt.settings.max_pilots is None:
+        return None
+    return rt.settings.max_pilots - sum(1 for v in views if v.phase is not PilotPhase.STUCK)
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:])[-900:]
+
+
+async def _launch(
+    rt: Runtime,
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: GlideinRequestSpec,
+    cand: Candidate,
+    driver: InstrumentedDriver,
+    listing: list[CloudPilot],
+    result: Plan,
+    emit: Emit,
+    degraded: dict[str, str],
+    outcome: Outcome,
+    now: dt.datetime,
+) -> None:
+    ep = result.entry(cand.name)
+    allowed = driver.launch_allowance(ep.launch)
+    if allowed < ep.launch:
+        ep.notes.append(f"rate limit: {allowed} of {ep.launch} now")
+    seq = next_seq(listing, uid, cand.name)
+    token_values = await pool_token(rt, namespace, spec)
+    if isinstance(token_values, str):
+        return  # reported as a condition by the caller
+    for itype_name, count in ep.launch_by_type.items():
+        count = min(count, allowed)
+        if count <= 0:
+            continue
+        allowed -= count
+        itype = cand.spec.instance_type(itype_name)
+        assert itype is not None
+        key = batch_key(uid, cand.name, seq)
+        seq += 1
+        try:
+            payload = payloads.build(
+                request=f"{namespace}/{name}",
+                request_uid=uid,
+                spec=spec,
+                entry=cand.name,
+                entry_spec=cand.spec,
+                batch=key,
+                pool_signing_key=token_values[0],
+                premade_token=token_values[1],
+                now=int(now.timestamp()),
+            )
+            user_data = payloads.user_data(payload, cand.spec.type)
+        except (ValueError, PayloadError) as exc:
+            degraded[cand.name] = f"PayloadInvalid: {exc}"
+            return
+        image_id = None
+        if cand.image is not None and cand.spec.image_region is not None:
+            loc = cand.image.location(cand.spec.type, cand.spec.image_region)
+            image_id = loc.image_id if loc else None
+        from glidein_operator.api.base import parse_quantity
+
+        shape = Shape(
+            itype.name,
+            itype.cpus,
+            parse_quantity(itype.memory) // 2**20,
+            max(1, parse_quantity(itype.disk) // 2**30),
+            itype.gpus,
+            itype.price_per_hour,
+        )
+        spot = cand.spec.spot
+        batch = LaunchBatch(
+            key=key,
+            request_uid=uid,
+            request=f"{namespace}/{name}",
+            entry=cand.name,
+            shape=shape,
+            count=count,
+            image_id=image_id,
+            user_data=user_data,
+            spot=bool(spot and spot.enabled),
+            spot_max_price=spot.max_price_per_hour if spot else None,
+        )
+        try:
+            started = await driver.launch(batch)
+        except DriverError as exc:
+            degraded[cand.name] = f"{exc.reason}: {exc}"
+            emit("Warning", "LaunchFailed", f"{cand.name}: {exc.reason}: {exc}")
+            return
+        outcome.launched += len(started)
+        emit(
+            "Normal",
+            "ScaledUp",
+            f"launched {len(started)} pilot(s) of {itype_name} at {cand.name} ({ep.bound_by})",
+        )
+
+
+async def pool_token(
+    rt: Runtime, namespace: str, spec: GlideinRequestSpec
+) -> tuple[bytes | None, str | None] | str:
+    """(signing key, ready token), or the sentence saying why pilots could not join."""
+    ref = spec.pilot.token_secret_ref
+    if ref is None:
+        return (
+            "spec.pilot.tokenSecretRef is not set: pilots would have no credential to join the pool"
+        )
+    found = await rt.secret(namespace, ref.name)
+    if found is None:
+        return (
+            f"Secret {ref.name!r} (spec.pilot.tokenSecretRef) not found in namespace {namespace!r}"
+        )
+    values, _ = found
+    if values.get("signingKey"):
+        return values["signingKey"].encode("latin-1"), None
+    if values.get(ref.key or "token"):
+        return None, values[ref.key or "token"]
+    return f"Secret {ref.name!r} has neither signingKey nor {ref.key or 'token'}"

@@ -1,0 +1,145 @@
+"""What the handlers share: settings, the Kubernetes client, drivers and pool readers.
+
+Drivers are cached per (entry, its generation, the credential Secret's resourceVersion):
+a changed entry or rotated Secret gets a fresh driver; nothing else is rebuilt per cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from prometheus_client import CollectorRegistry
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from glidein_operator.api.cloudentry import CloudEntrySpec
+from glidein_operator.clouds.factory import build_driver, decode_secret
+from glidein_operator.clouds.instrumented import DriverMetrics, InstrumentedDriver
+from glidein_operator.condor.grid import GridSchedd
+from glidein_operator.condor.interface import Pool
+from glidein_operator.condor.reader import PoolReader
+
+
+class Settings(BaseSettings):
+    """Operator settings, from GLIDEIN_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="GLIDEIN_")
+
+    operator_id: str = "glidein-operator"
+    reconcile_interval: float = 5.0
+    max_pilots: int | None = None
+    credential_dir: Path = Path("/var/run/glidein/credentials")
+    metrics_port: int | None = None
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool_factory: Callable[[str], Pool]
+    grid_schedd: GridSchedd | None = None
+    api: k8s.ApiClient | None = None
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    _drivers: dict[tuple[str, int, str, str], InstrumentedDriver] = field(default_factory=dict)
+    _readers: dict[str, PoolReader] = field(default_factory=dict)
+    _metrics: DriverMetrics | None = None
+
+    @property
+    def core(self) -> k8s.CoreV1Api:
+        if self.api is None:
+            cfg = k8s.Configuration()
+            try:
+                k8s_config.load_incluster_config(client_configuration=cfg)
+            except k8s_config.ConfigException:
+                # Read $KUBECONFIG now: the client reads it only at import time.
+                k8s_config.load_kube_config(
+                    config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg
+                )
+            self.api = k8s.ApiClient(cfg)
+        return k8s.CoreV1Api(self.api)
+
+    @property
+    def metrics(self) -> DriverMetrics:
+        if self._metrics is None:
+            self._metrics = DriverMetrics(self.registry)
+        return self._metrics
+
+    def reader(self, collector: str) -> PoolReader:
+        if collector not in self._readers:
+            self._readers[collector] = PoolReader(
+                self.pool_factory(collector), ttl=max(1.0, self.settings.reconcile_interval * 0.8)
+            )
+        return self._readers[collector]
+
+    async def secret(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
+        """(decoded values, resourceVersion), or None when the Secret does not exist."""
+        try:
+            s = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
+        except k8s.exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return decode_secret(s.data or {}), str(s.metadata.resource_version)
+
+    def driver(
+        self,
+        entry: str,
+        spec: CloudEntrySpec,
+        generation: int,
+        credential_type: str,
+        secret_name: str | None,
+        values: dict[str, str],
+        secret_version: str,
+    ) -> InstrumentedDriver:
+        key = (entry, generation, f"{credential_type}/{secret_name}", secret_version)
+        cached = self._drivers.get(key)
+        if cached is None:
+            for old in [k for k in self._drivers if k[0] == entry and k[2] == key[2]]:
+                del self._drivers[old]
+            raw = build_driver(
+                entry,
+                spec,
+                credential_type=credential_type,
+                secret_name=secret_name,
+                values=values,
+                operator_id=self.settings.operator_id,
+                grid_schedd=self.grid_schedd,
+                credential_dir=self.settings.credential_dir,
+            )
+            cached = InstrumentedDriver(
+                raw, launches_per_minute=spec.limits.launches_per_minute, metrics=self.metrics
+            )
+            self._drivers[key] = cached
+        return cached
+
+    def drivers_for(self, entry: str) -> list[InstrumentedDriver]:
+        return [d for k, d in self._drivers.items() if k[0] == entry]
+
+
+RUNTIME: Runtime | None = None
+
+
+def get() -> Runtime:
+    """The process's runtime, made from settings on first use (tests install their own)."""
+    global RUNTIME
+    if RUNTIME is None:
+        from glidein_operator.condor.htcondor import HTCondorPool
+
+        RUNTIME = Runtime(settings=Settings(), pool_factory=HTCondorPool)
+    return RUNTIME
+
+
+def install(runtime: Runtime) -> None:
+    global RUNTIME
+    RUNTIME = runtime
+
+
+def entry_generation(body: Any) -> int:
+    return int((body.get("metadata") or {}).get("generation") or 0)

@@ -1,0 +1,77 @@
+"""Status as pure functions: conditions that only move when they change, the request's
+figures from a plan, and "did anything change" so we write only then."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+from glidein_operator.provisioning.planner import PilotPhase, PilotView, Plan
+
+
+def now_iso(now: dt.datetime) -> str:
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(
+    conditions: list[dict[str, Any]],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    out = [dict(c) for c in conditions if c.get("type") != type_]
+    old = next((c for c in conditions if c.get("type") == type_), None)
+    moved = old is None or old.get("status") != status
+    out.append(
+        {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message[:2000],
+            "lastTransitionTime": now_iso(now)
+            if moved
+            else old.get("lastTransitionTime", now_iso(now)),  # type: ignore[union-attr]
+            "observedGeneration": generation,
+        }
+    )
+    return sorted(out, key=lambda c: str(c["type"]))
+
+
+def request_status(
+    plan: Plan, views: list[PilotView], request_uid: str, stuck: Counter[str]
+) -> dict[str, Any]:
+    mine = [v for v in views if v.request_uid == request_uid]
+    by_entry: dict[str, Counter[PilotPhase]] = {}
+    for v in mine:
+        by_entry.setdefault(v.entry, Counter())[v.phase] += 1
+    entries = []
+    totals = Counter[str]()
+    for e in plan.entries:
+        c = by_entry.get(e.entry, Counter())
+        row = {
+            "name": e.entry,
+            "idleJobs": e.idle_jobs,
+            "wanted": e.wanted,
+            "launching": c[PilotPhase.PENDING] + c[PilotPhase.BOOTING] + e.launch,
+            "running": c[PilotPhase.CLAIMED],
+            "idle": c[PilotPhase.IDLE],
+            "stuck": stuck.get(e.entry, 0),
+            "boundBy": e.bound_by,
+        }
+        entries.append(row)
+        for k in ("idleJobs", "wanted", "launching", "running", "idle"):
+            totals[k] += int(row[k])  # type: ignore[call-overload]
+    totals["idleJobs"] += sum(u.cluster.count for u in plan.unmatched)
+    return {
+        "totals": {k: totals[k] for k in ("idleJobs", "wanted", "launching", "running", "idle")},
+        "entries": entries,
+    }
+
+
+def changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    old = old or {}
+    return any(old.get(k) != v for k, v in new.items())
