@@ -98,14 +98,14 @@ def run(
 
 @app.command()
 def demo(
-    cycles: Annotated[int, typer.Option(help="Reconcile cycles to run.")] = 16,
-    interval: Annotated[float, typer.Option(help="Seconds between cycles.")] = 0.5,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 180.0,
+    waves: Annotated[int, typer.Option(help="Waves of jobs to submit.")] = 2,
 ) -> None:
-    """Local control plane + examples + a simulated schedd, planned live."""
-    from glidein_operator.demo import run
+    """The operator on a local control plane, an EC2 test server and a simulated pool."""
+    from glidein_operator.demo import run as run_demo
 
-    summary = run(cycles=cycles, interval=interval)
-    if summary["idle_jobs_left"]:
+    summary = run_demo(timeout=timeout, waves=waves)
+    if summary["idle_jobs_left"] or summary["instances_left"]:
         raise typer.Exit(1)
 
 
