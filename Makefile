@@ -27,10 +27,10 @@ typecheck: install
 	$(BIN)/mypy
 
 crds: install
-	$(BIN)/glidein-operator crds generate --out crds
+	$(BIN)/glidein-operator crds generate
 
 crds-check: install
-	$(BIN)/glidein-operator crds generate --out crds --check
+	$(BIN)/glidein-operator crds generate --check
 
 controlplane: install
 	$(BIN)/glidein-operator controlplane build

@@ -97,6 +97,35 @@ def run(
 
 
 @app.command()
+def cleanup(
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every request to be gone.")
+    ] = 900,
+) -> None:
+    """Delete every GlideinRequest and wait while the operator terminates their pilots
+    (the Helm chart's pre-delete hook runs this)."""
+    from kubernetes import client as k8s
+
+    from glidein_operator.controller.runtime import api_client
+
+    api = k8s.CustomObjectsApi(api_client())
+    group, version, plural = "glidein.dev", "v1alpha1", "glideinrequests"
+    items = api.list_cluster_custom_object(group, version, plural)["items"]
+    for item in items:
+        meta = item["metadata"]
+        api.delete_namespaced_custom_object(group, version, meta["namespace"], plural, meta["name"])
+        console.print(f"deleting GlideinRequest {meta['namespace']}/{meta['name']}")
+    deadline = time.monotonic() + timeout
+    while left := api.list_cluster_custom_object(group, version, plural)["items"]:
+        if time.monotonic() > deadline:
+            names = ", ".join(f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in left)
+            console.print(f"[red]still present after {timeout:.0f}s:[/red] {names}")
+            raise typer.Exit(1)
+        time.sleep(2)
+    console.print("every GlideinRequest is gone, and with it every pilot")
+
+
+@app.command()
 def demo(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 180.0,
     waves: Annotated[int, typer.Option(help="Waves of jobs to submit.")] = 2,
@@ -111,35 +140,41 @@ def demo(
 
 @crds_app.command("generate")
 def crds_generate(
-    out: Annotated[Path, typer.Option(help="Folder to write the CRD YAML into.")] = Path("crds"),
-    check: Annotated[
-        bool, typer.Option(help="Write nothing; fail if the folder is stale.")
-    ] = False,
+    out: Annotated[
+        list[Path] | None,
+        typer.Option(help="Folder(s) to write into (default: crds/ and the chart's crds/)."),
+    ] = None,
+    check: Annotated[bool, typer.Option(help="Write nothing; fail if a folder is stale.")] = False,
 ) -> None:
-    """Write crds/*.yaml from the pydantic models (or check they are current)."""
+    """Write the CRD YAML from the pydantic models (or check it is current)."""
     from glidein_operator.api import crdgen
 
+    targets = out or list(crdgen.TARGETS)
     if check:
-        stale = crdgen.stale(out)
+        stale = [f"{t}/{name}" for t in targets for name in crdgen.stale(t)]
         if stale:
             console.print(
-                f"[red]stale:[/red] {', '.join(stale)} in {out}; run `glidein-operator crds generate`"
+                f"[red]stale:[/red] {', '.join(stale)}; run `glidein-operator crds generate`"
             )
             raise typer.Exit(1)
-        console.print(f"{out} is current")
+        console.print(f"{', '.join(map(str, targets))}: current")
         return
-    for path in crdgen.write(out):
-        console.print(f"wrote {path}")
+    for target in targets:
+        for path in crdgen.write(target):
+            console.print(f"wrote {path}")
 
 
 @cp_app.command("build")
 def cp_build() -> None:
-    """Find, or build from upstream source with Go, etcd and kube-apiserver (once per machine)."""
+    """Find, or build from upstream source with Go, etcd, kube-apiserver and helm (once per machine)."""
     from glidein_operator.testing.controlplane import assets
 
     started = time.monotonic()
     found = assets.ensure()
     console.print(f"control plane binaries: {found.origin} ({time.monotonic() - started:.1f}s)")
+    started = time.monotonic()
+    helm = assets.ensure_helm()
+    console.print(f"helm: {helm} ({time.monotonic() - started:.1f}s)")
 
 
 @cp_app.command("up")

@@ -173,11 +173,15 @@ def rendered() -> dict[str, str]:
     return {file_name(k): render(k) for k in KINDS}
 
 
+# Where the generated CRDs live: for `kubectl apply -f crds/`, and in the Helm chart.
+TARGETS = (Path("crds"), Path("helm/glidein-operator/crds"))
+
+
 def write(directory: Path) -> list[Path]:
     """Write every CRD into ``directory``, removing stale generated files; return the paths."""
     directory.mkdir(parents=True, exist_ok=True)
     wanted = rendered()
-    for old in directory.glob(f"*.{KINDS[0].group}_*.yaml"):
+    for old in directory.glob(f"{KINDS[0].group}_*.yaml"):
         if old.name not in wanted:
             old.unlink()
     paths = []

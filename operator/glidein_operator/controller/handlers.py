@@ -53,21 +53,18 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In a pod: the service account. Elsewhere: $KUBECONFIG, read now (the kubernetes
-    client reads that variable once, at import, which may be before it was set)."""
+    """In a pod: the service account. Elsewhere: $KUBECONFIG, read now (see api_client)."""
     if os.environ.get("KUBERNETES_SERVICE_HOST") or not os.environ.get("KUBECONFIG"):
         return kopf.login_via_client(**kwargs)
-    from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
-
-    cfg = k8s.Configuration()
-    k8s_config.load_kube_config(config_file=os.environ["KUBECONFIG"], client_configuration=cfg)
+    cfg = runtime.api_client().configuration
+    # The client keeps a kubeconfig token under "BearerToken" (older: "authorization").
+    bearer = next(iter((cfg.api_key or {}).values()), "")
     return kopf.ConnectionInfo(
         server=cfg.host,
         ca_path=cfg.ssl_ca_cert,
         certificate_path=cfg.cert_file,
         private_key_path=cfg.key_file,
-        token=(cfg.api_key or {}).get("authorization", "").removeprefix("Bearer ") or None,
+        token=bearer.removeprefix("Bearer ") or None,
         default_namespace="default",
     )
 

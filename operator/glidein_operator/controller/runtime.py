@@ -66,6 +66,11 @@ class Runtime:
         return k8s.CoreV1Api(self.api)
 
     @property
+    def custom(self) -> k8s.CustomObjectsApi:
+        self.core  # noqa: B018  (loads the configuration)
+        return k8s.CustomObjectsApi(self.api)
+
+    @property
     def metrics(self) -> DriverMetrics:
         if self._metrics is None:
             self._metrics = DriverMetrics(self.registry)
@@ -121,6 +126,19 @@ class Runtime:
 
     def drivers_for(self, entry: str) -> list[InstrumentedDriver]:
         return [d for k, d in self._drivers.items() if k[0] == entry]
+
+
+def api_client() -> k8s.ApiClient:
+    """In a pod: the service account; elsewhere $KUBECONFIG, read now (the client reads
+    that variable only at import, which may be before it was set)."""
+    cfg = k8s.Configuration()
+    try:
+        k8s_config.load_incluster_config(client_configuration=cfg)
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg
+        )
+    return k8s.ApiClient(cfg)
 
 
 RUNTIME: Runtime | None = None

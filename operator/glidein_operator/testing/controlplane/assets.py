@@ -33,6 +33,7 @@ from pathlib import Path
 
 KUBERNETES_VERSION = "1.36.3"
 ETCD_VERSION = "3.6.16"
+HELM_VERSION = "3.22.0"
 
 REQUIRED = ("etcd", "kube-apiserver")
 OPTIONAL = ("kube-controller-manager",)
@@ -260,3 +261,37 @@ def build(target: Path, log: bool = True) -> None:
             f"[controlplane build] done in {time.monotonic() - started:.0f}s -> {target}",
             flush=True,
         )
+
+
+def ensure_helm(log: bool = True) -> Path:
+    """A helm binary: $GLIDEIN_HELM, else the cache, else built once from the Go module
+    proxy (helm.sh/helm/v3 at the pinned version), like the control plane."""
+    env = os.environ.get("GLIDEIN_HELM")
+    if env:
+        return Path(env)
+    target = cache_root() / f"helm-{HELM_VERSION}"
+    binary = target / "helm"
+    if _executable(binary):
+        return binary
+    target.mkdir(parents=True, exist_ok=True)
+    with _lock(target.parent / f"helm-{HELM_VERSION}.lock"):
+        if not _executable(binary):
+            go = _go()
+            with tempfile.TemporaryDirectory(prefix="glidein-helm-build-") as tmp:
+                env_vars = {**os.environ, "GOBIN": str(target), "CGO_ENABLED": "0"}
+                cmd = [
+                    go,
+                    "install",
+                    "-trimpath",
+                    "-ldflags",
+                    "-s -w",
+                    f"helm.sh/helm/v3/cmd/helm@v{HELM_VERSION}",
+                ]
+                if log:
+                    print(f"[helm build] {' '.join(cmd)}", flush=True)
+                proc = subprocess.run(
+                    cmd, cwd=tmp, env=env_vars, capture_output=True, text=True, check=False
+                )
+                if proc.returncode != 0:
+                    raise AssetsError(f"building helm failed:\n{proc.stderr[-4000:]}")
+    return binary

@@ -1,0 +1,219 @@
+"""A control plane of its own, the EC2 test server and a fake pool, with the operator
+running in-process (KopfRunner): shared by the operator and Helm chart tests.
+
+The operator runs cluster-wide, so it never shares a control plane with the tests that
+apply examples/, whose entries name real clouds that no test may contact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import classad2
+import yaml
+from kopf.testing import KopfRunner
+
+from glidein_operator.condor.fake import FakePool
+from glidein_operator.controller import runtime
+from glidein_operator.testing.controlplane import LocalControlPlane
+from glidein_operator.testing.ec2server import Ec2Server
+from glidein_operator.testing.kube import install_crds, kubectl
+
+SCHEDD = "schedd@submit.test"
+REQUIREMENTS = "(TARGET.Memory >= RequestMemory) && (TARGET.Cpus >= RequestCpus)"
+
+
+class Env:
+    def __init__(self, kubeconfig: Path, ec2: Ec2Server, pool: FakePool, image: str) -> None:
+        self.kubeconfig, self.ec2, self.pool, self.image = kubeconfig, ec2, pool, image
+        self.boto = boto3.client(
+            "ec2",
+            region_name="us-east-1",
+            endpoint_url=ec2.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def k(self, *args: str, stdin: str | None = None, check: bool = True) -> Any:
+        return kubectl(self.kubeconfig, *args, stdin=stdin, check=check)
+
+    def apply(self, *docs: dict[str, Any]) -> None:
+        self.k("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+    def instances(self, request_uid: str | None = None) -> list[dict[str, Any]]:
+        filters = [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+        if request_uid:
+            filters.append({"Name": "tag:glidein.dev/request-uid", "Values": [request_uid]})
+        out = []
+        for page in self.boto.get_paginator("describe_instances").paginate(Filters=filters):
+            for r in page["Reservations"]:
+                out += r["Instances"]
+        return out
+
+    def status(self, ns: str, name: str) -> dict[str, Any]:
+        obj = json.loads(self.k("get", "greq", name, "-n", ns, "-o", "json").stdout)
+        return dict(obj.get("status") or {})
+
+    def uid(self, ns: str, name: str) -> str:
+        return str(
+            json.loads(self.k("get", "greq", name, "-n", ns, "-o", "json").stdout)["metadata"][
+                "uid"
+            ]
+        )
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what or check}: last {last!r}")
+
+
+@contextmanager
+def operator_env(
+    prepare: Callable[[LocalControlPlane], Path] | None = None,
+) -> Iterator[Env]:
+    """``prepare`` may install things and return the kubeconfig the operator runs with
+    (default: the admin's)."""
+    with LocalControlPlane() as cp, Ec2Server() as ec2:
+        install_crds(cp.kubeconfig)
+        admin = boto3.client(
+            "ec2",
+            region_name="us-east-1",
+            endpoint_url=ec2.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        image = admin.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        pool = FakePool(schedds={SCHEDD: []})
+        runtime.install(
+            runtime.Runtime(
+                settings=runtime.Settings(
+                    operator_id="op-it",
+                    reconcile_interval=1.0,
+                    credential_dir=cp.directory / "creds",
+                ),  # type: ignore[operator]
+                pool_factory=lambda collector: pool,
+            )
+        )
+        e = Env(cp.kubeconfig, ec2, pool, image)
+        e.apply(
+            {
+                "apiVersion": "glidein.dev/v1alpha1",
+                "kind": "TrustDomain",
+                "metadata": {"name": "aws-test"},
+                "spec": {"credentialTypes": ["ec2-access-key"]},
+            },
+            {
+                "apiVersion": "glidein.dev/v1alpha1",
+                "kind": "VMImage",
+                "metadata": {"name": "img"},
+                "spec": {
+                    "owner": {"name": "t", "contact": "t@example.org"},
+                    "version": "1",
+                    "patchDate": "2026-11-01",
+                    "locations": [{"cloud": "ec2", "region": "us-east-1", "imageId": image}],
+                },
+            },
+            {
+                "apiVersion": "glidein.dev/v1alpha1",
+                "kind": "CloudEntry",
+                "metadata": {"name": "moto-east"},
+                "spec": {
+                    "type": "ec2",
+                    "trustDomain": "aws-test",
+                    "site": "MOTO",
+                    "vmImage": "img",
+                    "ec2": {"region": "us-east-1", "endpointUrl": ec2.url},
+                    "instanceTypes": [
+                        {"name": "m5.xlarge", "cpus": 4, "memory": "16Gi", "pricePerHour": 0.19}
+                    ],
+                    "limits": {"maxPilots": 100},
+                },
+            },
+        )
+        os.environ["KUBECONFIG"] = str(prepare(cp) if prepare else cp.kubeconfig)
+        with KopfRunner(
+            ["run", "-A", "--standalone", "-m", "glidein_operator.controller.handlers"], timeout=60
+        ) as runner:
+            yield e
+        assert runner.exception is None, runner.output
+
+
+def request(
+    env: Env, ns: str, *, token: bool = True, secret: bool = True, name: str = "vo"
+) -> None:
+    env.k("create", "namespace", ns)
+    docs: list[dict[str, Any]] = []
+    if secret:
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "aws", "namespace": ns},
+                "stringData": {"accessKeyId": "testing", "secretAccessKey": "testing"},
+            }
+        )
+    if token:
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "pool-key", "namespace": ns},
+                "stringData": {"signingKey": uuid.uuid4().hex},
+            }
+        )
+    docs.append(
+        {
+            "apiVersion": "glidein.dev/v1alpha1",
+            "kind": "GlideinRequest",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "collector": "pool.test:9618",
+                "schedds": [{"name": SCHEDD}],
+                "jobConstraint": f'Owner == "{ns}"',
+                "credentials": [
+                    {
+                        "trustDomain": "aws-test",
+                        "type": "ec2-access-key",
+                        "secretRef": {"name": "aws"},
+                    }
+                ],
+                "pilot": {
+                    "tokenSecretRef": {"name": "pool-key"},
+                    "lifetime": "2h",
+                    "retireBeforeEnd": "10m",
+                },
+                "limits": {"maxPilots": 50},
+            },
+        }
+    )
+    env.apply(*docs)
+
+
+def advertise(env: Env, instances: list[dict[str, Any]], uid: str, claimed: bool) -> None:
+    ads = []
+    for inst in instances:
+        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+        ad = classad2.ClassAd()
+        ad["Name"] = f"slot1@{inst['InstanceId']}"
+        ad["GlideinPilotId"] = f"{tags['glidein.dev/batch']}-{inst['AmiLaunchIndex']}"
+        ad["GlideinRequestUid"] = uid
+        ad["GlideinEntryName"] = "moto-east"
+        ad["PartitionableSlot"] = True
+        ad["TotalSlotCpus"] = 4
+        ad["Cpus"] = 0 if claimed else 4
+        ads.append(ad)
+    env.pool.advertise(ads)

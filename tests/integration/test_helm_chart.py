@@ -1,0 +1,181 @@
+"""The Helm chart: rendered and linted by a real helm, applied to a real kube-apiserver,
+and the operator run with the chart's ServiceAccount token, through the whole flow.
+Then `kubectl auth can-i` proves the RBAC is minimal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import classad2
+import pytest
+import yaml
+
+from glidein_operator.testing.controlplane import LocalControlPlane
+from glidein_operator.testing.controlplane.assets import ensure_helm
+from glidein_operator.testing.kube import kubectl
+from tests.integration.operator_env import (
+    REQUIREMENTS,
+    SCHEDD,
+    Env,
+    eventually,
+    operator_env,
+    request,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm/glidein-operator"
+RELEASE, NS = "glidein", "glidein-system"
+SA = f"system:serviceaccount:{NS}:{RELEASE}-glidein-operator"
+
+
+def helm(*args: str) -> str:
+    proc = subprocess.run([str(ensure_helm()), *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def render(*sets: str) -> list[dict[str, object]]:
+    args = ["template", RELEASE, str(CHART), "-n", NS, "--kube-version", "1.36.3", "--include-crds"]
+    for s in sets:
+        args += ["--set", s]
+    return [d for d in yaml.safe_load_all(helm(*args)) if d]
+
+
+def test_chart_lints_strictly() -> None:
+    helm("lint", str(CHART), "--strict")
+
+
+def test_values_schema_rejects_nonsense() -> None:
+    proc = subprocess.run(
+        [
+            str(ensure_helm()),
+            "template",
+            RELEASE,
+            str(CHART),
+            "--kube-version",
+            "1.36.3",
+            "--set",
+            "replicas=0",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "replicas" in proc.stderr
+
+
+def test_deployment_is_hardened() -> None:
+    [dep] = [d for d in render() if d["kind"] == "Deployment"]
+    pod = dep["spec"]["template"]["spec"]  # type: ignore[index]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "--standalone" in container["args"]
+    assert "resources" in container
+    two = next(d for d in render("replicas=2") if d["kind"] == "Deployment")
+    assert (
+        f"--peering={RELEASE}-glidein-operator"
+        in two["spec"]["template"]["spec"]["containers"][0]["args"]
+    )  # type: ignore[index]
+
+
+def test_chart_crds_are_the_generated_ones() -> None:
+    crds = {d["metadata"]["name"] for d in render() if d["kind"] == "CustomResourceDefinition"}  # type: ignore[index]
+    assert {
+        "glideinrequests.glidein.dev",
+        "cloudentries.glidein.dev",
+        "trustdomains.glidein.dev",
+        "vmimages.glidein.dev",
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+    } <= crds
+
+
+def _install(cp: LocalControlPlane) -> Path:
+    """Apply the rendered chart, and return a kubeconfig holding the operator's own
+    ServiceAccount token: from here on the operator has exactly the chart's RBAC."""
+    kubectl(cp.kubeconfig, "create", "namespace", NS)
+    docs = [
+        d for d in render() if d["kind"] != "CustomResourceDefinition"
+    ]  # CRDs are already installed
+    kubectl(cp.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    token = kubectl(
+        cp.kubeconfig, "create", "token", f"{RELEASE}-glidein-operator", "-n", NS, "--duration=2h"
+    ).stdout.strip()
+    cfg = yaml.safe_load(cp.kubeconfig.read_text())
+    cfg["users"][0]["user"] = {"token": token}
+    path = cp.kubeconfig.parent / "operator-sa.kubeconfig"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    if os.environ.get("GLIDEIN_TEST_KUBECONFIG"):
+        pytest.skip("runs its own control plane: the operator acts cluster-wide")
+    with operator_env(prepare=_install) as e:
+        yield e
+
+
+def test_operator_works_with_only_the_charts_rbac(env: Env) -> None:
+    ns = f"vo-{uuid.uuid4().hex[:6]}"
+    env.pool.submit(
+        SCHEDD,
+        8,
+        Owner=ns,
+        RequestCpus=1,
+        RequestMemory=2000,
+        Requirements=classad2.ExprTree(REQUIREMENTS),
+    )
+    request(env, ns)
+    uid = env.uid(ns, "vo")
+    eventually(
+        lambda: len(env.instances(uid)) == 2, what="2 pilots launched under the chart's RBAC"
+    )
+    status = eventually(lambda: (s := env.status(ns, "vo")).get("conditions") and s, what="status")
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+    assert "ScaledUp" in env.k("get", "events", "-n", ns, "-o", "json").stdout
+    env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
+    eventually(
+        lambda: (
+            env.k("get", "greq", "vo", "-n", ns, "--ignore-not-found", "-o", "name").stdout.strip()
+            == ""
+        ),
+        what="finalizer done under the chart's RBAC",
+    )
+    assert env.instances(uid) == []
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "where", "allowed"),
+    [
+        ("patch", "glideinrequests.glidein.dev/status", "-n=default", "yes"),
+        ("watch", "cloudentries.glidein.dev", "", "yes"),
+        ("create", "events", "-n=default", "yes"),
+        ("get", "secrets", "-n=default", "yes"),  # by name, to read a request's credentials
+        ("list", "secrets", "--all-namespaces", "no"),
+        ("watch", "secrets", "-n=default", "no"),
+        ("create", "pods/exec", "-n=default", "no"),
+        ("create", "pods", "-n=default", "no"),  # only in pilotNamespaces
+        ("delete", "glideinrequests.glidein.dev", "-n=default", "no"),
+        ("create", "cloudentries.glidein.dev", "", "no"),
+        ("update", "customresourcedefinitions", "", "no"),
+        ("create", "clusterroles", "", "no"),
+        ("impersonate", "serviceaccounts", "", "no"),
+        ("delete", "nodes", "", "no"),
+        ("get", "configmaps", "-n=kube-system", "no"),
+    ],
+)
+def test_can_i_matrix(env: Env, verb: str, resource: str, where: str, allowed: str) -> None:
+    args = ["auth", "can-i", verb, resource, f"--as={SA}"]
+    if where:
+        args.append(where)
+    out = env.k(*args, check=False).stdout.strip()
+    assert out == allowed, f"{SA} can-i {verb} {resource} {where}: {out}"
