@@ -8,6 +8,7 @@ apply examples/, whose entries name real clouds that no test may contact.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -34,6 +35,10 @@ REQUIREMENTS = "(TARGET.Memory >= RequestMemory) && (TARGET.Cpus >= RequestCpus)
 class Env:
     def __init__(self, kubeconfig: Path, ec2: Ec2Server, pool: FakePool, image: str) -> None:
         self.kubeconfig, self.ec2, self.pool, self.image = kubeconfig, ec2, pool, image
+        self.logs: list[str] = []
+        # Distinctive credential values: a scan for them in logs, Events and status is exact.
+        self.cloud_secret = f"ec2-secret-{uuid.uuid4().hex}"
+        self.pool_key = f"pool-key-{uuid.uuid4().hex}"
         self.boto = boto3.client(
             "ec2",
             region_name="us-east-1",
@@ -145,11 +150,29 @@ def operator_env(
             },
         )
         os.environ["KUBECONFIG"] = str(prepare(cp) if prepare else cp.kubeconfig)
-        with KopfRunner(
-            ["run", "-A", "--standalone", "-m", "glidein_operator.controller.handlers"], timeout=60
-        ) as runner:
-            yield e
+        capture = _Capture()
+        logging.getLogger().addHandler(capture)
+        e.logs = capture.lines
+        try:
+            with KopfRunner(
+                ["run", "-A", "--standalone", "-m", "glidein_operator.controller.handlers"],
+                timeout=60,
+            ) as runner:
+                yield e
+        finally:
+            logging.getLogger().removeHandler(capture)
         assert runner.exception is None, runner.output
+
+
+class _Capture(logging.Handler):
+    """Every log line the operator writes (kopf logs through the logging module)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record) + " " + repr(getattr(record, "k8s_skip", "")))
 
 
 def request(
@@ -163,7 +186,7 @@ def request(
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "metadata": {"name": "aws", "namespace": ns},
-                "stringData": {"accessKeyId": "testing", "secretAccessKey": "testing"},
+                "stringData": {"accessKeyId": "testing", "secretAccessKey": env.cloud_secret},
             }
         )
     if token:
@@ -172,7 +195,7 @@ def request(
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "metadata": {"name": "pool-key", "namespace": ns},
-                "stringData": {"signingKey": uuid.uuid4().hex},
+                "stringData": {"signingKey": env.pool_key},
             }
         )
     docs.append(

@@ -167,3 +167,29 @@ def test_entry_status_reports_a_missing_image(env: Env) -> None:
     printed = env.k("get", "ce", "no-image").stdout
     assert "False" in printed
     env.k("delete", "ce", "no-image")
+
+
+def test_secrets_never_appear_in_logs_events_or_status(env: Env) -> None:
+    # Runs after the flows above in this module: launches, failures, reaping, deletion.
+    ns = f"scan-{uuid.uuid4().hex[:6]}"
+    env.pool.submit(
+        SCHEDD,
+        4,
+        Owner=ns,
+        RequestCpus=1,
+        RequestMemory=1000,
+        Requirements=classad2.ExprTree(REQUIREMENTS),
+    )
+    request(env, ns)
+    uid = env.uid(ns, "vo")
+    eventually(lambda: len(env.instances(uid)) == 1, what="a pilot")
+    env.ec2.fail("RunInstances", "AuthFailure", times=1, status=401)  # an error path too
+    events = env.k("get", "events", "-A", "-o", "json").stdout
+    statuses = env.k("get", "glidein", "-A", "-o", "json").stdout
+    logs = "\n".join(env.logs)
+    assert env.logs, "no operator log captured: the scan would prove nothing"
+    for haystack, where in ((logs, "logs"), (events, "Events"), (statuses, "status")):
+        assert env.cloud_secret not in haystack, f"cloud secret in {where}"
+        assert env.pool_key not in haystack, f"pool signing key in {where}"
+        assert "eyJ" not in haystack, f"a JWT (pilot token) in {where}"
+    env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
