@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,3 +180,36 @@ def test_can_i_matrix(env: Env, verb: str, resource: str, where: str, allowed: s
         args.append(where)
     out = env.k(*args, check=False).stdout.strip()
     assert out == allowed, f"{SA} can-i {verb} {resource} {where}: {out}"
+
+
+def test_pre_delete_hook_command_removes_every_request_and_pilot(env: Env) -> None:
+    # What the chart's pre-delete Job runs, run here with the admin's kubeconfig (no
+    # kubelet runs Jobs on this control plane): every request is deleted, and it waits
+    # until the operator has terminated their pilots.
+    namespaces = [f"hook-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    uids = []
+    for ns in namespaces:
+        env.pool.submit(
+            SCHEDD,
+            4,
+            Owner=ns,
+            RequestCpus=1,
+            RequestMemory=1000,
+            Requirements=classad2.ExprTree(REQUIREMENTS),
+        )
+        request(env, ns)
+        uids.append(env.uid(ns, "vo"))
+    for uid in uids:
+        eventually(lambda uid=uid: len(env.instances(uid)) == 1, what="a pilot per request")
+    proc = subprocess.run(
+        [sys.executable, "-m", "glidein_operator", "cleanup", "--timeout", "120"],
+        env={**os.environ, "KUBECONFIG": str(env.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "every GlideinRequest is gone" in proc.stderr
+    assert env.k("get", "greq", "-A", "-o", "name").stdout.strip() == ""
+    for uid in uids:
+        assert env.instances(uid) == []

@@ -13,6 +13,7 @@ from typing import Any
 import classad2
 import pytest
 
+from glidein_operator.controller import runtime
 from tests.integration.operator_env import (
     REQUIREMENTS,
     SCHEDD,
@@ -67,6 +68,12 @@ def test_idle_jobs_launch_pilots_which_register_and_leave_on_delete(env: Env) ->
     assert ready["Degraded"]["status"] == "False"
     events = env.k("get", "events", "-n", ns, "-o", "json").stdout
     assert "ScaledUp" in events
+    registry = runtime.get().registry
+    assert registry.get_sample_value("glidein_idle_jobs", {"request": f"{ns}/vo"}) == 20
+    assert registry.get_sample_value("glidein_pilots_launched_total", {"entry": "moto-east"}) >= 5
+    assert (
+        registry.get_sample_value("glidein_reconcile_seconds_count", {"request": f"{ns}/vo"}) >= 1
+    )
     print(f"\nreaction: idle jobs -> 5 pilots launched in {reaction:.1f}s")
 
     # Pilots register and take the jobs: no more launches, running in status.

@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _schema_props() -> set[str]:
-    return set(json.loads((ROOT / "helm/glidein-operator/values.schema.json").read_text())["properties"])
+    return set(
+        json.loads((ROOT / "helm/glidein-operator/values.schema.json").read_text())["properties"]
+    )
 
 
 def test_argocd_application() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import kopf
@@ -165,6 +166,7 @@ async def reconcile_request(
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
 
+    started = time.perf_counter()
     outcome = await reconcile(
         rt,
         name=name,
@@ -176,6 +178,9 @@ async def reconcile_request(
         world=_world(kwargs),
         emit=emit,
     )
+    key = f"{namespace}/{name}"
+    rt.reconcile_metrics.duration.labels(key).observe(time.perf_counter() - started)
+    rt.reconcile_metrics.record(key, outcome.status)
     _patch_status(patch, status, outcome.status)
 
 

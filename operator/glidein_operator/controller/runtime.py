@@ -25,6 +25,7 @@ from glidein_operator.clouds.instrumented import DriverMetrics, InstrumentedDriv
 from glidein_operator.condor.grid import GridSchedd
 from glidein_operator.condor.interface import Pool
 from glidein_operator.condor.reader import PoolReader
+from glidein_operator.controller.metrics import ReconcileMetrics
 
 
 class Settings(BaseSettings):
@@ -50,6 +51,7 @@ class Runtime:
     _drivers: dict[tuple[str, int, str, str], InstrumentedDriver] = field(default_factory=dict)
     _readers: dict[str, PoolReader] = field(default_factory=dict)
     _metrics: DriverMetrics | None = None
+    _reconcile_metrics: ReconcileMetrics | None = None
 
     @property
     def core(self) -> k8s.CoreV1Api:
@@ -75,6 +77,12 @@ class Runtime:
         if self._metrics is None:
             self._metrics = DriverMetrics(self.registry)
         return self._metrics
+
+    @property
+    def reconcile_metrics(self) -> ReconcileMetrics:
+        if self._reconcile_metrics is None:
+            self._reconcile_metrics = ReconcileMetrics(self.registry)
+        return self._reconcile_metrics
 
     def reader(self, collector: str) -> PoolReader:
         if collector not in self._readers:
