@@ -33,6 +33,8 @@ REQUIREMENTS = "(TARGET.Memory >= RequestMemory) && (TARGET.Cpus >= RequestCpus)
 
 
 class Env:
+    restart_apiserver: Callable[[], None]
+
     def __init__(self, kubeconfig: Path, ec2: Ec2Server, pool: FakePool, image: str) -> None:
         self.kubeconfig, self.ec2, self.pool, self.image = kubeconfig, ec2, pool, image
         self.logs: list[str] = []
@@ -149,6 +151,7 @@ def operator_env(
                 },
             },
         )
+        e.restart_apiserver = cp.restart_apiserver
         os.environ["KUBECONFIG"] = str(prepare(cp) if prepare else cp.kubeconfig)
         capture = _Capture()
         logging.getLogger().addHandler(capture)

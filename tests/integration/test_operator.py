@@ -200,3 +200,52 @@ def test_secrets_never_appear_in_logs_events_or_status(env: Env) -> None:
         assert env.pool_key not in haystack, f"pool signing key in {where}"
         assert "eyJ" not in haystack, f"a JWT (pilot token) in {where}"
     env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
+
+
+def test_failing_cloud_marks_degraded_backs_off_and_converges(env: Env) -> None:
+    ns = f"flaky-{uuid.uuid4().hex[:6]}"
+    # Capacity errors on every attempt of the next two launches (botocore retries 4 times).
+    env.ec2.fail("RunInstances", "InsufficientInstanceCapacity", times=8, status=500)
+    env.pool.submit(
+        SCHEDD,
+        8,
+        Owner=ns,
+        RequestCpus=1,
+        RequestMemory=1000,
+        Requirements=classad2.ExprTree(REQUIREMENTS),
+    )
+    request(env, ns)
+    uid = env.uid(ns, "vo")
+
+    def degraded() -> Any:
+        conds = {c["type"]: c for c in env.status(ns, "vo").get("conditions", [])}
+        return conds.get("Degraded", {}).get("status") == "True" and conds["Degraded"]
+
+    cond = eventually(degraded, what="Degraded while the cloud fails")
+    assert "moto-east" in cond["message"]
+    assert "InsufficientCapacity" in cond["message"]
+    # It backs off (no call storm) and gets there once the cloud recovers.
+    eventually(
+        lambda: len(env.instances(uid)) == 2, timeout=90, what="converged after the failures"
+    )
+    eventually(lambda: not degraded(), what="Degraded cleared")
+    calls = env.ec2.calls().get("RunInstances", 0)
+    assert calls < 40, f"{calls} RunInstances calls: no backoff"
+    env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
+
+
+def test_operator_recovers_from_an_apiserver_restart(env: Env) -> None:
+    env.restart_apiserver()
+    ns = f"after-{uuid.uuid4().hex[:6]}"
+    env.pool.submit(
+        SCHEDD,
+        4,
+        Owner=ns,
+        RequestCpus=1,
+        RequestMemory=1000,
+        Requirements=classad2.ExprTree(REQUIREMENTS),
+    )
+    request(env, ns)
+    uid = env.uid(ns, "vo")
+    eventually(lambda: len(env.instances(uid)) == 1, timeout=90, what="a launch after the restart")
+    env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
