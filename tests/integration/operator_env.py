@@ -23,6 +23,7 @@ import yaml
 from kopf.testing import KopfRunner
 
 from glidein_operator.condor.fake import FakePool
+from glidein_operator.condor.grid import FakeGridSchedd
 from glidein_operator.controller import runtime
 from glidein_operator.testing.controlplane import LocalControlPlane
 from glidein_operator.testing.ec2server import Ec2Server
@@ -34,6 +35,7 @@ REQUIREMENTS = "(TARGET.Memory >= RequestMemory) && (TARGET.Cpus >= RequestCpus)
 
 class Env:
     restart_apiserver: Callable[[], None]
+    grid: FakeGridSchedd
 
     def __init__(self, kubeconfig: Path, ec2: Ec2Server, pool: FakePool, image: str) -> None:
         self.kubeconfig, self.ec2, self.pool, self.image = kubeconfig, ec2, pool, image
@@ -105,6 +107,7 @@ def operator_env(
         )
         image = admin.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         pool = FakePool(schedds={SCHEDD: []})
+        grid = FakeGridSchedd()
         runtime.install(
             runtime.Runtime(
                 settings=runtime.Settings(
@@ -113,9 +116,11 @@ def operator_env(
                     credential_dir=cp.directory / "creds",
                 ),  # type: ignore[operator]
                 pool_factory=lambda collector: pool,
+                grid_schedd=grid,
             )
         )
         e = Env(cp.kubeconfig, ec2, pool, image)
+        e.grid = grid
         e.apply(
             {
                 "apiVersion": "glidein.dev/v1alpha1",

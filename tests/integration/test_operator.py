@@ -176,34 +176,9 @@ def test_entry_status_reports_a_missing_image(env: Env) -> None:
     env.k("delete", "ce", "no-image")
 
 
-def test_secrets_never_appear_in_logs_events_or_status(env: Env) -> None:
-    # Runs after the flows above in this module: launches, failures, reaping, deletion.
-    ns = f"scan-{uuid.uuid4().hex[:6]}"
-    env.pool.submit(
-        SCHEDD,
-        4,
-        Owner=ns,
-        RequestCpus=1,
-        RequestMemory=1000,
-        Requirements=classad2.ExprTree(REQUIREMENTS),
-    )
-    request(env, ns)
-    uid = env.uid(ns, "vo")
-    eventually(lambda: len(env.instances(uid)) == 1, what="a pilot")
-    env.ec2.fail("RunInstances", "AuthFailure", times=1, status=401)  # an error path too
-    events = env.k("get", "events", "-A", "-o", "json").stdout
-    statuses = env.k("get", "glidein", "-A", "-o", "json").stdout
-    logs = "\n".join(env.logs)
-    assert env.logs, "no operator log captured: the scan would prove nothing"
-    for haystack, where in ((logs, "logs"), (events, "Events"), (statuses, "status")):
-        assert env.cloud_secret not in haystack, f"cloud secret in {where}"
-        assert env.pool_key not in haystack, f"pool signing key in {where}"
-        assert "eyJ" not in haystack, f"a JWT (pilot token) in {where}"
-    env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
-
-
 def test_failing_cloud_marks_degraded_backs_off_and_converges(env: Env) -> None:
     ns = f"flaky-{uuid.uuid4().hex[:6]}"
+    env.ec2.clear_faults()
     # Capacity errors on every attempt of the next two launches (botocore retries 4 times).
     env.ec2.fail("RunInstances", "InsufficientInstanceCapacity", times=8, status=500)
     env.pool.submit(
@@ -248,4 +223,198 @@ def test_operator_recovers_from_an_apiserver_restart(env: Env) -> None:
     request(env, ns)
     uid = env.uid(ns, "vo")
     eventually(lambda: len(env.instances(uid)) == 1, timeout=90, what="a launch after the restart")
+    env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
+
+
+def test_pilots_on_openstack_opennebula_grid_and_pods_then_nothing_left(env: Env) -> None:
+    from glidein_operator.condor.grid import REMOVED
+    from glidein_operator.testing.opennebula_fake import FakeOpenNebula
+    from glidein_operator.testing.openstack_fake import FakeOpenStack
+
+    ns, pods_ns = f"multi-{uuid.uuid4().hex[:6]}", f"pilots-{uuid.uuid4().hex[:6]}"
+    kubeconfig_text = env.kubeconfig.read_text()
+    with FakeOpenStack() as nova, FakeOpenNebula() as one:
+        g = "glidein.dev/v1alpha1"
+
+        def td(name: str, types: list[str]) -> dict[str, Any]:
+            return {
+                "apiVersion": g,
+                "kind": "TrustDomain",
+                "metadata": {"name": name},
+                "spec": {"credentialTypes": types},
+            }
+
+        def entry(
+            name: str, typ: str, td_name: str, section: dict[str, Any], image: bool
+        ) -> dict[str, Any]:
+            spec: dict[str, Any] = {
+                "type": typ,
+                "trustDomain": td_name,
+                "site": name.upper(),
+                typ: section,
+                "instanceTypes": [{"name": "m5.large", "cpus": 2, "memory": "8Gi"}],
+            }
+            if image:
+                spec["vmImage"] = "multi-img"
+            return {"apiVersion": g, "kind": "CloudEntry", "metadata": {"name": name}, "spec": spec}
+
+        env.k("create", "namespace", pods_ns)
+        env.apply(
+            td("td-os", ["openstack-password"]),
+            td("td-one", ["opennebula-user-password"]),
+            td("td-grid", ["scitoken"]),
+            td("td-k8s", ["kubeconfig"]),
+            {
+                "apiVersion": g,
+                "kind": "VMImage",
+                "metadata": {"name": "multi-img"},
+                "spec": {
+                    "owner": {"name": "t", "contact": "t@example.org"},
+                    "version": "1",
+                    "patchDate": "2026-11-01",
+                    "locations": [
+                        {"cloud": "openstack", "region": "RegionOne", "imageId": nova.image_id},
+                        {"cloud": "opennebula", "region": "default", "imageId": "1342"},
+                    ],
+                },
+            },
+            entry(
+                "e-os",
+                "openstack",
+                "td-os",
+                {"authUrl": nova.auth_url, "region": "RegionOne", "projectName": "glidein-project"},
+                True,
+            ),
+            entry(
+                "e-one", "opennebula", "td-one", {"endpoint": one.endpoint, "templateId": 42}, True
+            ),
+            entry(
+                "e-grid", "grid", "td-grid", {"ceType": "condor", "endpoint": "ce.test:9619"}, False
+            ),
+            entry(
+                "e-pods",
+                "kubernetes",
+                "td-k8s",
+                {"namespace": pods_ns, "pilotImage": "example.org/pilot:1"},
+                False,
+            ),
+        )
+        env.k("create", "namespace", ns)
+        secrets = {
+            "os": {"username": "glidein", "password": "secret"},
+            "one": {"username": "glidein", "password": "secret"},
+            "tok": {"token": "valid-token"},
+            "kube": {"kubeconfig": kubeconfig_text},
+            "pool-key": {"signingKey": env.pool_key},
+        }
+        env.apply(
+            *(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": n, "namespace": ns},
+                    "stringData": d,
+                }
+                for n, d in secrets.items()
+            )
+        )
+        creds = [
+            ("td-os", "openstack-password", "os"),
+            ("td-one", "opennebula-user-password", "one"),
+            ("td-grid", "scitoken", "tok"),
+            ("td-k8s", "kubeconfig", "kube"),
+        ]
+        env.apply(
+            {
+                "apiVersion": g,
+                "kind": "GlideinRequest",
+                "metadata": {"name": "vo", "namespace": ns},
+                "spec": {
+                    "collector": "pool.test:9618",
+                    "schedds": [{"name": SCHEDD}],
+                    "jobConstraint": f'Owner == "{ns}"',
+                    "entries": {"names": ["e-os", "e-one", "e-grid", "e-pods"]},
+                    "credentials": [
+                        {"trustDomain": t, "type": ty, "secretRef": {"name": s}}
+                        for t, ty, s in creds
+                    ],
+                    "pilot": {"tokenSecretRef": {"name": "pool-key"}},
+                },
+            }
+        )
+        # Four two-core jobs, split over the four entries: one pilot each.
+        env.pool.submit(
+            SCHEDD,
+            4,
+            Owner=ns,
+            RequestCpus=2,
+            RequestMemory=1000,
+            Requirements=classad2.ExprTree(REQUIREMENTS),
+        )
+
+        def pods() -> list[str]:
+            return env.k("get", "pods", "-n", pods_ns, "-o", "name").stdout.split()
+
+        def grid_jobs() -> int:
+            return sum(1 for ad in env.grid.jobs.values() if ad["JobStatus"] != REMOVED)
+
+        eventually(
+            lambda: (
+                len(nova.state.servers) == 1
+                and len(one.live()) == 1
+                and grid_jobs() == 1
+                and len(pods()) == 1
+            ),
+            timeout=90,
+            what="one pilot on each of OpenStack, OpenNebula, grid and pods",
+        )
+        status = env.status(ns, "vo")
+        assert {r["name"]: r["launching"] for r in status["entries"]} == {
+            "e-grid": 1,
+            "e-one": 1,
+            "e-os": 1,
+            "e-pods": 1,
+        }
+
+        env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
+        eventually(
+            lambda: (
+                env.k(
+                    "get", "greq", "vo", "-n", ns, "--ignore-not-found", "-o", "name"
+                ).stdout.strip()
+                == ""
+            ),
+            timeout=90,
+            what="request gone",
+        )
+        assert nova.state.servers == {}
+        assert nova.state.keypairs == {}
+        assert one.live() == []
+        assert grid_jobs() == 0
+        assert pods() == []
+
+
+def test_secrets_never_appear_in_logs_events_or_status(env: Env) -> None:
+    # Last in this module: after launches, failures (auth, capacity), an API-server restart,
+    # reaping and deletions on five back ends.
+    ns = f"scan-{uuid.uuid4().hex[:6]}"
+    env.pool.submit(
+        SCHEDD,
+        4,
+        Owner=ns,
+        RequestCpus=1,
+        RequestMemory=1000,
+        Requirements=classad2.ExprTree(REQUIREMENTS),
+    )
+    request(env, ns)
+    uid = env.uid(ns, "vo")
+    eventually(lambda: len(env.instances(uid)) == 1, what="a pilot")
+    events = env.k("get", "events", "-A", "-o", "json").stdout
+    statuses = env.k("get", "glidein", "-A", "-o", "json").stdout
+    logs = "\n".join(env.logs)
+    assert env.logs, "no operator log captured: the scan would prove nothing"
+    for haystack, where in ((logs, "logs"), (events, "Events"), (statuses, "status")):
+        assert env.cloud_secret not in haystack, f"cloud secret in {where}"
+        assert env.pool_key not in haystack, f"pool signing key in {where}"
+        assert "eyJ" not in haystack, f"a JWT (pilot token) in {where}"
     env.k("delete", "greq", "vo", "-n", ns, "--wait=false")

@@ -52,7 +52,8 @@ def test_missing_credential_and_wrong_type_are_named() -> None:
     _, blocked = candidates(*_world(mutate_request=drop_aws_and_wrong_grid))
     assert blocked["aws-us-east-1"] == "no credential for trust domain 'aws'"
     assert (
-        "credential type kubeconfig not accepted by trust domain 'osg'" in blocked["osg-nebraska"]
+        "credential type kubeconfig cannot drive this grid entry in trust domain 'osg'"
+        in blocked["osg-nebraska"]
     )
 
 
@@ -103,3 +104,23 @@ def test_plan_command_reports_a_missing_request_clearly() -> None:
         ],
     )
     assert result.exit_code == 2
+
+
+def test_credential_must_fit_the_entry_type_not_only_the_trust_domain() -> None:
+    # fermicloud accepts OpenNebula and OpenStack credentials; the request holds only an
+    # OpenNebula one, which cannot drive the OpenStack entry of the same trust domain.
+    req, entries, domains, images = _world()
+    req = req.model_copy(
+        update={
+            "credentials": [
+                c for c in req.credentials if c.type != "openstack-application-credential"
+            ]
+        }
+    )
+    usable, blocked = candidates(req, entries, domains, images)
+    assert "fermicloud-one" in {c.name for c in usable}
+    assert "hlt-openstack" not in {c.name for c in usable}
+    assert blocked["hlt-openstack"] == (
+        "credential type opennebula-user-password cannot drive this openstack entry in trust domain "
+        "'fermicloud' (usable: openstack-application-credential, openstack-password)"
+    )

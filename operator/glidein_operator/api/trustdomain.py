@@ -38,6 +38,18 @@ CREDENTIAL_SECRET_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Which credential types can drive which kind of entry: a trust domain may accept several
+# (a site with both OpenStack and OpenNebula), and the request's credential must fit the
+# entry's back end, not only its trust domain.
+ENTRY_CREDENTIAL_TYPES: dict[str, frozenset[str]] = {
+    "ec2": frozenset({"ec2-access-key"}),
+    "openstack": frozenset({"openstack-application-credential", "openstack-password"}),
+    "opennebula": frozenset({"opennebula-user-password"}),
+    "grid": frozenset({"scitoken", "x509-proxy"}),
+    "kubernetes": frozenset({"kubeconfig", "in-cluster"}),
+}
+
+
 class TrustDomainSpec(ApiModel):
     """Which credential types the entries of this trust domain accept."""
 

@@ -30,7 +30,7 @@ from glidein_operator.controller import status as st
 from glidein_operator.controller.runtime import Runtime
 from glidein_operator.credentials import payloads
 from glidein_operator.pilot.payload import PayloadError
-from glidein_operator.provisioning.eligibility import EntryRecord, candidates
+from glidein_operator.provisioning.eligibility import EntryRecord, candidates, credential_for
 from glidein_operator.provisioning.lifecycle import Reap, Timeouts, classify
 from glidein_operator.provisioning.planner import Candidate, PilotPhase, Plan, plan
 
@@ -75,17 +75,9 @@ async def _credential(
     rt: Runtime, namespace: str, spec: GlideinRequestSpec, entry: CloudEntrySpec, world: World
 ) -> tuple[str, str | None, dict[str, str], str] | str:
     """(type, secret name, values, version) or the sentence saying why not."""
-    domain = world.domains.get(entry.trust_domain)
-    cred = next(
-        (
-            c
-            for c in spec.credentials
-            if c.trust_domain == entry.trust_domain and domain and c.type in domain.credential_types
-        ),
-        None,
-    )
+    cred, why = credential_for(spec, entry, world.domains)
     if cred is None:
-        return f"no usable credential for trust domain {entry.trust_domain!r}"
+        return why
     if cred.secret_ref is None:
         return (cred.type, None, {}, "")
     found = await rt.secret(namespace, cred.secret_ref.name)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from glidein_operator.api.cloudentry import VM_ENTRY_TYPES, CloudEntrySpec
 from glidein_operator.api.glideinrequest import Credential, GlideinRequestSpec
-from glidein_operator.api.trustdomain import TrustDomainSpec
+from glidein_operator.api.trustdomain import ENTRY_CREDENTIAL_TYPES, TrustDomainSpec
 from glidein_operator.api.vmimage import VMImageSpec
 from glidein_operator.provisioning.planner import Candidate
 
@@ -46,14 +46,15 @@ def credential_for(
     held = [c for c in request.credentials if c.trust_domain == entry.trust_domain]
     if not held:
         return None, f"no credential for trust domain {entry.trust_domain!r}"
+    usable = ENTRY_CREDENTIAL_TYPES[entry.type]
     for cred in held:
-        if cred.type in domain.credential_types:
+        if cred.type in domain.credential_types and cred.type in usable:
             return cred, ""
     types = ", ".join(sorted({c.type for c in held}))
-    accepted = ", ".join(domain.credential_types)
-    return (
-        None,
-        f"credential type {types} not accepted by trust domain {entry.trust_domain!r} (accepts {accepted})",
+    fits = ", ".join(sorted(set(domain.credential_types) & usable)) or "none"
+    return None, (
+        f"credential type {types} cannot drive this {entry.type} entry in trust domain "
+        f"{entry.trust_domain!r} (usable: {fits})"
     )
 
 

@@ -244,13 +244,16 @@ class Ec2Server:
             {"action": action, "code": code, "times": times, "status": status, "message": message},
         )
 
+    def clear_faults(self) -> None:
+        self._get("/_glidein/faults", "DELETE")
+
     def calls(self) -> dict[str, int]:
         return dict(self._get("/_glidein/calls"))
 
     def reset(self) -> None:
         """Forget every instance, key pair, fault and count."""
         self._get("/_glidein/calls", "DELETE")
-        self._get("/_glidein/faults", "DELETE")
+        self.clear_faults()
         req = urllib.request.Request(self.url + "/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(req, timeout=10).close()  # noqa: S310
 
