@@ -248,3 +248,32 @@ def advertise(env: Env, instances: list[dict[str, Any]], uid: str, claimed: bool
         ad["Cpus"] = 0 if claimed else 4
         ads.append(ad)
     env.pool.advertise(ads)
+
+
+def start(
+    env: Env, ns: str, jobs: int, *, cpus: int = 1, memory: int = 1000, **request_kw: Any
+) -> str:
+    """Queue ``jobs`` idle jobs owned by ``ns``, create the namespace's request; its uid."""
+    env.pool.submit(
+        SCHEDD,
+        jobs,
+        Owner=ns,
+        RequestCpus=cpus,
+        RequestMemory=memory,
+        Requirements=classad2.ExprTree(REQUIREMENTS),
+    )
+    request(env, ns, **request_kw)
+    return env.uid(ns, "vo")
+
+
+def delete_and_wait(env: Env, ns: str) -> None:
+    """Delete the request and wait until its finalizer has let it go."""
+    env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
+    eventually(
+        lambda: (
+            env.k("get", "greq", "vo", "-n", ns, "--ignore-not-found", "-o", "name").stdout.strip()
+            == ""
+        ),
+        timeout=90,
+        what=f"request {ns}/vo gone",
+    )

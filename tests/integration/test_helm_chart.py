@@ -22,9 +22,11 @@ from tests.integration.operator_env import (
     REQUIREMENTS,
     SCHEDD,
     Env,
+    delete_and_wait,
     eventually,
     operator_env,
     request,
+    start,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,30 +129,14 @@ def env() -> Iterator[Env]:
 
 def test_operator_works_with_only_the_charts_rbac(env: Env) -> None:
     ns = f"vo-{uuid.uuid4().hex[:6]}"
-    env.pool.submit(
-        SCHEDD,
-        8,
-        Owner=ns,
-        RequestCpus=1,
-        RequestMemory=2000,
-        Requirements=classad2.ExprTree(REQUIREMENTS),
-    )
-    request(env, ns)
-    uid = env.uid(ns, "vo")
+    uid = start(env, ns, 8, cpus=1, memory=2000)
     eventually(
         lambda: len(env.instances(uid)) == 2, what="2 pilots launched under the chart's RBAC"
     )
     status = eventually(lambda: (s := env.status(ns, "vo")).get("conditions") and s, what="status")
     assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
     assert "ScaledUp" in env.k("get", "events", "-n", ns, "-o", "json").stdout
-    env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
-    eventually(
-        lambda: (
-            env.k("get", "greq", "vo", "-n", ns, "--ignore-not-found", "-o", "name").stdout.strip()
-            == ""
-        ),
-        what="finalizer done under the chart's RBAC",
-    )
+    delete_and_wait(env, ns)
     assert env.instances(uid) == []
 
 

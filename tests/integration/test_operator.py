@@ -19,9 +19,11 @@ from tests.integration.operator_env import (
     SCHEDD,
     Env,
     advertise,
+    delete_and_wait,
     eventually,
     operator_env,
     request,
+    start,
 )
 
 
@@ -35,17 +37,8 @@ def env() -> Iterator[Env]:
 
 def test_idle_jobs_launch_pilots_which_register_and_leave_on_delete(env: Env) -> None:
     ns = f"vo-{uuid.uuid4().hex[:6]}"
-    env.pool.submit(
-        SCHEDD,
-        20,
-        Owner=ns,
-        RequestCpus=1,
-        RequestMemory=2000,
-        Requirements=classad2.ExprTree(REQUIREMENTS),
-    )
     started = time.monotonic()
-    request(env, ns)
-    uid = env.uid(ns, "vo")
+    uid = start(env, ns, 20, cpus=1, memory=2000)
     # 20 one-core jobs on 4-core pilots: 5 pilots.
     launched = eventually(
         lambda: len(env.instances(uid)) == 5 and env.instances(uid), what="5 EC2 pilots"
@@ -83,14 +76,7 @@ def test_idle_jobs_launch_pilots_which_register_and_leave_on_delete(env: Env) ->
     assert len(env.instances(uid)) == 5
 
     # Deleting the request terminates every pilot and key pair before the object goes.
-    env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
-    eventually(
-        lambda: (
-            env.k("get", "greq", "vo", "-n", ns, "--ignore-not-found", "-o", "name").stdout.strip()
-            == ""
-        ),
-        what="request gone",
-    )
+    delete_and_wait(env, ns)
     assert env.instances(uid) == []
     keys = env.boto.describe_key_pairs(
         Filters=[{"Name": "tag:glidein.dev/request-uid", "Values": [uid]}]
@@ -127,15 +113,7 @@ def test_a_broken_request_names_its_problem_and_others_keep_working(env: Env) ->
 
 def test_no_pool_credential_means_no_launch_and_says_why(env: Env) -> None:
     ns = f"notok-{uuid.uuid4().hex[:6]}"
-    env.pool.submit(
-        SCHEDD,
-        4,
-        Owner=ns,
-        RequestCpus=1,
-        RequestMemory=1000,
-        Requirements=classad2.ExprTree(REQUIREMENTS),
-    )
-    request(env, ns, token=False)
+    start(env, ns, 4, token=False)
     status = eventually(lambda: (s := env.status(ns, "vo")).get("conditions") and s, what="status")
     ready = {c["type"]: c for c in status["conditions"]}["Ready"]
     assert ready["reason"] == "NoPoolCredential"
@@ -181,16 +159,7 @@ def test_failing_cloud_marks_degraded_backs_off_and_converges(env: Env) -> None:
     env.ec2.clear_faults()
     # Capacity errors on every attempt of the next two launches (botocore retries 4 times).
     env.ec2.fail("RunInstances", "InsufficientInstanceCapacity", times=8, status=500)
-    env.pool.submit(
-        SCHEDD,
-        8,
-        Owner=ns,
-        RequestCpus=1,
-        RequestMemory=1000,
-        Requirements=classad2.ExprTree(REQUIREMENTS),
-    )
-    request(env, ns)
-    uid = env.uid(ns, "vo")
+    uid = start(env, ns, 8, cpus=1, memory=1000)
 
     def degraded() -> Any:
         conds = {c["type"]: c for c in env.status(ns, "vo").get("conditions", [])}
@@ -212,16 +181,7 @@ def test_failing_cloud_marks_degraded_backs_off_and_converges(env: Env) -> None:
 def test_operator_recovers_from_an_apiserver_restart(env: Env) -> None:
     env.restart_apiserver()
     ns = f"after-{uuid.uuid4().hex[:6]}"
-    env.pool.submit(
-        SCHEDD,
-        4,
-        Owner=ns,
-        RequestCpus=1,
-        RequestMemory=1000,
-        Requirements=classad2.ExprTree(REQUIREMENTS),
-    )
-    request(env, ns)
-    uid = env.uid(ns, "vo")
+    uid = start(env, ns, 4, cpus=1, memory=1000)
     eventually(lambda: len(env.instances(uid)) == 1, timeout=90, what="a launch after the restart")
     env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
 
@@ -398,16 +358,7 @@ def test_secrets_never_appear_in_logs_events_or_status(env: Env) -> None:
     # Last in this module: after launches, failures (auth, capacity), an API-server restart,
     # reaping and deletions on five back ends.
     ns = f"scan-{uuid.uuid4().hex[:6]}"
-    env.pool.submit(
-        SCHEDD,
-        4,
-        Owner=ns,
-        RequestCpus=1,
-        RequestMemory=1000,
-        Requirements=classad2.ExprTree(REQUIREMENTS),
-    )
-    request(env, ns)
-    uid = env.uid(ns, "vo")
+    uid = start(env, ns, 4, cpus=1, memory=1000)
     eventually(lambda: len(env.instances(uid)) == 1, what="a pilot")
     events = env.k("get", "events", "-A", "-o", "json").stdout
     statuses = env.k("get", "glidein", "-A", "-o", "json").stdout

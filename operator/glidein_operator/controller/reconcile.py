@@ -274,10 +274,7 @@ async def reconcile(
             conditions, "Ready", "False", "NoPoolCredential", token_error, generation, now
         )
     elif not eligible:
-        unusable = (
-            "; ".join(f"{k}: {v}" for k, v in sorted(result.blocked.items()))
-            or "no CloudEntry selected"
-        )
+        unusable = st.describe(result.blocked) or "no CloudEntry selected"
         conditions = st.set_condition(
             conditions, "Ready", "False", "NoUsableEntry", unusable, generation, now
         )
@@ -291,25 +288,13 @@ async def reconcile(
             generation,
             now,
         )
-    if degraded:
-        msg = "; ".join(f"{k}: {v}" for k, v in sorted(degraded.items()))
-        conditions = st.set_condition(
-            conditions, "Degraded", "True", "EntryFailing", msg, generation, now
-        )
-    else:
-        conditions = st.set_condition(
-            conditions, "Degraded", "False", "AllEntriesHealthy", "", generation, now
-        )
+    conditions = st.flag(
+        conditions, "Degraded", degraded, ("EntryFailing", "AllEntriesHealthy"), generation, now
+    )
     blocked_now = {k: v for k, v in result.blocked.items() if k not in degraded}
-    if blocked_now:
-        msg = "; ".join(f"{k}: {v}" for k, v in sorted(blocked_now.items()))
-        conditions = st.set_condition(
-            conditions, "EntriesBlocked", "True", "EntryUnusable", msg, generation, now
-        )
-    else:
-        conditions = st.set_condition(
-            conditions, "EntriesBlocked", "False", "None", "", generation, now
-        )
+    conditions = st.flag(
+        conditions, "EntriesBlocked", blocked_now, ("EntryUnusable", "None"), generation, now
+    )
     status["conditions"] = conditions
     status["observedGeneration"] = generation
     outcome.status = status

@@ -56,15 +56,7 @@ class Runtime:
     @property
     def core(self) -> k8s.CoreV1Api:
         if self.api is None:
-            cfg = k8s.Configuration()
-            try:
-                k8s_config.load_incluster_config(client_configuration=cfg)
-            except k8s_config.ConfigException:
-                # Read $KUBECONFIG now: the client reads it only at import time.
-                k8s_config.load_kube_config(
-                    config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg
-                )
-            self.api = k8s.ApiClient(cfg)
+            self.api = api_client()
         return k8s.CoreV1Api(self.api)
 
     @property

@@ -41,6 +41,28 @@ def set_condition(
     return sorted(out, key=lambda c: str(c["type"]))
 
 
+def describe(problems: dict[str, str]) -> str:
+    """``{entry: why}`` as one sentence for a condition message."""
+    return "; ".join(f"{k}: {v}" for k, v in sorted(problems.items()))
+
+
+def flag(
+    conditions: list[dict[str, Any]],
+    type_: str,
+    problems: dict[str, str],
+    reasons: tuple[str, str],
+    generation: int | None,
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """A condition that is True while ``problems`` is non-empty, naming each one.
+    ``reasons`` = (reason when True, reason when False)."""
+    if problems:
+        return set_condition(
+            conditions, type_, "True", reasons[0], describe(problems), generation, now
+        )
+    return set_condition(conditions, type_, "False", reasons[1], "", generation, now)
+
+
 def request_status(
     plan: Plan, views: list[PilotView], request_uid: str, stuck: Counter[str]
 ) -> dict[str, Any]:
