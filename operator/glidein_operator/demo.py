@@ -305,13 +305,11 @@ def run(timeout: float = 120.0, console: Console | None = None, waves: int = 2) 
                 instances = _instances(clients)
                 launched |= {i["InstanceId"] for i in instances}
                 peak = max(peak, len(instances))
+                by_id = {i["InstanceId"]: i for i in instances}
                 for iid in pool.step(instances, now):
-                    region = next(
-                        r
-                        for r, c in clients.items()
-                        if any(i["InstanceId"] == iid for i in instances if i["_region"] == r)
-                    )
-                    clients[region].terminate_instances(InstanceIds=[iid])
+                    # The pilot powered off: EC2 terminates the instance (terminate-on-shutdown).
+                    if iid in by_id:
+                        clients[by_id[iid]["_region"]].terminate_instances(InstanceIds=[iid])
                 live.update(_view(cp.kubeconfig, pool, instances, submitted))
                 if not wave_at and not pool.fake.schedds[SCHEDD] and not instances:
                     break

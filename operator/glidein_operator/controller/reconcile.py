@@ -19,7 +19,7 @@ from typing import Any
 from glidein_operator.api.base import parse_duration
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
-from glidein_operator.api.trustdomain import TrustDomainSpec
+from glidein_operator.api.trustdomain import CREDENTIAL_SECRET_KEYS, TrustDomainSpec
 from glidein_operator.api.vmimage import VMImageSpec
 from glidein_operator.clouds.base import CloudPilot, DriverError, LaunchBatch, PilotState, Shape
 from glidein_operator.clouds.factory import missing_keys
@@ -87,15 +87,10 @@ async def _credential(
     lacking = missing_keys(cred.type, values, cred.secret_ref.key)
     if lacking:
         return f"Secret {cred.secret_ref.name!r} lacks {', '.join(lacking)} for a {cred.type} credential"
-    if cred.secret_ref.key:
-        values = {
-            **values,
-            **{
-                k: values[cred.secret_ref.key]
-                for k in ("token", "proxy")
-                if cred.type in ("scitoken", "x509-proxy")
-            },
-        }
+    defined = CREDENTIAL_SECRET_KEYS[cred.type]
+    if cred.secret_ref.key and len(defined) == 1:
+        # A one-value credential kept under another key (e.g. a token under "bearer").
+        values = {**values, defined[0]: values[cred.secret_ref.key]}
     return (cred.type, cred.secret_ref.name, values, version)
 
 
