@@ -95,6 +95,20 @@ class Unavailable(DriverError):
     retryable = True
 
 
+def for_http_status(status: int, text: str, entry: str) -> DriverError:
+    """The common reading of an HTTP status from a REST back end. Callers refine what
+    their service says differently first (a 403 that means quota, say)."""
+    if status in (401, 403):
+        return AuthError(text, entry=entry)
+    if status == 404:
+        return NotFound(text, entry=entry)
+    if status in (413, 429):  # 413: Nova's overLimit before microversion 2.x
+        return Throttled(text, entry=entry)
+    if status in (0, 408, 410) or status >= 500:  # 410: an expired list continuation
+        return Unavailable(text, entry=entry)
+    return InvalidConfig(text, entry=entry)
+
+
 # --- what drivers take and give ----------------------------------------------------------
 
 

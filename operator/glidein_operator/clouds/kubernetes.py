@@ -25,16 +25,13 @@ from glidein_operator.clouds.base import (
     TAG_OPERATOR,
     TAG_PILOT_ID,
     TAG_REQUEST_UID,
-    AuthError,
     CloudPilot,
     DriverError,
-    InvalidConfig,
     LaunchBatch,
-    NotFound,
     PilotState,
     QuotaExceeded,
-    Throttled,
     Unavailable,
+    for_http_status,
 )
 
 PAYLOAD_KEY = "user-data"
@@ -51,22 +48,12 @@ def map_error(exc: Exception, entry: str) -> DriverError:
         return exc
     if isinstance(exc, ApiException):
         text = f"{exc.status} {exc.reason}: {_message(exc)}"
-        if exc.status == 401:
-            return AuthError(text, entry=entry)
-        if exc.status == 403:
-            if "exceeded quota" in text or "forbidden: exceeded" in text:
-                return QuotaExceeded(text, entry=entry)
-            if "error looking up service account" in text:
-                # A namespace younger than its service-account controller: it passes.
-                return Unavailable(text, entry=entry)
-            return AuthError(text, entry=entry)
-        if exc.status == 404:
-            return NotFound(text, entry=entry)
-        if exc.status == 429:
-            return Throttled(text, entry=entry)
-        if exc.status in (400, 409, 422):
-            return InvalidConfig(text, entry=entry)
-        return Unavailable(text, entry=entry)
+        if exc.status == 403 and ("exceeded quota" in text or "forbidden: exceeded" in text):
+            return QuotaExceeded(text, entry=entry)
+        if exc.status == 403 and "error looking up service account" in text:
+            # A namespace younger than its service-account controller: it passes.
+            return Unavailable(text, entry=entry)
+        return for_http_status(int(exc.status or 0), text, entry)
     if isinstance(exc, HTTPError | OSError):
         return Unavailable(f"Kubernetes API unreachable: {exc}", entry=entry)
     return DriverError(f"unexpected Kubernetes failure: {exc!r}", entry=entry)

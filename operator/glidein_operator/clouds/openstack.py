@@ -40,11 +40,10 @@ from glidein_operator.clouds.base import (
     DriverError,
     InvalidConfig,
     LaunchBatch,
-    NotFound,
     PilotState,
     QuotaExceeded,
-    Throttled,
     Unavailable,
+    for_http_status,
 )
 
 USER_DATA_LIMIT = 65535  # Nova's limit on base64-encoded user data
@@ -79,19 +78,9 @@ def map_error(exc: Exception, entry: str) -> DriverError:
     if isinstance(exc, os_exc.HttpException):
         status = exc.status_code or 0
         text = f"{status}: {exc.details or exc.message}"
-        if status == 401:
-            return AuthError(text, entry=entry)
-        if status == 403:
-            return (
-                QuotaExceeded(text, entry=entry) if "uota" in text else AuthError(text, entry=entry)
-            )
-        if status == 404:
-            return NotFound(text, entry=entry)
-        if status in (413, 429):
-            return Throttled(text, entry=entry)
-        if status >= 500:
-            return Unavailable(text, entry=entry)
-        return InvalidConfig(text, entry=entry)
+        if status == 403 and "uota" in text:  # "Quota exceeded for instances: ..."
+            return QuotaExceeded(text, entry=entry)
+        return for_http_status(status, text, entry)
     if isinstance(exc, ks_exc.ClientException | os_exc.SDKException):
         return Unavailable(f"OpenStack call failed: {type(exc).__name__}: {exc}", entry=entry)
     return DriverError(f"unexpected OpenStack failure: {exc!r}", entry=entry)
