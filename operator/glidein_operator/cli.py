@@ -77,6 +77,9 @@ def run(
     peering: Annotated[
         str, typer.Option(help="Peering object name for leader election among replicas.")
     ] = "glidein-operator",
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log every handler run.")
+    ] = False,
 ) -> None:
     """Run the operator (kopf) against the cluster in KUBECONFIG or in-cluster config."""
     import asyncio
@@ -85,13 +88,16 @@ def run(
 
     import glidein_operator.controller.handlers  # noqa: F401  (registers the handlers)
 
+    # What kopf's own CLI does: a log format with the object each line is about.
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
     asyncio.run(
         kopf.operator(
             clusterwide=not namespace,
             namespaces=namespace or [],
             liveness_endpoint=liveness,
             standalone=standalone,
-            peering_name=peering,
+            # An explicit peering name makes kopf wait for the peering CRDs, even standalone.
+            peering_name=None if standalone else peering,
         )
     )
 

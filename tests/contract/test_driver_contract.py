@@ -142,3 +142,32 @@ def test_vms_that_stopped_without_terminating_are_reported(harness: Harness) -> 
     assert {p.raw_state for p in shut} == expected
     driver.terminate(shut)
     assert not [p for p in driver.list_pilots() if p.state is PilotState.SHUTDOWN]
+
+
+def test_collect_removes_what_a_crash_left_between_create_and_launch(harness: Harness) -> None:
+    # A crash after the key pair (or payload Secret) was made and before or after the
+    # pilots went: the batch's leftovers must still go, but never those of live pilots.
+    driver = harness.make()
+    live = driver.launch(harness.batch(1))
+    gone = driver.launch(harness.batch(1))
+    # Terminate behind the driver's back (as a killed operator would have, half-way):
+    # only the cloud object goes, the leftovers stay.
+    driver_terminate_pilots_only(harness, driver, gone)
+    driver.collect()
+    left = harness.leftovers(driver)
+    assert all(live[0].batch in name for name in left), left
+    assert not any(gone[0].batch in name for name in left), left
+
+
+def driver_terminate_pilots_only(harness: Harness, driver, pilots) -> None:  # type: ignore[no-untyped-def]
+    if harness.name == "ec2":
+        harness.extra["server"]
+        driver._client.terminate_instances(InstanceIds=[p.cloud_id for p in pilots])  # type: ignore[attr-defined]
+    elif harness.name == "openstack":
+        for p in pilots:
+            driver._conn.compute.delete_server(p.cloud_id)  # type: ignore[attr-defined]
+    elif harness.name == "kubernetes":
+        for p in pilots:
+            driver._core.delete_namespaced_pod(p.cloud_id, driver.settings.namespace)  # type: ignore[attr-defined]
+    else:
+        driver.terminate(pilots)

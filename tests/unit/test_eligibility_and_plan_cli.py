@@ -124,3 +124,16 @@ def test_credential_must_fit_the_entry_type_not_only_the_trust_domain() -> None:
         "credential type opennebula-user-password cannot drive this openstack entry in trust domain "
         "'fermicloud' (usable: openstack-application-credential, openstack-password)"
     )
+
+
+def test_plan_command_reads_condor_q_json_too() -> None:
+    classads = CliRunner().invoke(
+        app,
+        ["plan", str(ROOT / "examples"), "--jobs", str(ROOT / "examples/jobs/idle-jobs.classads")],
+    )
+    as_json = CliRunner().invoke(
+        app, ["plan", str(ROOT / "examples"), "--jobs", str(ROOT / "examples/jobs/idle-jobs.json")]
+    )
+    assert as_json.exit_code == 0, as_json.output
+    assert "idle jobs: 4   launch: 3" in as_json.output
+    assert as_json.output == classads.output

@@ -16,6 +16,11 @@ What each method promises when the thing is already there or already gone:
 * ``terminate(pilots)``: a pilot already gone counts as done; its key pair goes with it.
 * ``console_log(pilot)``: the boot log, or "" when the back end has none yet.
 * ``image_exists(image_id)``: whether the image is registered there.
+* ``collect(request_uid, min_age_seconds)``: delete what a batch leaves besides its pilots
+  (key pairs, payload Secrets) once no pilot of that batch is alive, for one request or
+  all, sparing anything younger than ``min_age_seconds`` (a launch may be in flight).
+  A crash between creating a key pair and launching, or between terminating and
+  deleting it, leaves such things; this is what finds them.
 """
 
 from __future__ import annotations
@@ -93,6 +98,15 @@ class Unavailable(DriverError):
 
     reason = "Unavailable"
     retryable = True
+
+
+def old_enough(created: dt.datetime | None, min_age_seconds: float) -> bool:
+    if not min_age_seconds or created is None:
+        return True
+    return (dt.datetime.now(dt.UTC) - created).total_seconds() >= min_age_seconds
+
+
+ALIVE_STATES = frozenset({PilotState.PENDING, PilotState.RUNNING, PilotState.SHUTDOWN})
 
 
 def for_http_status(status: int, text: str, entry: str) -> DriverError:
@@ -188,3 +202,5 @@ class Driver(Protocol):
     def console_log(self, pilot: CloudPilot) -> str: ...
 
     def image_exists(self, image_id: str) -> bool: ...
+
+    def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int: ...

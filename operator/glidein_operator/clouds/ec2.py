@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from glidein_operator.api.cloudentry import Ec2Settings
 from glidein_operator.clouds.base import (
+    ALIVE_STATES,
     TAG_BATCH,
     TAG_ENTRY,
     TAG_INSTANCE_TYPE,
@@ -45,6 +46,7 @@ from glidein_operator.clouds.base import (
     QuotaExceeded,
     Throttled,
     Unavailable,
+    old_enough,
 )
 
 USER_DATA_LIMIT = 16 * 1024  # bytes, before base64 (EC2's limit)
@@ -327,6 +329,31 @@ class Ec2Driver:
             tags = {t["Key"]: t["Value"] for t in kp.get("Tags", [])}
             if tags.get(TAG_BATCH) not in alive:
                 self._client.delete_key_pair(KeyName=kp["KeyName"])
+
+    def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:
+        filters = [
+            {"Name": f"tag:{TAG_OPERATOR}", "Values": [self.operator_id]},
+            {"Name": f"tag:{TAG_ENTRY}", "Values": [self.entry]},
+        ]
+        if request_uid:
+            filters.append({"Name": f"tag:{TAG_REQUEST_UID}", "Values": [request_uid]})
+        try:
+            pairs = self._client.describe_key_pairs(Filters=filters).get("KeyPairs", [])
+            if not pairs:
+                return 0
+            alive = {p.batch for p in self.list_pilots() if p.state in ALIVE_STATES}
+            deleted = 0
+            for kp in pairs:
+                tags = {t["Key"]: t["Value"] for t in kp.get("Tags", [])}
+                if tags.get(TAG_BATCH) in alive or not old_enough(
+                    kp.get("CreateTime"), min_age_seconds
+                ):
+                    continue
+                self._client.delete_key_pair(KeyName=kp["KeyName"])
+                deleted += 1
+            return deleted
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
 
     def key_pairs_left(self) -> list[str]:
         """Names of our key pairs at this entry (for garbage collection and tests)."""

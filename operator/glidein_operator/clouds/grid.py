@@ -230,5 +230,8 @@ class GridDriver:
     def image_exists(self, image_id: str) -> bool:
         return True  # grid pilots bring their own software: nothing to check
 
+    def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:
+        return 0  # a batch leaves nothing but its pilots here
+
     def leftovers(self) -> list[str]:
         return []

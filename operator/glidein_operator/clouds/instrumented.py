@@ -172,6 +172,11 @@ class InstrumentedDriver:
         await self._call("terminate", lambda: self.driver.terminate(pilots))
         self.metrics.terminated.labels(self.entry).inc(len(pilots))
 
+    async def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:
+        return await self._call(
+            "collect", lambda: self.driver.collect(request_uid, min_age_seconds)
+        )
+
     async def console_log(self, pilot: CloudPilot) -> str:
         return await self._call("console_log", lambda: self.driver.console_log(pilot))
 

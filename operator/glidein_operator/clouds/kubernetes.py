@@ -19,6 +19,7 @@ from urllib3.exceptions import HTTPError
 
 from glidein_operator.api.cloudentry import KubernetesSettings
 from glidein_operator.clouds.base import (
+    ALIVE_STATES,
     TAG_BATCH,
     TAG_ENTRY,
     TAG_INSTANCE_TYPE,
@@ -32,6 +33,7 @@ from glidein_operator.clouds.base import (
     QuotaExceeded,
     Unavailable,
     for_http_status,
+    old_enough,
 )
 
 PAYLOAD_KEY = "user-data"
@@ -278,6 +280,34 @@ class KubernetesDriver:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
+
+    def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:
+        extra = {TAG_REQUEST_UID: _label_value(request_uid)} if request_uid else None
+        try:
+            secrets = self._core.list_namespaced_secret(
+                self.settings.namespace, label_selector=self._selector(extra)
+            ).items
+            if not secrets:
+                return 0
+            alive = {p.batch for p in self.list_pilots() if p.state in ALIVE_STATES}
+            deleted = 0
+            for secret in secrets:
+                batch = (secret.metadata.labels or {}).get(TAG_BATCH)
+                if batch in alive or not old_enough(
+                    secret.metadata.creation_timestamp, min_age_seconds
+                ):
+                    continue
+                try:
+                    self._core.delete_namespaced_secret(
+                        secret.metadata.name, self.settings.namespace
+                    )
+                    deleted += 1
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+            return deleted
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
 
     def leftovers(self) -> list[str]:
         """Payload Secrets of this entry still present."""

@@ -249,5 +249,8 @@ class OpenNebulaDriver:
         except Exception as exc:
             raise map_error(exc, self.entry) from exc
 
+    def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:
+        return 0  # a batch leaves nothing but its pilots here
+
     def leftovers(self) -> list[str]:
         return []  # no key pairs: SSH keys travel in CONTEXT, with the VM

@@ -28,6 +28,7 @@ from openstack import exceptions as os_exc
 
 from glidein_operator.api.cloudentry import OpenStackSettings
 from glidein_operator.clouds.base import (
+    ALIVE_STATES,
     TAG_BATCH,
     TAG_ENTRY,
     TAG_INSTANCE_TYPE,
@@ -44,6 +45,7 @@ from glidein_operator.clouds.base import (
     QuotaExceeded,
     Unavailable,
     for_http_status,
+    old_enough,
 )
 
 USER_DATA_LIMIT = 65535  # Nova's limit on base64-encoded user data
@@ -84,6 +86,13 @@ def map_error(exc: Exception, entry: str) -> DriverError:
     if isinstance(exc, ks_exc.ClientException | os_exc.SDKException):
         return Unavailable(f"OpenStack call failed: {type(exc).__name__}: {exc}", entry=entry)
     return DriverError(f"unexpected OpenStack failure: {exc!r}", entry=entry)
+
+
+def _parse_time(value: object) -> dt.datetime | None:
+    if not value:
+        return None
+    parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _tag(kind: str, value: str) -> str:
@@ -216,9 +225,7 @@ class OpenStackDriver:
         raw = status
         if status == "ERROR" and getattr(server, "fault", None):
             raw = f"ERROR: {server.fault.get('message', '')}"
-        created = None
-        if server.created_at:
-            created = dt.datetime.fromisoformat(str(server.created_at).replace("Z", "+00:00"))
+        created = _parse_time(server.created_at)
         return CloudPilot(
             pilot_id=f"{batch}-{index}" if batch else name,
             cloud_id=server.id,
@@ -244,6 +251,26 @@ class OpenStackDriver:
                 }
                 for batch in batches - alive:
                     self._conn.compute.delete_keypair(f"glidein-{batch}", ignore_missing=True)
+        except Exception as exc:
+            raise map_error(exc, self.entry) from exc
+
+    def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:
+        try:
+            alive = {f"glidein-{p.batch}" for p in self.list_pilots() if p.state in ALIVE_STATES}
+            # Key pairs carry no tags: ours are named glidein-{batch key}, and a batch key
+            # starts with the request uid's first eight characters.
+            prefix = f"glidein-{request_uid[:8]}-" if request_uid else "glidein-"
+            deleted = 0
+            for kp in self._conn.compute.keypairs():
+                created = _parse_time(getattr(kp, "created_at", None))
+                if (
+                    kp.name.startswith(prefix)
+                    and kp.name not in alive
+                    and old_enough(created, min_age_seconds)
+                ):
+                    self._conn.compute.delete_keypair(kp.name, ignore_missing=True)
+                    deleted += 1
+            return deleted
         except Exception as exc:
             raise map_error(exc, self.entry) from exc
 

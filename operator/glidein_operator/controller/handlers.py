@@ -8,6 +8,7 @@ before any handler runs, so the orphan collector never mistakes "not listed yet"
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -142,6 +143,7 @@ async def reconcile_request(
     status: kopf.Status,
     patch: kopf.Patch,
     body: kopf.Body,
+    logger: kopf.Logger,
     **kwargs: Any,
 ) -> None:
     rt = runtime.get()
@@ -167,17 +169,33 @@ async def reconcile_request(
         kopf.event(body, type=kind, reason=reason, message=message)
 
     started = time.perf_counter()
-    outcome = await reconcile(
-        rt,
-        name=name,
-        namespace=namespace,
-        uid=uid,
-        generation=generation,
-        spec=parsed,
-        old_status=dict(status or {}),
-        world=_world(kwargs),
-        emit=emit,
-    )
+    try:
+        outcome = await reconcile(
+            rt,
+            name=name,
+            namespace=namespace,
+            uid=uid,
+            generation=generation,
+            spec=parsed,
+            old_status=dict(status or {}),
+            world=_world(kwargs),
+            emit=emit,
+        )
+    except Exception as exc:
+        # Anything unforeseen: say so on the resource and try again next tick, rather
+        # than let kopf back off for a minute with nothing visible to the user.
+        logger.exception("reconcile of %s/%s failed", namespace, name)
+        conds = st.set_condition(
+            list(status.get("conditions") or []),
+            "Ready",
+            "False",
+            "ReconcileError",
+            f"{type(exc).__name__}: {exc}"[:1000],
+            generation,
+            rt.clock(),
+        )
+        _patch_status(patch, status, {"conditions": conds})
+        return
     key = f"{namespace}/{name}"
     rt.reconcile_metrics.duration.labels(key).observe(time.perf_counter() - started)
     rt.reconcile_metrics.record(key, outcome.status)
@@ -223,6 +241,9 @@ async def terminate_everything(
                     reason="Terminated",
                     message=f"terminated {len(mine)} pilot(s) at {entry} for deletion",
                 )
+            # Key pairs and payload Secrets a kill left between create and launch, or
+            # between terminate and delete.
+            await driver.collect(uid)
             still = [
                 p
                 for p in await driver.list_pilots()
@@ -298,6 +319,9 @@ async def check_entry(
         orphans = [p for p in listed if p.request_uid and p.request_uid not in alive_requests]
         if orphans:
             await driver.terminate(orphans)
+        # Leftovers of any batch with no pilot alive, sparing launches in flight.
+        with contextlib.suppress(DriverError):
+            await driver.collect(None, min_age_seconds=600)
         pilots += len(listed) - len(orphans)
     new = {"conditions": conds, "observedGeneration": generation}
     if rt.drivers_for(name):

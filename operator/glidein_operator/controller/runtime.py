@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_pilots: int | None = None
     credential_dir: Path = Path("/var/run/glidein/credentials")
     metrics_port: int | None = None
+    # For tests and demos only: a simulated pool served by glidein_operator.testing.pool_server
+    # instead of the real collectors and schedds.
+    pool_url: str | None = None
 
 
 @dataclass
@@ -148,9 +151,16 @@ def get() -> Runtime:
     """The process's runtime, made from settings on first use (tests install their own)."""
     global RUNTIME
     if RUNTIME is None:
-        from glidein_operator.condor.htcondor import HTCondorPool
+        settings = Settings()
+        if settings.pool_url:
+            from glidein_operator.testing.pool_server import HttpPool
 
-        RUNTIME = Runtime(settings=Settings(), pool_factory=HTCondorPool)
+            url = settings.pool_url
+            RUNTIME = Runtime(settings=settings, pool_factory=lambda collector: HttpPool(url))
+        else:
+            from glidein_operator.condor.htcondor import HTCondorPool
+
+            RUNTIME = Runtime(settings=settings, pool_factory=HTCondorPool)
     return RUNTIME
 
 

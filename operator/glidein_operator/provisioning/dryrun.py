@@ -18,6 +18,7 @@ from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.api.objects import Resource, load
 from glidein_operator.api.trustdomain import TrustDomainSpec
 from glidein_operator.api.vmimage import VMImageSpec
+from glidein_operator.condor.classads import ads_from_json
 from glidein_operator.condor.jobs import cluster_jobs, significant_attributes
 from glidein_operator.condor.reader import select
 from glidein_operator.provisioning.eligibility import EntryRecord, candidates
@@ -26,8 +27,12 @@ from glidein_operator.provisioning.planner import Plan, Ramp, plan
 
 def read_jobs(path: Path) -> list[classad2.ClassAd]:
     text = path.read_text()
-    parser = classad2.ParserType.JSON if text.lstrip().startswith("[") else classad2.ParserType.Auto
-    return [ad for ad in classad2.parseAds(text, parser) if ad.get("JobStatus", 1) == 1]
+    stripped = text.lstrip()
+    if stripped.startswith(("[", "{")):
+        ads = ads_from_json(text)
+    else:
+        ads = list(classad2.parseAds(text, classad2.ParserType.Auto))
+    return [ad for ad in ads if ad.get("JobStatus", 1) == 1]
 
 
 @dataclass
