@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import classad2
 import yaml
 from rich.console import Console, Group
@@ -264,17 +263,8 @@ def run(timeout: float = 120.0, console: Console | None = None, waves: int = 2) 
         )
         os.environ["KUBECONFIG"] = str(cp.kubeconfig)
         install_crds(cp.kubeconfig)
-        clients = {
-            r: boto3.client(
-                "ec2",
-                region_name=r,
-                endpoint_url=ec2.url,
-                aws_access_key_id="demo",
-                aws_secret_access_key="demo-secret",  # noqa: S106  (the local test server)
-            )
-            for r in ("us-east-1", "us-west-2")
-        }
-        image = clients["us-east-1"].describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        clients = {r: ec2.client(r) for r in ("us-east-1", "us-west-2")}
+        image = ec2.image_id()
         pool = Pool(FakePool(schedds={SCHEDD: []}))
         assert cp.directory is not None
         runtime.install(

@@ -10,8 +10,6 @@ import argparse
 import math
 import time
 
-import boto3
-
 from glidein_operator.api.cloudentry import Ec2Settings
 from glidein_operator.clouds.base import LaunchBatch, PilotState, Shape
 from glidein_operator.clouds.ec2 import Ec2Driver
@@ -20,14 +18,7 @@ from glidein_operator.testing.ec2server import Ec2Server
 
 def run(server: Ec2Server, pilots: int, batch: int) -> dict[str, float]:
     server.reset()
-    admin = boto3.client(
-        "ec2",
-        region_name="us-east-1",
-        endpoint_url=server.url,
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-    )
-    image = admin.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = server.image_id()
     driver = Ec2Driver(
         "bench",
         Ec2Settings(region="us-east-1", endpoint_url=server.url),

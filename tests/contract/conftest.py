@@ -59,28 +59,17 @@ def ec2_server() -> Iterator[Any]:
         yield server
 
 
-_EC2_IMAGE: dict[str, str] = {}
 EC2_SECRET = "ec2-secret-key-value-0001"
 BAD_PASSWORD = "wrong-password-value-0002"
 
 
 def _ec2(ec2_server: Any) -> Harness:
-    import boto3
 
     from glidein_operator.api.cloudentry import Ec2Settings
     from glidein_operator.clouds.ec2 import Ec2Driver
 
     ec2_server.reset()
-    if "image" not in _EC2_IMAGE:  # moto's AMI catalogue is the same after every reset
-        admin = boto3.client(
-            "ec2",
-            region_name="us-east-1",
-            endpoint_url=ec2_server.url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        _EC2_IMAGE["image"] = admin.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    image = _EC2_IMAGE["image"]
+    image = ec2_server.image_id()
 
     def make(entry: str = "e1", operator_id: str = "op-test", bad_auth: bool = False) -> Driver:
         d = Ec2Driver(

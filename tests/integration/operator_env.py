@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import classad2
 import yaml
 from kopf.testing import KopfRunner
@@ -43,13 +42,7 @@ class Env:
         # Distinctive credential values: a scan for them in logs, Events and status is exact.
         self.cloud_secret = f"ec2-secret-{uuid.uuid4().hex}"
         self.pool_key = f"pool-key-{uuid.uuid4().hex}"
-        self.boto = boto3.client(
-            "ec2",
-            region_name="us-east-1",
-            endpoint_url=ec2.url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        self.boto = ec2.client()
 
     def k(self, *args: str, stdin: str | None = None, check: bool = True) -> Any:
         return kubectl(self.kubeconfig, *args, stdin=stdin, check=check)
@@ -98,14 +91,7 @@ def operator_env(
     (default: the admin's)."""
     with LocalControlPlane() as cp, Ec2Server() as ec2:
         install_crds(cp.kubeconfig)
-        admin = boto3.client(
-            "ec2",
-            region_name="us-east-1",
-            endpoint_url=ec2.url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        image = admin.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        image = ec2.image_id()
         pool = FakePool(schedds={SCHEDD: []})
         grid = FakeGridSchedd()
         runtime.install(

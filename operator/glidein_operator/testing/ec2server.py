@@ -199,6 +199,7 @@ class Ec2Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._image = ""
 
     def start(self) -> Ec2Server:
         self._proc = subprocess.Popen(
@@ -243,6 +244,26 @@ class Ec2Server:
             "POST",
             {"action": action, "code": code, "times": times, "status": status, "message": message},
         )
+
+    def client(self, region: str = "us-east-1") -> Any:
+        """A boto3 EC2 client for this server (any credentials are accepted)."""
+        import boto3
+
+        return boto3.client(
+            "ec2",
+            region_name=region,
+            endpoint_url=self.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106  (the test server accepts any)
+        )
+
+    def image_id(self) -> str:
+        """The first AMI of moto's catalogue (the same after every reset)."""
+        if not self._image:
+            self._image = str(
+                self.client().describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+            )
+        return self._image
 
     def clear_faults(self) -> None:
         self._get("/_glidein/faults", "DELETE")
