@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from glidein_operator.provisioning.planner import PilotPhase, Ramp, plan
+from typing import Any
+
+from glidein_operator.provisioning.planner import Candidate, PilotPhase, Ramp, plan
 from tests.planning import REQ, entry, jobs, pilots, request
 
 BIG = Ramp(initial=10_000)
@@ -234,3 +236,37 @@ def test_stuck_pilots_are_not_alive() -> None:
     p = plan(REQ, request(), [entry("a")], jobs(4), existing, ramp=BIG)
     assert p.entry("a").launch == 1
     assert p.entry("a").wanted == 1
+
+
+def _priced(name: str, price: str, **kw: Any) -> Candidate:
+    return entry(
+        name,
+        types=[{"name": "4c", "cpus": 4, "memory": "8Gi", "disk": "40Gi", "pricePerHour": price}],
+        **kw,
+    )
+
+
+def test_cost_placement_fills_the_cheapest_entry_then_spills_to_the_next() -> None:
+    cheap = _priced("cheap", "0.10", limits={"maxPilots": 6})
+    dear = _priced("dear", "0.40")
+    p = plan(REQ, request(), [dear, cheap], jobs(40), [], ramp=BIG)
+    assert p.entry("cheap").launch == 6  # all it may hold
+    assert p.entry("dear").launch == 4  # only what the cheap one cannot take
+    assert p.entry("dear").idle_jobs == 16
+
+
+def test_a_nearly_full_cheap_entry_loses_to_an_empty_dearer_one() -> None:
+    # 9 of 10 slots taken: 0.10 / (1 - 0.9) = 1.0 per pilot-hour of merit, worse than 0.40.
+    cheap = _priced("cheap", "0.10", limits={"maxPilots": 10})
+    dear = _priced("dear", "0.40")
+    busy = pilots("cheap", PilotPhase.CLAIMED, 9, request_uid="someone-else")
+    p = plan(REQ, request(), [cheap, dear], jobs(8), busy, ramp=BIG)
+    assert p.entry("dear").launch == 2
+    assert p.entry("cheap").launch == 0
+
+
+def test_spread_placement_shares_jobs_whatever_the_price() -> None:
+    cheap, dear = _priced("cheap", "0.10"), _priced("dear", "0.40")
+    p = plan(REQ, request(placement="spread"), [cheap, dear], jobs(40), [], ramp=BIG)
+    assert p.entry("cheap").launch == 5
+    assert p.entry("dear").launch == 5

@@ -239,6 +239,13 @@ class Budget(ApiModel):
         default_factory=dict,
         description="Optional limit per period for individual entries, by name.",
     )
+    kill_grace_period: Duration = Field(
+        default="10m",
+        description=(
+            "Once the kill switch is on, pilots running jobs get this long to finish before "
+            "they are terminated; idle and booting pilots go at once."
+        ),
+    )
 
     cel_rules = (
         CelRule(
@@ -298,6 +305,14 @@ class GlideinRequestSpec(ApiModel):
     paused: bool = Field(
         default=False, description="Start no new pilots; those running finish their work."
     )
+    placement: Literal["cost", "spread"] = Field(
+        default="cost",
+        description=(
+            "When several entries can run the same jobs: 'cost' fills the entry with the "
+            "lowest price per useful core first (weighted by how full it is) and spills to "
+            "the next; 'spread' shares the jobs evenly."
+        ),
+    )
 
 
 class EntryStatus(ApiModel):
@@ -311,6 +326,14 @@ class EntryStatus(ApiModel):
     idle: int = Field(default=0, ge=0, description="Pilots registered with no job.")
     stuck: int = Field(default=0, ge=0, description="Pilots that never registered in time.")
     bound_by: str = Field(default="", description="The limit or reason that set 'wanted'.")
+    last_batch: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "The last launch batch number used here; batch keys never repeat (a cloud "
+            "remembers an idempotency token long after its pilots are gone)."
+        ),
+    )
 
 
 class RequestTotals(ApiModel):
@@ -323,11 +346,49 @@ class RequestTotals(ApiModel):
     idle: int = Field(default=0, ge=0, description="Pilots idle.")
 
 
-class SpendStatus(ApiModel):
-    """Spend in the current budget period."""
+class Usage(ApiModel):
+    """Pilot-hours, core-hours and cost."""
 
+    spent: Money = Field(default=Decimal(0), description="Cost, in the entries' price currency.")
+    pilot_hours: Money = Field(default=Decimal(0), description="Hours of pilot life.")
+    core_hours: Money = Field(default=Decimal(0), description="Hours of pilot life times cores.")
+
+
+class EntrySpend(Usage):
+    """Accounting at one entry in the current period."""
+
+    name: str = Field(description="CloudEntry name.")
+
+
+class PeriodSpend(Usage):
+    """Accounting of a closed period."""
+
+    start: dt.datetime = Field(description="Start of the period.")
+    end: dt.datetime = Field(description="End of the period.")
+
+
+class SpendStatus(Usage):
+    """Accounting in the current budget period, rebuilt from the clouds' launch times."""
+
+    period: Literal["daily", "weekly", "monthly"] = Field(
+        default="monthly", description="Accounting period (the budget's, monthly without one)."
+    )
     period_start: dt.datetime | None = Field(default=None, description="Start of the period.")
-    spent: Money = Field(default=Decimal(0), description="Spent so far in the period.")
+    accounted_until: dt.datetime | None = Field(
+        default=None, description="Pilot time is accounted up to this instant."
+    )
+    entries: list[EntrySpend] = Field(
+        default_factory=list,
+        description="Accounting per entry.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    previous_period: PeriodSpend | None = Field(default=None, description="The last period.")
+    limit: Money | None = Field(default=None, description="The budget limit for the period.")
+    committed: Money | None = Field(
+        default=None,
+        description="What pilots alive now may still cost in this period, at worst.",
+    )
+    left: Money | None = Field(default=None, description="Limit minus spent.")
 
 
 class GlideinRequestStatus(ApiModel):

@@ -41,6 +41,9 @@ TAG_BATCH = "glidein.dev/batch"
 TAG_PILOT_ID = "glidein.dev/pilot-id"
 TAG_INSTANCE_TYPE = "glidein.dev/instance-type"
 TAG_SPOT = "glidein.dev/spot"
+# The hourly price the pilot was launched at: accounting survives a restart and a later
+# price change in the CloudEntry without remembering anything.
+TAG_PRICE = "glidein.dev/price-per-hour"
 
 
 class PilotState(enum.StrEnum):
@@ -158,6 +161,7 @@ class LaunchBatch:
     user_data: bytes
     spot: bool = False
     spot_max_price: Decimal | None = None
+    spot_fallback: bool = False  # on-demand when spot capacity is lacking (EC2)
 
     def pilot_id(self, index: int) -> str:
         return f"{self.key}-{index}"
@@ -170,6 +174,11 @@ class LaunchBatch:
             TAG_BATCH: self.key,
             TAG_INSTANCE_TYPE: self.shape.name,
             TAG_SPOT: "true" if self.spot else "false",
+            TAG_PRICE: str(
+                self.spot_max_price
+                if self.spot and self.spot_max_price
+                else self.shape.price_per_hour
+            ),
         }
 
 
@@ -188,6 +197,20 @@ class CloudPilot:
     spot: bool = False
     raw_state: str = ""
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # What it costs per hour, where the back end says (the price tag written at launch,
+    # or the spot price actually charged); None: the entry's price applies.
+    price_per_hour: Decimal | None = None
+    # When it stopped, where the back end keeps terminated pilots and says when.
+    ended_at: dt.datetime | None = None
+    # A spot pilot the cloud took back (EC2 Server.SpotInstanceTermination).
+    interrupted: bool = False
+
+
+def price_from_tags(tags: dict[str, str]) -> Decimal | None:
+    try:
+        return Decimal(tags[TAG_PRICE])
+    except (KeyError, ArithmeticError, ValueError):
+        return None
 
 
 class Driver(Protocol):

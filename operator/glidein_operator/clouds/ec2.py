@@ -17,7 +17,9 @@ their batch is alive.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -47,6 +49,7 @@ from glidein_operator.clouds.base import (
     Throttled,
     Unavailable,
     old_enough,
+    price_from_tags,
 )
 
 USER_DATA_LIMIT = 16 * 1024  # bytes, before base64 (EC2's limit)
@@ -168,11 +171,29 @@ class Ec2Driver:
             if self.key_pairs == "perVM":
                 out: list[CloudPilot] = []
                 for index in range(batch.count):
-                    out += self._run(batch, index_base=index, count=1, token_suffix=f"-{index}")
+                    out += self._run_or_fall_back(batch, index, 1, f"-{index}")
                 return out
-            return self._run(batch, index_base=0, count=batch.count, token_suffix="")
+            return self._run_or_fall_back(batch, 0, batch.count, "")
         except Exception as exc:
             raise map_error(exc, self.entry) from exc
+
+    def _run_or_fall_back(
+        self, batch: LaunchBatch, index_base: int, count: int, token_suffix: str
+    ) -> list[CloudPilot]:
+        """Spot first; on a spot capacity error, the same pilots on-demand when the entry
+        allows it. The on-demand try has a ClientToken of its own (AWS refuses one token
+        with other parameters), as deterministic as the first: a retry after a crash
+        finds the instances either try started."""
+        try:
+            return self._run(batch, index_base=index_base, count=count, token_suffix=token_suffix)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if not (batch.spot and batch.spot_fallback and code in _CAPACITY):
+                raise
+        on_demand = dataclasses.replace(batch, spot=False, spot_max_price=None)
+        return self._run(
+            on_demand, index_base=index_base, count=count, token_suffix=token_suffix + "-od"
+        )
 
     def _run(
         self, batch: LaunchBatch, *, index_base: int, count: int, token_suffix: str
@@ -278,6 +299,9 @@ class Ec2Driver:
             spot=tags.get(TAG_SPOT) == "true" or inst.get("InstanceLifecycle") == "spot",
             raw_state=state,
             extra={"keyName": inst.get("KeyName", "")} if inst.get("KeyName") else {},
+            price_per_hour=price_from_tags(tags),
+            ended_at=_ended_at(inst) if state in ("shutting-down", "terminated") else None,
+            interrupted=inst.get("StateReason", {}).get("Code") == SPOT_INTERRUPTED,
         )
 
     # --- terminate ---------------------------------------------------------------------
@@ -396,6 +420,18 @@ class Ec2Driver:
             raise map_error(exc, self.entry) from exc
         except Exception as exc:
             raise map_error(exc, self.entry) from exc
+
+
+# StateTransitionReason of a terminated instance: "User initiated (2026-11-23 21:00:00 GMT)".
+_TRANSITION_TIME = re.compile(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:GMT|UTC)\)")
+SPOT_INTERRUPTED = "Server.SpotInstanceTermination"
+
+
+def _ended_at(inst: dict[str, Any]) -> dt.datetime | None:
+    m = _TRANSITION_TIME.search(inst.get("StateTransitionReason") or "")
+    if m is None:
+        return None
+    return dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
 
 
 def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:

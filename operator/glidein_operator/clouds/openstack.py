@@ -46,6 +46,7 @@ from glidein_operator.clouds.base import (
     Unavailable,
     for_http_status,
     old_enough,
+    price_from_tags,
 )
 
 USER_DATA_LIMIT = 65535  # Nova's limit on base64-encoded user data
@@ -238,6 +239,7 @@ class OpenStackDriver:
             spot=meta.get(TAG_SPOT) == "true",
             raw_state=raw,
             extra={"request": meta.get(TAG_REQUEST, "")},
+            price_per_hour=price_from_tags(meta),
         )
 
     def terminate(self, pilots: Sequence[CloudPilot]) -> None:

@@ -21,6 +21,30 @@ class ReconcileMetrics:
             ["request", "entry"],
             registry=registry,
         )
+        self.spent = Gauge(
+            "glidein_spend",
+            "Spent in the current budget period, in the entries' price currency.",
+            ["request", "entry"],
+            registry=registry,
+        )
+        self.core_hours = Gauge(
+            "glidein_core_hours",
+            "Core-hours of pilots in the current budget period.",
+            ["request", "entry"],
+            registry=registry,
+        )
+        self.budget_left = Gauge(
+            "glidein_budget_left",
+            "Budget limit minus spend in the current period.",
+            ["request"],
+            registry=registry,
+        )
+        self.budget_committed = Gauge(
+            "glidein_budget_committed",
+            "What pilots alive now may still cost in the current period, at worst.",
+            ["request"],
+            registry=registry,
+        )
         self.duration = Histogram(
             "glidein_reconcile_seconds",
             "Duration of one request's reconcile.",
@@ -35,3 +59,10 @@ class ReconcileMetrics:
             for state in ("launching", "running", "idle", "stuck"):
                 self.pilots.labels(request, row["name"], state).set(row.get(state, 0))
             self.wanted.labels(request, row["name"]).set(row.get("wanted", 0))
+        spend = status.get("spend") or {}
+        for row in spend.get("entries", []):
+            self.spent.labels(request, row["name"]).set(row.get("spent", 0))
+            self.core_hours.labels(request, row["name"]).set(row.get("coreHours", 0))
+        if spend.get("left") is not None:
+            self.budget_left.labels(request).set(spend["left"])
+            self.budget_committed.labels(request).set(spend.get("committed", 0))

@@ -26,6 +26,7 @@ from glidein_operator.clouds.factory import missing_keys
 from glidein_operator.clouds.instrumented import InstrumentedDriver
 from glidein_operator.condor.interface import CondorError
 from glidein_operator.condor.reader import select
+from glidein_operator.controller import spending
 from glidein_operator.controller import status as st
 from glidein_operator.controller.runtime import Runtime
 from glidein_operator.credentials import payloads
@@ -51,6 +52,7 @@ class Outcome:
     status: dict[str, Any]
     launched: int = 0
     terminated: int = 0
+    last_batch: dict[str, int] = field(default_factory=dict)  # highest batch number used
 
 
 def batch_key(request_uid: str, entry: str, seq: int) -> str:
@@ -58,17 +60,22 @@ def batch_key(request_uid: str, entry: str, seq: int) -> str:
     return f"{request_uid[:8]}-{hashlib.sha1(entry.encode()).hexdigest()[:6]}-{seq}"  # noqa: S324
 
 
-def next_seq(pilots: list[CloudPilot], request_uid: str, entry: str) -> int:
-    """One past the highest batch number in the cloud's own listing: a retry after a crash
-    before the listing shows the first try recomputes the same key (and EC2's ClientToken
-    returns the same instances); nothing needs remembering."""
+def next_seq(pilots: list[CloudPilot], request_uid: str, entry: str, floor: int = 0) -> int:
+    """One past the highest batch number in the cloud's own listing or in the status
+    (``floor``, the last one this request used there).
+
+    The listing makes a retry after a crash (before the status was written) recompute the
+    same key, and EC2's ClientToken then returns the same instances. The floor keeps
+    numbers from ever coming back once old batches have left the listing: EC2 honours a
+    ClientToken long after its instances are gone, so a reused key would "launch" the
+    dead pilots of a past batch and nothing else."""
     prefix = batch_key(request_uid, entry, 0)[:-1]
     seqs = [
         int(m.group(1))
         for p in pilots
         if (m := re.fullmatch(re.escape(prefix) + r"(\d+)", p.batch))
     ]
-    return max(seqs, default=0) + 1
+    return max(max(seqs, default=0), floor) + 1
 
 
 async def _credential(
@@ -160,10 +167,33 @@ async def reconcile(
     classified = classify(all_cloud, registered, now, timeouts)
     outcome = Outcome(status={})
 
+    # Money: account for every pilot's time, check the budget, see what a kill takes.
+    entry_specs = {n: s for n, (s, _labels, _g) in world.entries.items()}
+    spent = spending.assess(
+        spec=spec,
+        uid=uid,
+        entries=entry_specs,
+        listings=listings,
+        unlisted=set(world.entries) - set(listings),
+        views=classified.views,
+        old_status=old_status,
+        now=now,
+        interval=dt.timedelta(seconds=rt.settings.reconcile_interval),
+        grace=timeouts.grace,
+    )
+    if spent.interrupted:
+        emit(
+            "Warning",
+            "SpotInterrupted",
+            f"{spent.interrupted} spot pilot(s) taken back by the cloud; demand still there "
+            "gets new ones",
+        )
+
     # Reap what must go, keeping the log of stuck and failed pilots.
     stuck = Counter[str]()
     by_entry: dict[str, list[tuple[CloudPilot, Reap]]] = {}
-    for p, why in classified.reap:
+    reaping = {p.pilot_id: (p, why) for p, why in (*classified.reap, *spent.kill)}
+    for p, why in reaping.values():
         if p.request_uid == uid:
             by_entry.setdefault(p.entry, []).append((p, why))
     for entry, items in by_entry.items():
@@ -198,7 +228,7 @@ async def reconcile(
     # without a pool credential for the pilots).
     token_problem = await pool_token(rt, namespace, spec)
     token_error = token_problem if isinstance(token_problem, str) else ""
-    eligible = [c for c in usable if c.name in listings]
+    eligible = [c for c in usable if c.name in listings and c.name not in spent.kill_blocked]
     result: Plan = plan(
         uid,
         spec.model_copy(update={"paused": spec.paused or bool(schedd_error) or bool(token_error)}),
@@ -208,11 +238,17 @@ async def reconcile(
         blocked={
             **blocked,
             **{e: f"listing failed: {m}" for e, m in degraded.items() if e not in listings},
+            **{e: why for e, why in spent.kill_blocked.items() if e in listings},
         },
         global_headroom=_headroom(rt, classified.views),
     )
+    spending.gate(result, spent, entry_specs, now)
 
     # Act: cancel pending pilots nobody needs, then launch.
+    batch_floor = {
+        str(row.get("name")): int(row.get("lastBatch") or 0)
+        for row in old_status.get("entries") or []
+    }
     for e in result.entries:
         if e.cancel and e.entry in drivers:
             pending = sorted(
@@ -252,6 +288,7 @@ async def reconcile(
                 degraded,
                 outcome,
                 now,
+                batch_floor,
             )
             for c in eligible
             if result.entry(c.name).launch
@@ -260,6 +297,16 @@ async def reconcile(
 
     # Report.
     status = st.request_status(result, classified.views, uid, stuck)
+    for row in status["entries"]:
+        last = max(batch_floor.get(row["name"], 0), outcome.last_batch.get(row["name"], 0))
+        if last:
+            row["lastBatch"] = last
+    if outcome.terminated and spent.fresh:
+        spent.write = True  # terminated pilots leave the listings: account for them now
+    spend = spending.spend_status(old_status, spent)
+    if spend is not None:
+        status["spend"] = spend
+    conditions = spending.conditions(conditions, spent, spec, generation, now, emit)
     if schedd_error:
         conditions = st.set_condition(
             conditions, "Ready", "False", "ScheddUnreachable", schedd_error, generation, now
@@ -326,12 +373,13 @@ async def _launch(
     degraded: dict[str, str],
     outcome: Outcome,
     now: dt.datetime,
+    batch_floor: Mapping[str, int],
 ) -> None:
     ep = result.entry(cand.name)
     allowed = driver.launch_allowance(ep.launch)
     if allowed < ep.launch:
         ep.notes.append(f"rate limit: {allowed} of {ep.launch} now")
-    seq = next_seq(listing, uid, cand.name)
+    seq = next_seq(listing, uid, cand.name, batch_floor.get(cand.name, 0))
     token_values = await pool_token(rt, namespace, spec)
     if isinstance(token_values, str):
         return  # reported as a condition by the caller
@@ -343,6 +391,7 @@ async def _launch(
         itype = cand.spec.instance_type(itype_name)
         assert itype is not None
         key = batch_key(uid, cand.name, seq)
+        outcome.last_batch[cand.name] = seq
         seq += 1
         try:
             payload = payloads.build(
@@ -386,6 +435,7 @@ async def _launch(
             user_data=user_data,
             spot=bool(spot and spot.enabled),
             spot_max_price=spot.max_price_per_hour if spot else None,
+            spot_fallback=bool(spot and spot.fall_back_to_on_demand),
         )
         try:
             started = await driver.launch(batch)
@@ -394,6 +444,12 @@ async def _launch(
             emit("Warning", "LaunchFailed", f"{cand.name}: {exc.reason}: {exc}")
             return
         outcome.launched += len(started)
+        if batch.spot and started and not any(p.spot for p in started):
+            emit(
+                "Warning",
+                "SpotFallback",
+                f"{cand.name}: no spot capacity for {itype_name}; launched on-demand instead",
+            )
         emit(
             "Normal",
             "ScaledUp",

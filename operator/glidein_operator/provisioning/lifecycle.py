@@ -29,6 +29,7 @@ class Reap(enum.StrEnum):
     ERROR = "failed"
     STUCK = "never registered"
     EXPIRED = "outlived its lifetime"
+    BUDGET = "budget kill switch"
 
 
 @dataclass(frozen=True)

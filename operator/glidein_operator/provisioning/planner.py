@@ -233,7 +233,11 @@ def plan(
         if not m.entries
     ]
     matched = [m for m in matches if m.entries]
-    _assign(matched, work)
+    fullness = {
+        c.name: (all_alive[c.name] / c.spec.limits.max_pilots if c.spec.limits.max_pilots else 0.0)
+        for c in usable
+    }
+    _assign(matched, work, fullness if spec.placement == "cost" else None)
 
     # --- demand in pilots, minus what is already there --------------------------------------
     need: dict[str, int] = {}
@@ -367,11 +371,33 @@ def _cheapest(matcher: Matcher, entry: str) -> Offer:
     return group.offers[0]
 
 
-def _assign(matched: list[ClusterMatch], work: dict[str, _EntryWork]) -> None:
-    """Split each cluster's jobs over its entries, then move what a full entry cannot take
-    to the cluster's other entries that still have room."""
+def figure_of_merit(offer: Offer, jobs_per_pilot: int, fullness: float) -> float:
+    """Price per useful core, made worse as the entry fills (the HEPCloud Decision
+    Engine's idea): the price of one job slot, divided by the share of the entry still
+    free, so a nearly full cheap entry loses to an empty one slightly dearer."""
+    per_job = float(offer.price) / max(1, jobs_per_pilot)
+    return per_job / max(0.05, 1.0 - min(1.0, fullness))
+
+
+def _assign(
+    matched: list[ClusterMatch],
+    work: dict[str, _EntryWork],
+    fullness: dict[str, float] | None = None,
+) -> None:
+    """Split each cluster's jobs over its entries (the cheapest ones when ``fullness`` is
+    given, evenly otherwise), then move what a full entry cannot take to the cluster's
+    other entries that still have room, cheapest first."""
+    rank: dict[int, dict[str, float]] = {}
     for ci, m in enumerate(matched):
         names = list(m.entries)
+        if fullness is not None:
+            merit = {
+                n: figure_of_merit(offer, per_pilot, fullness.get(n, 0.0))
+                for n, (offer, per_pilot) in m.entries.items()
+            }
+            rank[ci] = merit
+            best = min(merit.values())
+            names = [n for n in names if merit[n] <= best * (1 + 1e-9) + 1e-12]
         for name, jobs in zip(
             names, _largest_remainder(m.cluster.count, [1.0] * len(names)), strict=True
         ):
@@ -397,7 +423,10 @@ def _assign(matched: list[ClusterMatch], work: dict[str, _EntryWork]) -> None:
             per_pilot = m.entries[name][1]
             # Only entries that still have room and also match: a set intersection, not a
             # walk over every entry a widely matching cluster can use.
-            for other in sorted(has_spare.intersection(m.entries)):
+            merit = rank.get(ci, {})
+            for other in sorted(
+                has_spare.intersection(m.entries), key=lambda n: (merit.get(n, 0.0), n)
+            ):
                 if other == name or over <= 1e-9:
                     continue
                 spare = supply[other] - demand[other]

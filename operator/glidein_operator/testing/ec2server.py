@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import random
 import subprocess
 import sys
 import threading
@@ -99,7 +100,14 @@ class _Fault:
     code: str
     message: str
     status: int
-    times: int
+    times: int  # answered this many times, then gone (ignored when rate is set)
+    when: str = ""  # only requests whose body contains this (e.g. "MarketType=spot")
+    rate: float = 0.0  # answered to this share of matching requests, at random, until cleared
+
+    def fires(self, body: str, rng: random.Random) -> bool:
+        if self.when and self.when not in body:
+            return False
+        return rng.random() < self.rate if self.rate else True
 
 
 @dataclass
@@ -108,6 +116,7 @@ class FaultInjector:
     faults: dict[str, deque[_Fault]] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    rng: random.Random = field(default_factory=lambda: random.Random(20))  # noqa: S311  (fault dice)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -121,14 +130,15 @@ class FaultInjector:
         form = urllib.parse.parse_qs(body.decode("utf-8", errors="replace"))
         action = (form.get("Action") or [""])[0]
         if action:
+            text = urllib.parse.unquote_plus(body.decode("utf-8", errors="replace"))
             with self.lock:
                 self.calls[action] += 1
-                queue = self.faults.get(action)
-                fault = queue[0] if queue else None
-                if fault:
+                queue = self.faults.get(action, deque())
+                fault = next((f for f in queue if f.fires(text, self.rng)), None)
+                if fault and not fault.rate:
                     fault.times -= 1
                     if fault.times <= 0:
-                        queue.popleft()  # type: ignore[union-attr]
+                        queue.remove(fault)
             if fault:
                 xml = (
                     '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
@@ -154,8 +164,13 @@ class FaultInjector:
                         spec.get("message", "injected"),
                         int(spec.get("status", 400)),
                         int(spec.get("times", 1)),
+                        spec.get("when", ""),
+                        float(spec.get("rate", 0.0)),
                     )
                 )
+        elif path == "/_glidein/interrupt" and method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            out = {"interrupted": _interrupt(json.loads(environ["wsgi.input"].read(length)))}
         elif path == "/_glidein/faults" and method == "DELETE":
             with self.lock:
                 self.faults.clear()
@@ -169,6 +184,25 @@ class FaultInjector:
             out = {"ok": True}
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(out).encode()]
+
+
+def _interrupt(instance_ids: list[str]) -> int:
+    """Take spot instances back as AWS does: terminated, reason Server.SpotInstanceTermination."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import StateReason
+
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    n = 0
+    for iid in instance_ids:
+        inst = backend.get_instance(iid)
+        inst.terminate()
+        inst.state_reason = StateReason(
+            "Server.SpotInstanceTermination: Spot instance termination",
+            "Server.SpotInstanceTermination",
+        )
+        n += 1
+    return n
 
 
 def build_app() -> FaultInjector:
@@ -237,13 +271,29 @@ class Ec2Server:
         times: int = 1,
         status: int = 400,
         message: str = "injected",
+        when: str = "",
+        rate: float = 0.0,
     ) -> None:
-        """The next ``times`` calls of ``action`` answer the error ``code``."""
+        """The next ``times`` calls of ``action`` (those whose parameters contain ``when``)
+        answer the error ``code``; with ``rate``, that share of them does, at random, until
+        ``clear_faults``."""
         self._get(
             "/_glidein/faults",
             "POST",
-            {"action": action, "code": code, "times": times, "status": status, "message": message},
+            {
+                "action": action,
+                "code": code,
+                "times": times,
+                "status": status,
+                "message": message,
+                "when": when,
+                "rate": rate,
+            },
         )
+
+    def interrupt(self, instance_ids: list[str]) -> int:
+        """Take these spot instances back, as AWS does with two minutes' notice."""
+        return int(self._get("/_glidein/interrupt", "POST", instance_ids)["interrupted"])
 
     def client(self, region: str = "us-east-1") -> Any:
         """A boto3 EC2 client for this server (any credentials are accepted)."""

@@ -1,0 +1,52 @@
+"""What a pilot costs per hour, and what a new one would: from the cloud where it says,
+else from the CloudEntry."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from glidein_operator.api.cloudentry import CloudEntrySpec
+from glidein_operator.clouds.base import CloudPilot, PilotState
+from glidein_operator.money.ledger import Charge
+
+
+def on_demand_price(spec: CloudEntrySpec, instance_type: str) -> Decimal:
+    itype = spec.instance_type(instance_type)
+    return itype.price_per_hour if itype else Decimal(0)
+
+
+def launch_price(spec: CloudEntrySpec, instance_type: str) -> Decimal:
+    """The most a new pilot of this type may cost per hour, which the budget gate must
+    assume: the spot cap when the entry launches spot with one (the market may climb to
+    it), the on-demand price otherwise (AWS's cap for spot without one), whichever is
+    higher when a spot shortage may fall back to on-demand."""
+    on_demand = on_demand_price(spec, instance_type)
+    spot = spec.spot
+    if not (spot and spot.enabled and spot.max_price_per_hour is not None):
+        return on_demand
+    if spot.fall_back_to_on_demand:
+        return max(spot.max_price_per_hour, on_demand)
+    return spot.max_price_per_hour
+
+
+def charge(pilot: CloudPilot, spec: CloudEntrySpec | None) -> Charge | None:
+    """The pilot as accounting sees it; None when it is gone and the cloud does not say
+    when (nothing more to count)."""
+    if pilot.state is PilotState.TERMINATED and pilot.ended_at is None:
+        return None
+    itype = spec.instance_type(pilot.instance_type) if spec else None
+    price = pilot.price_per_hour
+    if price is None and spec is not None:
+        spot = spec.spot
+        if pilot.spot and spot and spot.max_price_per_hour is not None:
+            price = spot.max_price_per_hour
+        else:
+            price = on_demand_price(spec, pilot.instance_type)
+    return Charge(
+        pilot_id=pilot.pilot_id,
+        entry=pilot.entry,
+        price_per_hour=price if price is not None else Decimal(0),
+        cpus=itype.cpus if itype else 1,
+        launched_at=pilot.launched_at,
+        ended_at=pilot.ended_at if pilot.state is PilotState.TERMINATED else None,
+    )
