@@ -3,11 +3,16 @@ the ClientToken instead of launching twice."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import math
+from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from glidein_operator.api.cloudentry import Ec2Settings
-from glidein_operator.clouds.base import PilotState
+from glidein_operator.clouds.base import InsufficientCapacity, PilotState
 from glidein_operator.clouds.ec2 import Ec2Driver
 from tests.contract.conftest import EC2_SECRET, _ec2
 
@@ -46,3 +51,56 @@ def test_a_retried_launch_after_a_lost_reply_does_not_double(ec2_server: Any) ->
     assert {p.cloud_id for p in first} == {p.cloud_id for p in second}
     assert ec2_server.calls()["RunInstances"] == 2
     assert len([p for p in driver.list_pilots() if p.state is PilotState.RUNNING]) == 5
+
+
+def test_spot_shortage_falls_back_to_on_demand_once_and_idempotently(ec2_server: Any) -> None:
+    h = _ec2(ec2_server)
+    driver = h.make()
+    ec2_server.reset()
+    batch = dataclasses.replace(
+        h.batch(4), spot=True, spot_max_price=Decimal("0.05"), spot_fallback=True
+    )
+    ec2_server.fail("RunInstances", "InsufficientInstanceCapacity", times=2, when="MarketType=spot")
+    first = driver.launch(batch)
+    assert len(first) == 4
+    assert not any(p.spot for p in first)  # what the reconcile reports as SpotFallback
+    listed = [p for p in driver.list_pilots() if p.state is PilotState.RUNNING]
+    assert {p.cloud_id for p in listed} == {p.cloud_id for p in first}
+    # The on-demand pilots carry the on-demand price, not the spot cap.
+    assert {p.price_per_hour for p in listed} == {batch.shape.price_per_hour}
+    # A retry after a crash (spot still short) finds the same on-demand instances.
+    again = driver.launch(batch)
+    assert {p.cloud_id for p in again} == {p.cloud_id for p in first}
+    assert ec2_server.calls()["RunInstances"] == 4
+
+
+def test_spot_shortage_without_fallback_is_a_capacity_error(ec2_server: Any) -> None:
+    h = _ec2(ec2_server)
+    driver = h.make()
+    ec2_server.reset()
+    batch = dataclasses.replace(h.batch(2), spot=True, spot_fallback=False)
+    ec2_server.fail("RunInstances", "InsufficientInstanceCapacity", when="MarketType=spot")
+    with pytest.raises(InsufficientCapacity):
+        driver.launch(batch)
+    assert [p for p in driver.list_pilots() if p.state is PilotState.RUNNING] == []
+
+
+def test_interrupted_spot_pilots_and_end_times_are_reported(ec2_server: Any) -> None:
+    h = _ec2(ec2_server)
+    driver = h.make()
+    ec2_server.reset()
+    pilots = driver.launch(dataclasses.replace(h.batch(3), spot=True))
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    assert ec2_server.interrupt([pilots[0].cloud_id]) == 1
+    driver.terminate([pilots[1]])
+    after = dt.datetime.now(dt.UTC)
+    by_id = {p.cloud_id: p for p in driver.list_pilots()}
+    gone, ended, alive = (by_id[p.cloud_id] for p in pilots)
+    assert gone.interrupted
+    assert gone.state is PilotState.TERMINATED
+    assert not ended.interrupted
+    for p in (gone, ended):
+        assert p.ended_at is not None
+        assert before <= p.ended_at <= after
+    assert alive.ended_at is None
+    assert not alive.interrupted

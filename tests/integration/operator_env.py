@@ -141,6 +141,23 @@ def operator_env(
                     "limits": {"maxPilots": 100},
                 },
             },
+            {
+                "apiVersion": "glidein.dev/v1alpha1",
+                "kind": "CloudEntry",
+                "metadata": {"name": "moto-spot"},
+                "spec": {
+                    "type": "ec2",
+                    "trustDomain": "aws-test",
+                    "site": "MOTO-SPOT",
+                    "vmImage": "img",
+                    "ec2": {"region": "us-east-1", "endpointUrl": ec2.url},
+                    "instanceTypes": [
+                        {"name": "m5.xlarge", "cpus": 4, "memory": "16Gi", "pricePerHour": 0.19}
+                    ],
+                    "spot": {"enabled": True, "maxPricePerHour": 0.08, "fallBackToOnDemand": True},
+                    "limits": {"maxPilots": 100},
+                },
+            },
         )
         e.restart_apiserver = cp.restart_apiserver
         os.environ["KUBECONFIG"] = str(prepare(cp) if prepare else cp.kubeconfig)
@@ -170,7 +187,13 @@ class _Capture(logging.Handler):
 
 
 def request(
-    env: Env, ns: str, *, token: bool = True, secret: bool = True, name: str = "vo"
+    env: Env,
+    ns: str,
+    *,
+    token: bool = True,
+    secret: bool = True,
+    name: str = "vo",
+    spec: dict[str, Any] | None = None,
 ) -> None:
     env.k("create", "namespace", ns)
     docs: list[dict[str, Any]] = []
@@ -201,6 +224,7 @@ def request(
                 "collector": "pool.test:9618",
                 "schedds": [{"name": SCHEDD}],
                 "jobConstraint": f'Owner == "{ns}"',
+                "entries": {"names": ["moto-east"]},
                 "credentials": [
                     {
                         "trustDomain": "aws-test",
@@ -214,6 +238,7 @@ def request(
                     "retireBeforeEnd": "10m",
                 },
                 "limits": {"maxPilots": 50},
+                **(spec or {}),
             },
         }
     )

@@ -4,6 +4,7 @@ Then `kubectl auth can-i` proves the RBAC is minimal."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,6 +88,18 @@ def test_deployment_is_hardened() -> None:
         f"--peering={RELEASE}-glidein-operator"
         in two["spec"]["template"]["spec"]["containers"][0]["args"]
     )  # type: ignore[index]
+
+
+def test_grafana_dashboard_ships_as_a_sidecar_configmap() -> None:
+    assert not [d for d in render() if d["kind"] == "ConfigMap"]
+    docs = render(
+        "metrics.grafanaDashboard.enabled=true", "metrics.grafanaDashboard.namespace=monitoring"
+    )
+    [cm] = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert cm["metadata"]["namespace"] == "monitoring"  # type: ignore[index]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"  # type: ignore[index]
+    shipped = json.loads(cm["data"]["glidein-operator.json"])  # type: ignore[index]
+    assert shipped == json.loads((CHART / "dashboards/glidein-operator.json").read_text())
 
 
 def test_chart_crds_are_the_generated_ones() -> None:

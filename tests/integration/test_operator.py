@@ -369,3 +369,79 @@ def test_secrets_never_appear_in_logs_events_or_status(env: Env) -> None:
         assert env.pool_key not in haystack, f"pool signing key in {where}"
         assert "eyJ" not in haystack, f"a JWT (pilot token) in {where}"
     env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
+
+
+def _events(env: Env, ns: str) -> list[dict[str, Any]]:
+    return list(json.loads(env.k("get", "events", "-n", ns, "-o", "json").stdout)["items"])
+
+
+def _reasons(env: Env, ns: str) -> set[str]:
+    return {e["reason"] for e in _events(env, ns)}
+
+
+def test_spot_fallback_interruption_accounting_and_kill_switch(env: Env) -> None:
+    ns = f"spot-{uuid.uuid4().hex[:6]}"
+    env.ec2.clear_faults()
+    # No spot capacity for the first launch: on-demand instead, said in an Event.
+    env.ec2.fail("RunInstances", "InsufficientInstanceCapacity", when="MarketType=spot")
+    budget = {"limit": 100, "warnAt": 0.9}
+    uid = start(
+        env,
+        ns,
+        8,
+        cpus=1,
+        memory=1000,
+        spec={"entries": {"names": ["moto-spot"]}, "budget": budget},
+    )
+    first = eventually(lambda: len(env.instances(uid)) == 2 and env.instances(uid), what="2 pilots")
+    assert all(i.get("InstanceLifecycle") != "spot" for i in first)
+    eventually(lambda: "SpotFallback" in _reasons(env, ns), what="SpotFallback Event")
+
+    # The cloud takes one back: reported, and the demand gets a new (spot) pilot.
+    env.ec2.interrupt([first[0]["InstanceId"]])
+    eventually(lambda: "SpotInterrupted" in _reasons(env, ns), what="SpotInterrupted Event")
+    after = eventually(
+        lambda: (
+            len(now := env.instances(uid)) == 2
+            and first[0]["InstanceId"] not in {i["InstanceId"] for i in now}
+            and now
+        ),
+        what="the interrupted pilot replaced",
+    )
+    assert any(i.get("InstanceLifecycle") == "spot" for i in after)
+
+    # Accounting in status, on the printer columns, and exported.
+    spend = eventually(
+        lambda: (s := env.status(ns, "vo").get("spend", {})).get("spent", 0) > 0 and s,
+        timeout=90,
+        what="spend accounted",
+    )
+    assert spend["limit"] == 100
+    assert spend["left"] < 100
+    assert spend["committed"] > 0  # what the 2 pilots may cost until their 2 h are up
+    assert [e["name"] for e in spend["entries"]] == ["moto-spot"]
+    assert spend["entries"][0]["coreHours"] > 0
+    wide = env.k("get", "greq", "vo", "-n", ns, "-o", "wide").stdout
+    assert "SPENT" in wide.splitlines()[0]
+    conds = {c["type"]: c for c in env.status(ns, "vo")["conditions"]}
+    assert conds["BudgetWarning"]["status"] == "False"
+    assert conds["BudgetKill"]["status"] == "False"
+
+    # "Kill all cloud pilots, we are going over budget": none left, none launched after.
+    env.k(
+        "patch",
+        "greq",
+        "vo",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"budget": {**budget, "killSwitch": True}}}),
+    )
+    eventually(lambda: env.instances(uid) == [], what="kill switch empties the cloud")
+    kill = {c["type"]: c for c in env.status(ns, "vo")["conditions"]}["BudgetKill"]
+    assert kill["status"] == "True"
+    assert "BudgetKill" in _reasons(env, ns)
+    time.sleep(3)
+    assert env.instances(uid) == []
+    delete_and_wait(env, ns)
