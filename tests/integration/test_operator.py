@@ -445,3 +445,77 @@ def test_spot_fallback_interruption_accounting_and_kill_switch(env: Env) -> None
     time.sleep(3)
     assert env.instances(uid) == []
     delete_and_wait(env, ns)
+
+
+def test_pilots_that_never_register_are_reaped_with_their_console_log_kept(env: Env) -> None:
+    ns = f"stuck-{uuid.uuid4().hex[:6]}"
+    uid = start(
+        env,
+        ns,
+        4,
+        cpus=1,
+        memory=1000,
+        spec={
+            "pilot": {
+                "tokenSecretRef": {"name": "pool-key"},
+                "lifetime": "2h",
+                "retireBeforeEnd": "10m",
+                "registrationTimeout": "3s",
+            }
+        },
+    )
+    [first] = eventually(
+        lambda: len(env.instances(uid)) == 1 and env.instances(uid), what="a pilot"
+    )
+    # Nothing registers it in the collector: after 3 s it is stuck, its log kept, it goes.
+    logs = eventually(
+        lambda: env.status(ns, "vo").get("pilotLogs"), timeout=60, what="pilot log in status"
+    )
+    kept = next(x for x in logs if x["cloudId"] == first["InstanceId"])
+    assert kept["reason"] == "never registered"
+    assert kept["entry"] == "moto-east"
+    assert kept["log"]
+    eventually(
+        lambda: first["InstanceId"] not in {i["InstanceId"] for i in env.instances(uid)},
+        what="the stuck pilot terminated",
+    )
+    assert "PilotStuck" in _reasons(env, ns)
+    # kubectl reads it back after the VM is gone.
+    out = env.k("get", "greq", "vo", "-n", ns, "-o", "jsonpath={.status.pilotLogs[0].reason}")
+    assert out.stdout == "never registered"
+    delete_and_wait(env, ns)
+
+
+def test_twenty_percent_cloud_failures_and_throttling_still_converge(env: Env) -> None:
+    ns = f"chaos-{uuid.uuid4().hex[:6]}"
+    env.ec2.clear_faults()
+    calls_before = env.ec2.calls()
+    # A fifth of every call fails: launches for lack of capacity (not retried by botocore:
+    # the operator's backoff handles it), listings and terminations throttled or
+    # unavailable (botocore retries, some still get through to the operator).
+    env.ec2.fail("RunInstances", "InsufficientInstanceCapacity", rate=0.2)
+    env.ec2.fail("DescribeInstances", "RequestLimitExceeded", rate=0.2, status=503)
+    env.ec2.fail("TerminateInstances", "ServiceUnavailable", rate=0.2, status=503)
+    try:
+        uid = start(env, ns, 120, cpus=1, memory=1000)  # 30 four-core pilots
+        seen_degraded = []
+
+        def converged() -> bool:
+            conds = {c["type"]: c for c in env.status(ns, "vo").get("conditions", [])}
+            if conds.get("Degraded", {}).get("status") == "True":
+                seen_degraded.append(conds["Degraded"]["message"])
+            return len(env.instances(uid)) >= 30
+
+        eventually(converged, timeout=150, what="30 pilots despite the failures")
+        time.sleep(3)
+        assert len(env.instances(uid)) == 30, "launched more than the plan: a duplicate"
+        launches = env.ec2.calls()["RunInstances"] - calls_before.get("RunInstances", 0)
+        assert launches < 60, f"{launches} RunInstances for 30 pilots: no backoff"
+        assert seen_degraded, "never marked Degraded while failing"
+        assert all("moto-east" in m for m in seen_degraded)
+        # Teardown goes through the failures too: nothing left.
+        env.pool.remove_jobs(SCHEDD, f'Owner == "{ns}"')
+        delete_and_wait(env, ns)
+        assert env.instances(uid) == []
+    finally:
+        env.ec2.clear_faults()

@@ -391,6 +391,18 @@ class SpendStatus(Usage):
     left: Money | None = Field(default=None, description="Limit minus spent.")
 
 
+class PilotLog(ApiModel):
+    """The console log of a pilot the operator reaped as stuck or failed."""
+
+    pilot_id: str = Field(description="Pilot id (batch key and index).")
+    entry: str = Field(description="CloudEntry it ran at.")
+    cloud_id: str = Field(default="", description="The back end's id (instance, server, VM, job).")
+    reason: str = Field(description="Why it was reaped.")
+    state: str = Field(default="", description="Its state as the back end reported it.")
+    at: dt.datetime = Field(description="When it was reaped.")
+    log: str = Field(max_length=8192, description="The end of its console log.")
+
+
 class GlideinRequestStatus(ApiModel):
     """What the operator observed and decided for this request."""
 
@@ -404,4 +416,9 @@ class GlideinRequestStatus(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     spend: SpendStatus | None = Field(default=None, description="Budget period spend.")
+    pilot_logs: list[PilotLog] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Console logs of the last pilots reaped as stuck or failed, newest last.",
+    )
     conditions: list[Condition] = conditions_field()

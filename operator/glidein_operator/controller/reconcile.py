@@ -196,20 +196,24 @@ async def reconcile(
     for p, why in reaping.values():
         if p.request_uid == uid:
             by_entry.setdefault(p.entry, []).append((p, why))
+    kept_logs: list[dict[str, Any]] = []
     for entry, items in by_entry.items():
         d = drivers[entry]
         for p, why in items:
             if why in (Reap.STUCK, Reap.ERROR):
                 stuck[entry] += why is Reap.STUCK
-                try:
-                    log = await d.console_log(p)
-                except DriverError:
-                    log = ""
+                log = ""
+                if len(kept_logs) < st.KEPT_PILOT_LOGS:
+                    try:
+                        log = await d.console_log(p)
+                    except DriverError:
+                        log = ""
+                    kept_logs.append(st.pilot_log(p, why.value, log, now))
                 emit(
                     "Warning",
                     "PilotStuck" if why is Reap.STUCK else "PilotFailed",
-                    f"pilot {p.pilot_id} at {entry} {why.value} ({p.raw_state}); console log: "
-                    f"{_tail(log) or '(empty)'}",
+                    f"pilot {p.pilot_id} at {entry} {why.value} ({p.raw_state}); console log "
+                    f"kept in .status.pilotLogs: {_tail(log, 3) or '(empty)'}",
                 )
         try:
             await d.terminate([p for p, _ in items])
@@ -307,6 +311,9 @@ async def reconcile(
     if spend is not None:
         status["spend"] = spend
     conditions = spending.conditions(conditions, spent, spec, generation, now, emit)
+    logs = st.keep_pilot_logs(old_status.get("pilotLogs") or [], kept_logs)
+    if logs:
+        status["pilotLogs"] = logs
     if schedd_error:
         conditions = st.set_condition(
             conditions, "Ready", "False", "ScheddUnreachable", schedd_error, generation, now

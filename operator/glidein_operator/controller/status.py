@@ -7,7 +7,14 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
+from glidein_operator.clouds.base import CloudPilot
 from glidein_operator.provisioning.planner import PilotPhase, PilotView, Plan
+
+# Console logs of stuck and failed pilots kept in the request's status, where
+# `kubectl get greq NAME -o jsonpath='{.status.pilotLogs}'` reads them after the VM is
+# gone (Events expire within the hour). Bounded: the newest few, the end of each log.
+KEPT_PILOT_LOGS = 10
+PILOT_LOG_CHARS = 4000
 
 
 def now_iso(now: dt.datetime) -> str:
@@ -97,3 +104,22 @@ def request_status(
 def changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     old = old or {}
     return any(old.get(k) != v for k, v in new.items())
+
+
+def pilot_log(p: CloudPilot, reason: str, log: str, now: dt.datetime) -> dict[str, Any]:
+    text = log.strip()
+    return {
+        "pilotId": p.pilot_id,
+        "entry": p.entry,
+        "cloudId": p.cloud_id,
+        "reason": reason,
+        "state": p.raw_state[:200],
+        "at": now_iso(now),
+        "log": text[-PILOT_LOG_CHARS:] if text else "(the back end had no console output)",
+    }
+
+
+def keep_pilot_logs(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest ``KEPT_PILOT_LOGS``, one per pilot, oldest first."""
+    by_id = {str(x.get("pilotId")): x for x in [*old, *new]}
+    return sorted(by_id.values(), key=lambda x: str(x.get("at")))[-KEPT_PILOT_LOGS:]
