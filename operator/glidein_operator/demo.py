@@ -313,12 +313,19 @@ def run(timeout: float = 120.0, console: Console | None = None, waves: int = 2) 
             "peak_pilots": peak,
             "idle_jobs_left": len(pool.fake.schedds[SCHEDD]),
             "instances_left": len(left),
+            "spent": _spent(cp.kubeconfig),
         }
         console.print(f"summary: {summary}")
         return summary
     finally:
         ec2.stop()
         cp.stop()
+
+
+def _spent(kubeconfig: Path) -> float:
+    """What the operator accounted for the demo's pilots (in the entries' currency)."""
+    obj = json.loads(kubectl(kubeconfig, "get", "greq", "demo", "-n", NS, "-o", "json").stdout)
+    return float(((obj.get("status") or {}).get("spend") or {}).get("spent", 0))
 
 
 def _instances(clients: dict[str, Any]) -> list[dict[str, Any]]:
@@ -338,8 +345,19 @@ def _view(kubeconfig: Path, pool: Pool, instances: list[dict[str, Any]], submitt
     obj = json.loads(kubectl(kubeconfig, "get", "greq", "demo", "-n", NS, "-o", "json").stdout)
     status = obj.get("status") or {}
     t = Table(title=f"GlideinRequest {NS}/demo", title_justify="left")
-    for col in ("Entry", "Idle jobs", "Wanted", "Launching", "Running", "Idle", "Bound by"):
+    for col in (
+        "Entry",
+        "Idle jobs",
+        "Wanted",
+        "Launching",
+        "Running",
+        "Idle",
+        "Spent",
+        "Bound by",
+    ):
         t.add_column(col)
+    spend = status.get("spend") or {}
+    spent = {e["name"]: e.get("spent", 0) for e in spend.get("entries", [])}
     for e in status.get("entries", []):
         t.add_row(
             e["name"],
@@ -348,6 +366,7 @@ def _view(kubeconfig: Path, pool: Pool, instances: list[dict[str, Any]], submitt
             str(e["launching"]),
             str(e["running"]),
             str(e["idle"]),
+            f"{spent.get(e['name'], 0):.4f}",
             e["boundBy"],
         )
     queue = pool.fake.schedds[SCHEDD]
@@ -355,5 +374,6 @@ def _view(kubeconfig: Path, pool: Pool, instances: list[dict[str, Any]], submitt
     line = (
         f"jobs: {submitted} submitted, {len(queue) - running} idle, {running} running, {pool.jobs_done} done"
         f"   EC2 instances alive: {len(instances)}   registered pilots: {len(pool.slots)}"
+        f"   spent: {spend.get('spent', 0):.4f} ({spend.get('pilotHours', 0):.3f} pilot-hours)"
     )
     return Group(t, line)

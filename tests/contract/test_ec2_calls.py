@@ -14,7 +14,7 @@ import pytest
 from glidein_operator.api.cloudentry import Ec2Settings
 from glidein_operator.clouds.base import InsufficientCapacity, PilotState
 from glidein_operator.clouds.ec2 import Ec2Driver
-from tests.contract.conftest import EC2_SECRET, _ec2
+from tests.contract.conftest import EC2_SECRET, SHAPE, _ec2
 
 
 def test_batches_cost_one_run_instances_each_and_listing_pages(ec2_server: Any) -> None:
@@ -104,3 +104,23 @@ def test_interrupted_spot_pilots_and_end_times_are_reported(ec2_server: Any) -> 
         assert before <= p.ended_at <= after
     assert alive.ended_at is None
     assert not alive.interrupted
+
+
+def test_running_spot_pilots_cost_the_market_price_on_demand_ones_their_tag(
+    ec2_server: Any,
+) -> None:
+    h = _ec2(ec2_server)
+    driver = h.make()
+    ec2_server.reset()
+    ec2_server.set_spot_prices({SHAPE.name: "0.0312"})
+    spot = driver.launch(dataclasses.replace(h.batch(2), spot=True, spot_max_price=Decimal("0.1")))
+    priced = dataclasses.replace(SHAPE, price_per_hour=Decimal("0.096"))
+    on_demand = driver.launch(dataclasses.replace(h.batch(1), shape=priced))
+    before = ec2_server.calls().get("DescribeSpotPriceHistory", 0)
+    by_id = {p.cloud_id: p for p in driver.list_pilots()}
+    assert {by_id[p.cloud_id].price_per_hour for p in spot} == {Decimal("0.0312")}
+    assert by_id[on_demand[0].cloud_id].price_per_hour == Decimal("0.096")  # its launch tag
+    assert ec2_server.calls()["DescribeSpotPriceHistory"] == before + 1  # one per listing
+    # The market moves: the next listing says so.
+    ec2_server.set_spot_prices({SHAPE.name: "0.0450"})
+    assert {p.price_per_hour for p in driver.list_pilots() if p.spot} == {Decimal("0.0450")}

@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from typing import Any, Literal
 
 import boto3
@@ -273,9 +274,49 @@ class Ec2Driver:
 
     def list_pilots(self) -> list[CloudPilot]:
         try:
-            return [self._pilot(i) for i in self._instances()]
+            instances = list(self._instances())
+            pilots = [self._pilot(i) for i in instances]
         except Exception as exc:
             raise map_error(exc, self.entry) from exc
+        return self._spot_prices(instances, pilots)
+
+    def _spot_prices(
+        self, instances: list[dict[str, Any]], pilots: list[CloudPilot]
+    ) -> list[CloudPilot]:
+        """Running spot pilots cost the market price of their type and zone, not the cap
+        they were launched with: one DescribeSpotPriceHistory per listing, only when spot
+        pilots run. If it fails, the caps stand (accounting errs on the dear side)."""
+        spot = {
+            i["InstanceId"]: (
+                i.get("InstanceType", ""),
+                i.get("Placement", {}).get("AvailabilityZone", ""),
+            )
+            for i in instances
+            if i.get("InstanceLifecycle") == "spot"
+            and i.get("State", {}).get("Name") in ("pending", "running")
+        }
+        if not spot:
+            return pilots
+        try:
+            reply = self._client.describe_spot_price_history(
+                InstanceTypes=sorted({t for t, _ in spot.values()}),
+                ProductDescriptions=["Linux/UNIX"],
+                StartTime=dt.datetime.now(dt.UTC),
+            )
+        except Exception:
+            return pilots
+        latest: dict[tuple[str, str], tuple[dt.datetime | str, Decimal]] = {}
+        for h in reply.get("SpotPriceHistory", []):
+            key = (h["InstanceType"], h["AvailabilityZone"])
+            stamp = h.get("Timestamp", "")
+            if key not in latest or str(stamp) > str(latest[key][0]):
+                latest[key] = (stamp, Decimal(h["SpotPrice"]))
+        return [
+            dataclasses.replace(p, price_per_hour=latest[spot[p.cloud_id]][1])
+            if p.cloud_id in spot and spot[p.cloud_id] in latest
+            else p
+            for p in pilots
+        ]
 
     def _pilot(
         self, inst: dict[str, Any], batch_key: str | None = None, index_base: int = 0

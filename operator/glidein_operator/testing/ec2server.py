@@ -94,6 +94,33 @@ def _patch_moto() -> None:
 
     InstanceResponse.run_instances = run_instances  # type: ignore[method-assign]
 
+    # moto quotes every spot price as 0.00001; serve the ones a test sets instead.
+    from moto.ec2.responses.spot_instances import SpotInstances
+
+    def describe_spot_price_history(self: Any) -> Any:
+        prices = self.ec2_backend.describe_spot_price_history(
+            self._get_param("InstanceTypes", []), self._filters_from_querystring()
+        )
+        return ActionResult(
+            {
+                "SpotPriceHistory": [
+                    {
+                        "InstanceType": p["InstanceType"],
+                        "ProductDescription": "Linux/UNIX",
+                        "SpotPrice": SPOT_PRICES.get(p["InstanceType"], "0.00001"),
+                        "AvailabilityZone": p["Location"],
+                        "Timestamp": "2026-11-01T00:00:00.000Z",
+                    }
+                    for p in prices
+                ]
+            }
+        )
+
+    SpotInstances.describe_spot_price_history = describe_spot_price_history  # type: ignore[method-assign]
+
+
+SPOT_PRICES: dict[str, str] = {}  # instance type -> price per hour, set by a test
+
 
 @dataclass
 class _Fault:
@@ -168,6 +195,9 @@ class FaultInjector:
                         float(spec.get("rate", 0.0)),
                     )
                 )
+        elif path == "/_glidein/spot-prices" and method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            SPOT_PRICES.update(json.loads(environ["wsgi.input"].read(length)))
         elif path == "/_glidein/interrupt" and method == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             out = {"interrupted": _interrupt(json.loads(environ["wsgi.input"].read(length)))}
@@ -290,6 +320,10 @@ class Ec2Server:
                 "rate": rate,
             },
         )
+
+    def set_spot_prices(self, prices: dict[str, str]) -> None:
+        """What DescribeSpotPriceHistory quotes from now on, by instance type."""
+        self._get("/_glidein/spot-prices", "POST", prices)
 
     def interrupt(self, instance_ids: list[str]) -> int:
         """Take these spot instances back, as AWS does with two minutes' notice."""
