@@ -123,3 +123,41 @@ def test_kill_drains_busy_pilots_for_the_grace_period_then_terminates_them() -> 
     }
     assert assess(engaged, now + dt.timedelta(minutes=9)) == ["idle"]
     assert assess(engaged, now + dt.timedelta(minutes=10)) == ["busy", "idle"]
+
+
+def test_an_entry_that_cannot_be_listed_holds_the_ledger_then_is_reported_as_a_gap() -> None:
+    spec = request_spec({"limit": 100})
+    entries = {
+        "east": entry_spec("us-east-1", Decimal("0.2")),
+        "west": entry_spec("us-west-2", Decimal("0.2")),
+    }
+    pilot = CloudPilot("p", "i-1", "east", UID, "b", "m5.xlarge", PilotState.RUNNING, START)
+
+    def assess(status: dict[str, object], at: dt.datetime, unlisted: set[str]) -> spending.Spending:
+        return spending.assess(
+            spec=spec,
+            uid=UID,
+            entries=entries,
+            listings={"east": [pilot]} if "east" not in unlisted else {},
+            unlisted=unlisted,
+            views=[],
+            old_status=status,
+            now=at,
+            interval=dt.timedelta(seconds=5),
+            grace=dt.timedelta(minutes=15),
+        )
+
+    first = assess({}, START + dt.timedelta(hours=1), set())
+    assert first.ledger.spent() == Decimal("0.2")
+    stored = {"spend": spending.spend_status({}, first)}
+    # east's listing fails: its pilot's time must not be skipped, so nothing moves...
+    held = assess(stored, START + dt.timedelta(hours=1, minutes=5), {"east"})
+    assert held.ledger.accounted_until == first.ledger.accounted_until
+    assert not held.write
+    # ...and once east is back the hour is all there.
+    back = assess(stored, START + dt.timedelta(hours=2), set())
+    assert back.ledger.spent() == Decimal("0.4")
+    # Blind for longer than the hold: the others go on, the gap is said.
+    late = assess(stored, START + dt.timedelta(hours=1, minutes=11), {"east"})
+    assert late.ledger.accounted_until == START + dt.timedelta(hours=1, minutes=11)
+    assert "east not listed since" in late.accounting_gap

@@ -181,6 +181,8 @@ async def reconcile(
         interval=dt.timedelta(seconds=rt.settings.reconcile_interval),
         grace=timeouts.grace,
     )
+    if spent.accounting_gap and spent.write:
+        emit("Warning", "AccountingGap", spent.accounting_gap)
     if spent.interrupted:
         emit(
             "Warning",

@@ -30,6 +30,10 @@ CLOUD_TYPES = frozenset({"ec2", "openstack", "opennebula"})
 # cloud without an end time (not EC2's way) can go uncounted.
 WRITE_EVERY = dt.timedelta(seconds=60)
 KILL = "BudgetKill"
+# How long the ledger waits for an entry that cannot be listed (Secret gone, cloud down)
+# before it carries on without it: past this, a stalled ledger would understate the spend
+# the gate relies on, which is worse than a gap it reports.
+HOLD_FOR_LISTING = dt.timedelta(minutes=10)
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Spending:
     kill: list[tuple[CloudPilot, Reap]] = field(default_factory=list)
     kill_blocked: dict[str, str] = field(default_factory=dict)
     interrupted: int = 0
+    accounting_gap: str = ""  # entries whose pilots' time went unaccounted, and since when
     held_back: int = 0  # launches the plan wanted and the budget did not allow
     max_life: dt.timedelta = dt.timedelta(0)
 
@@ -62,12 +67,19 @@ def assess(
     charges = [c for p in mine if (c := charge(p, entries.get(p.entry))) is not None]
     period = spec.budget.period if spec.budget else "monthly"
     old = Ledger.from_status(old_status.get("spend"))
-    if old is not None and any(old.spent(e) or old.entries.get(e) for e in unlisted):
-        # An entry we have pilots at could not be listed: its pilots' time would be
+    blind = sorted(e for e in unlisted if old is not None and e in old.entries)
+    gap = ""
+    if old is not None and blind and now - old.accounted_until < HOLD_FOR_LISTING:
+        # An entry we had pilots at could not be listed: its pilots' time would be
         # skipped. Keep the ledger where it is; the next good listing counts it all.
         ledger = old
     else:
         ledger = accrue(old, charges, now, period)
+        if blind and old is not None:
+            gap = (
+                f"{', '.join(blind)} not listed since {st.now_iso(old.accounted_until)}: "
+                "time of pilots there since then is not accounted"
+            )
     previous_end = old.accounted_until if old else ledger.period_start
     interrupted = sum(
         1 for p in mine if p.interrupted and p.ended_at is not None and p.ended_at > previous_end
@@ -78,6 +90,7 @@ def assess(
         write=ledger is not old
         and worth_writing(old, ledger, ended_pilots=ended, every=WRITE_EVERY),
         fresh=ledger is not old,
+        accounting_gap=gap,
         interrupted=interrupted if ledger is not old else 0,
         # The operator reaps a pilot at its lifetime plus the grace, seen by one cycle.
         max_life=parse_duration(spec.pilot.lifetime) + grace + interval,
