@@ -21,7 +21,7 @@ from pathlib import Path
 
 from glidein_operator.testing.controlplane.cluster import free_port
 from glidein_operator.testing.kube import kubectl
-from tests.integration.process_world import World, live_instances, process_world
+from tests.integration.process_world import World, process_world
 
 WRITE_VERBS = ("POST", "PATCH", "PUT", "DELETE")
 # Written by the control plane's own components, not the operator.
@@ -95,8 +95,9 @@ def main() -> None:
         while count < n and time.monotonic() - started < args.timeout:
             peak = max(peak, rss_mb(pid))
             try:
-                count = len(live_instances(world.boto))
-            except Exception:
+                states = world.ec2.states()
+                count = states.get("pending", 0) + states.get("running", 0)
+            except OSError:
                 time.sleep(1)
                 continue
             if count and first is None:

@@ -423,6 +423,7 @@ def test_spot_fallback_interruption_accounting_and_kill_switch(env: Env) -> None
     assert spend["entries"][0]["coreHours"] > 0
     wide = env.k("get", "greq", "vo", "-n", ns, "-o", "wide").stdout
     assert "SPENT" in wide.splitlines()[0]
+    assert "BUDGET LEFT" in wide.splitlines()[0]
     conds = {c["type"]: c for c in env.status(ns, "vo")["conditions"]}
     assert conds["BudgetWarning"]["status"] == "False"
     assert conds["BudgetKill"]["status"] == "False"

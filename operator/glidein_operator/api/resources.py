@@ -91,6 +91,9 @@ GLIDEIN_REQUEST = Kind(
         PrinterColumn("Running", ".status.totals.running", "integer", "Pilots running jobs."),
         PrinterColumn("Idle", ".status.totals.idle", "integer", "Pilots idle.", priority=1),
         PrinterColumn("Spent", ".status.spend.spent", "number", "Spend this period.", priority=1),
+        PrinterColumn(
+            "Budget Left", ".status.spend.left", "number", "Budget left this period.", priority=1
+        ),
         *_ready_columns(),
     ),
 )

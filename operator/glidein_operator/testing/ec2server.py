@@ -210,10 +210,26 @@ class FaultInjector:
         elif path == "/_glidein/calls":
             with self.lock:
                 out = dict(self.calls)
+        elif path == "/_glidein/states":
+            out = _states()
         elif path == "/_glidein/health":
             out = {"ok": True}
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(out).encode()]
+
+
+def _states() -> dict[str, int]:
+    """Instances by state, without rendering them all (a benchmark polling DescribeInstances
+    at 5,000 instances would be the bottleneck it measures)."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    out: dict[str, int] = {}
+    for backend in ec2_backends[DEFAULT_ACCOUNT_ID].values():
+        for reservation in list(backend.reservations.values()):
+            for inst in reservation.instances:
+                out[inst.state] = out.get(inst.state, 0) + 1
+    return out
 
 
 def _interrupt(instance_ids: list[str]) -> int:
@@ -320,6 +336,10 @@ class Ec2Server:
                 "rate": rate,
             },
         )
+
+    def states(self) -> dict[str, int]:
+        """How many instances are in each state, all regions."""
+        return {k: int(v) for k, v in self._get("/_glidein/states").items()}
 
     def set_spot_prices(self, prices: dict[str, str]) -> None:
         """What DescribeSpotPriceHistory quotes from now on, by instance type."""
