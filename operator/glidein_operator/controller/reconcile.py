@@ -301,6 +301,15 @@ async def reconcile(
         )
     )
 
+    # An entry whose launches back off after failures is still failing, though this cycle
+    # made no call to show it (the message stays the same while it waits: no status churn).
+    for entry, d in drivers.items():
+        if d.degraded and entry not in degraded and d.last_error is not None:
+            degraded[entry] = (
+                f"{d.last_error.reason}: {d.last_error}; launches back off after "
+                f"{d.backoff.failures} failure(s)"
+            )
+
     # Report.
     status = st.request_status(result, classified.views, uid, stuck)
     for row in status["entries"]:
