@@ -1,6 +1,6 @@
-"""The operator as its own process, against a control plane, the EC2 test server and a
-simulated pool served over HTTP: shared by the restart-safety test and the convergence
-benchmark."""
+"""The operator as its own process, against a control plane, one cloud (the EC2 test
+server, or the OpenStack fake) and a simulated pool served over HTTP: shared by the
+restart-safety tests and the convergence benchmark."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from glidein_operator.condor.fake import FakePool
 from glidein_operator.testing.controlplane import LocalControlPlane
 from glidein_operator.testing.ec2server import Ec2Server
 from glidein_operator.testing.kube import install_crds, kubectl
+from glidein_operator.testing.openstack_fake import FakeOpenStack
 from glidein_operator.testing.pool_server import PoolServer
 
 SCHEDD = "schedd@process.test"
@@ -68,6 +70,39 @@ class World:
     pool: FakePool
     operator: OperatorProcess
     namespace: str
+    nova: FakeOpenStack | None = None  # set when the cloud is OpenStack
+
+    @property
+    def cloud(self) -> str:
+        return "openstack" if self.nova else "ec2"
+
+    def pilot_ids(self) -> Counter[str]:
+        """Alive pilots of the cloud, by pilot id: a count above 1 is a duplicate launch."""
+        ids: Counter[str] = Counter()
+        if self.nova is None:
+            for i in live_instances(self.boto):
+                tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+                ids[f"{tags.get('glidein.dev/batch')}-{i['AmiLaunchIndex']}"] += 1
+            return ids
+        with self.nova.state.lock:
+            servers = list(self.nova.state.servers.values())
+        for srv in servers:
+            if srv["status"] in ("BUILD", "ACTIVE"):
+                ids[f"{srv['metadata'].get('glidein.dev/batch')}:{srv['name']}"] += 1
+        return ids
+
+    def key_pairs_left(self) -> list[str]:
+        if self.nova is None:
+            reply = self.boto.describe_key_pairs(
+                Filters=[{"Name": "tag:glidein.dev/operator", "Values": [self.operator_id]}]
+            )
+            return [k["KeyName"] for k in reply["KeyPairs"]]
+        with self.nova.state.lock:
+            return sorted(self.nova.state.keypairs)
+
+    @property
+    def operator_id(self) -> str:
+        return self.operator.env["GLIDEIN_OPERATOR_ID"]
 
     def submit(self, jobs: int) -> None:
         self.pool.submit(
@@ -88,6 +123,12 @@ class World:
                 "schedds": [{"name": SCHEDD}],
                 "credentials": [
                     {"trustDomain": "aws", "type": "ec2-access-key", "secretRef": {"name": "aws"}}
+                    if self.nova is None
+                    else {
+                        "trustDomain": "aws",
+                        "type": "openstack-password",
+                        "secretRef": {"name": "aws"},
+                    }
                 ],
                 "pilot": {"tokenSecretRef": {"name": "pool-key"}},
                 "limits": {"maxPilots": max_pilots, "maxIdlePilots": max_pilots},
@@ -98,19 +139,54 @@ class World:
 
 @contextmanager
 def process_world(
-    tmp: Path, namespace: str, operator_id: str, entry_limits: dict[str, int]
+    tmp: Path,
+    namespace: str,
+    operator_id: str,
+    entry_limits: dict[str, int],
+    cloud: str = "ec2",
 ) -> Iterator[World]:
-    """One EC2 entry (one-core instance type) and a namespace with its Secrets; the
-    operator process is made but not started."""
+    """One entry (one-core instance type) on ``cloud`` ("ec2" or "openstack") and a namespace
+    with its Secrets; the operator process is made but not started."""
     pool = FakePool(schedds={SCHEDD: []})
-    with LocalControlPlane() as cp, Ec2Server() as ec2, PoolServer(pool) as served:
+    with ExitStack() as stack:
+        cp = stack.enter_context(LocalControlPlane())
+        ec2 = stack.enter_context(Ec2Server())
+        served = stack.enter_context(PoolServer(pool))
+        nova = stack.enter_context(FakeOpenStack()) if cloud == "openstack" else None
         install_crds(cp.kubeconfig)
+        if nova is None:
+            types, location = (
+                ["ec2-access-key"],
+                {
+                    "cloud": "ec2",
+                    "region": "us-east-1",
+                    "imageId": ec2.image_id(),
+                },
+            )
+            section: dict[str, Any] = {
+                "ec2": {"region": "us-east-1", "endpointUrl": ec2.url},
+                "instanceTypes": [{"name": "t3.small", "cpus": 1, "memory": "2Gi"}],
+            }
+            secret = {"accessKeyId": "testing", "secretAccessKey": "testing"}
+        else:
+            nova.add_flavor("p1.small", 1, 2048, 20)
+            types = ["openstack-password"]
+            location = {"cloud": "openstack", "region": "RegionOne", "imageId": nova.image_id}
+            section = {
+                "openstack": {
+                    "authUrl": nova.auth_url,
+                    "region": "RegionOne",
+                    "projectName": "glidein-project",
+                },
+                "instanceTypes": [{"name": "p1.small", "cpus": 1, "memory": "2Gi"}],
+            }
+            secret = {"username": "glidein", "password": "secret"}
         docs = [
             {
                 "apiVersion": G,
                 "kind": "TrustDomain",
                 "metadata": {"name": "aws"},
-                "spec": {"credentialTypes": ["ec2-access-key"]},
+                "spec": {"credentialTypes": types},
             },
             {
                 "apiVersion": G,
@@ -120,9 +196,7 @@ def process_world(
                     "owner": {"name": "t", "contact": "t@example.org"},
                     "version": "1",
                     "patchDate": "2026-11-01",
-                    "locations": [
-                        {"cloud": "ec2", "region": "us-east-1", "imageId": ec2.image_id()}
-                    ],
+                    "locations": [location],
                 },
             },
             {
@@ -130,12 +204,11 @@ def process_world(
                 "kind": "CloudEntry",
                 "metadata": {"name": "east"},
                 "spec": {
-                    "type": "ec2",
+                    "type": cloud,
                     "trustDomain": "aws",
                     "site": "EAST",
                     "vmImage": "img",
-                    "ec2": {"region": "us-east-1", "endpointUrl": ec2.url},
-                    "instanceTypes": [{"name": "t3.small", "cpus": 1, "memory": "2Gi"}],
+                    **section,
                     "limits": entry_limits,
                 },
             },
@@ -144,7 +217,7 @@ def process_world(
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "metadata": {"name": "aws", "namespace": namespace},
-                "stringData": {"accessKeyId": "testing", "secretAccessKey": "testing"},
+                "stringData": secret,
             },
             {
                 "apiVersion": "v1",
@@ -164,7 +237,7 @@ def process_world(
         }
         operator = OperatorProcess(env, tmp / "operator.log")
         try:
-            yield World(cp, ec2, ec2.client(), pool, operator, namespace)
+            yield World(cp, ec2, ec2.client(), pool, operator, namespace, nova)
         finally:
             operator.stop()
 
