@@ -1,5 +1,5 @@
 """Restart safety, proven: the operator process is SIGKILLed at random moments (at least
-20 times on EC2, 14 more on OpenStack) while it scales a request up to hundreds of pilots
+20 times on EC2, 10 more on OpenStack) while it scales a request up to hundreds of pilots
 and then tears it down, and is restarted each time. At the end: pilots == plan, no pilot
 launched twice, nothing orphaned, no key pair left.
 
@@ -21,8 +21,8 @@ from glidein_operator.testing.kube import kubectl
 from tests.integration.process_world import OperatorProcess, World, process_world
 
 NS = "restart-vo"
-# (cloud, pilots, kills while scaling up, kills while tearing down)
-RUNS = {"ec2": (240, 16, 6), "openstack": (120, 10, 4)}
+# (cloud, pilots, kills while scaling up and after, most kills while tearing down)
+RUNS = {"ec2": (240, 20, 6), "openstack": (120, 10, 4)}
 
 
 @pytest.fixture(scope="module", params=sorted(RUNS))
@@ -44,9 +44,11 @@ def world(
 def _kill_while(
     op: OperatorProcess, rng: random.Random, kills: int, until: Any, deadline: float
 ) -> None:
-    """Kill the operator at random moments, restarting it each time, ``kills`` times."""
+    """Kill the operator at random moments, restarting it each time, ``kills`` times or
+    until ``until()`` (None: all of them; kills after the goal is reached test that a
+    restarted operator starts nothing more)."""
     done = 0
-    while done < kills and time.monotonic() < deadline and not until():
+    while done < kills and time.monotonic() < deadline and not (until and until()):
         time.sleep(rng.uniform(0.3, 2.5))
         op.kill()
         done += 1
@@ -65,8 +67,8 @@ def test_sigkill_during_scale_up_and_teardown_loses_nothing(world: World) -> Non
     def alive() -> int:
         return sum(world.pilot_ids().values())
 
-    # Scale up under fire.
-    _kill_while(op, rng, kills_up, lambda: alive() >= pilots, time.monotonic() + 240)
+    # Scale up under fire, and keep firing once there.
+    _kill_while(op, rng, kills_up, None, time.monotonic() + 240)
     deadline = time.monotonic() + 180
     while alive() < pilots and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -93,7 +95,7 @@ def test_sigkill_during_scale_up_and_teardown_loses_nothing(world: World) -> Non
     while not gone() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert gone(), op.log.read_text()[-3000:]
-    assert op.kills >= kills_up + kills_down - 2  # a fast scale-up may end a round early
+    assert op.kills >= kills_up
     assert not world.pilot_ids(), f"orphans left in {world.cloud}"
     assert world.key_pairs_left() == [], "key pairs left behind"
     print(
