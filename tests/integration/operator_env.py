@@ -100,6 +100,7 @@ def operator_env(
                     operator_id="op-it",
                     reconcile_interval=1.0,
                     credential_dir=cp.directory / "creds",
+                    launch_backoff=1.0,  # the failure tests wait less; the doubling is the same
                 ),  # type: ignore[operator]
                 pool_factory=lambda collector: pool,
                 grid_schedd=grid,

@@ -332,7 +332,8 @@ def test_pilots_on_openstack_opennebula_grid_and_pods_then_nothing_left(env: Env
         expected = {"e-grid": 1, "e-one": 1, "e-os": 1, "e-pods": 1}
         eventually(
             lambda: (
-                {r["name"]: r["launching"] for r in env.status(ns, "vo")["entries"]} == expected
+                {r["name"]: r["launching"] for r in env.status(ns, "vo").get("entries", [])}
+                == expected
             ),
             timeout=30,
             what=f"status launching {expected}",

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.clouds.factory import build_driver, decode_secret
-from glidein_operator.clouds.instrumented import DriverMetrics, InstrumentedDriver
+from glidein_operator.clouds.instrumented import Backoff, DriverMetrics, InstrumentedDriver
 from glidein_operator.condor.grid import GridSchedd
 from glidein_operator.condor.interface import Pool
 from glidein_operator.condor.reader import PoolReader
@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_pilots: int | None = None
     credential_dir: Path = Path("/var/run/glidein/credentials")
     metrics_port: int | None = None
+    # First wait, in seconds, before launching again at an entry after a retryable failure;
+    # it doubles with each failure in a row (with jitter), up to five minutes.
+    launch_backoff: float = 5.0
     # For tests and demos only: a simulated pool served by glidein_operator.testing.pool_server
     # instead of the real collectors and schedds.
     pool_url: str | None = None
@@ -122,7 +125,10 @@ class Runtime:
                 credential_dir=self.settings.credential_dir,
             )
             cached = InstrumentedDriver(
-                raw, launches_per_minute=spec.limits.launches_per_minute, metrics=self.metrics
+                raw,
+                launches_per_minute=spec.limits.launches_per_minute,
+                metrics=self.metrics,
+                backoff=Backoff(base=self.settings.launch_backoff),
             )
             self._drivers[key] = cached
         return cached
