@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
 import pytest
 
+from glidein_operator.api.cloudentry import SpotOptions
 from glidein_operator.api.glideinrequest import Budget
 from glidein_operator.money import budget as bg
 from glidein_operator.money.ledger import Charge, Ledger, accrue, worth_writing
@@ -148,3 +150,31 @@ def test_warn_counts_what_is_committed() -> None:
     budget = Budget.model_validate({"limit": 100, "warnAt": 0.8})
     assert not bg.check(budget, ledger, {"a": Decimal(79)}).warn
     assert bg.check(budget, ledger, {"a": Decimal(80)}).warn
+
+
+def test_spot_pilots_are_reserved_at_their_cap_and_charged_at_the_market() -> None:
+    end = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)  # 4 h after T0
+    spot = Charge("s", "a", Decimal("0.03"), 4, T0, None, worst_price_per_hour=Decimal("0.10"))
+    # Committed: 4 h at the cap the market may climb to, not at today's price.
+    assert bg.committed([spot], T0, dt.timedelta(hours=24), end) == {"a": Decimal("0.40")}
+    # Spent: what the market charged.
+    assert accrue(None, [spot], T0 + H, "monthly").spent() == Decimal("0.03")
+
+
+def test_a_spot_pilot_without_a_price_tag_is_charged_its_cap_and_reserved_at_it() -> None:
+    from glidein_operator.clouds.base import CloudPilot, PilotState
+    from glidein_operator.money.pricing import charge as charge_of
+    from tests.simulation import entry_spec
+
+    spec = entry_spec("us-east-1", Decimal("0.192")).model_copy(
+        update={"spot": SpotOptions(enabled=True, max_price_per_hour=Decimal("0.08"))}
+    )
+    pilot = CloudPilot("p", "i-1", "e", "u", "b", "m5.xlarge", PilotState.RUNNING, T0, spot=True)
+    c = charge_of(pilot, spec)
+    assert c is not None
+    assert c.price_per_hour == Decimal("0.08")
+    assert c.worst_price == Decimal("0.08")
+    on_demand = charge_of(dataclasses.replace(pilot, spot=False), spec)
+    assert on_demand is not None
+    assert on_demand.price_per_hour == Decimal("0.192")
+    assert on_demand.worst_price == Decimal("0.192")

@@ -44,7 +44,7 @@ def committed(
         if c.ended_at is not None:
             continue
         out[c.entry] = out.get(c.entry, Decimal(0)) + worst_case_cost(
-            c.price_per_hour, c.launched_at or now, now, max_life, period_end
+            c.worst_price, c.launched_at or now, now, max_life, period_end
         )
     return out
 

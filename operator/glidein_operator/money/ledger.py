@@ -35,6 +35,13 @@ class Charge:
     cpus: int
     launched_at: dt.datetime | None
     ended_at: dt.datetime | None = None  # None: alive as of the listing
+    # The most it may cost per hour from now on: a spot pilot's market price may climb to
+    # its cap before the cloud takes it back. What the budget gate reserves.
+    worst_price_per_hour: Decimal | None = None
+
+    @property
+    def worst_price(self) -> Decimal:
+        return max(self.price_per_hour, self.worst_price_per_hour or Decimal(0))
 
 
 @dataclass

@@ -42,9 +42,16 @@ def charge(pilot: CloudPilot, spec: CloudEntrySpec | None) -> Charge | None:
             price = spot.max_price_per_hour
         else:
             price = on_demand_price(spec, pilot.instance_type)
+    worst = None
+    if pilot.spot and spec is not None:
+        # AWS takes a spot pilot back when the market passes its cap (the on-demand price
+        # when none was given): that cap is what it may cost.
+        cap = spec.spot.max_price_per_hour if spec.spot else None
+        worst = cap if cap is not None else on_demand_price(spec, pilot.instance_type)
     return Charge(
         pilot_id=pilot.pilot_id,
         entry=pilot.entry,
+        worst_price_per_hour=worst,
         price_per_hour=price if price is not None else Decimal(0),
         cpus=itype.cpus if itype else 1,
         launched_at=pilot.launched_at,
