@@ -304,7 +304,7 @@ class Ec2Driver:
                 StartTime=dt.datetime.now(dt.UTC),
             )
         except Exception:
-            return pilots
+            return pilots  # an estimate: never worth failing the listing over
         latest: dict[tuple[str, str], tuple[dt.datetime | str, Decimal]] = {}
         for h in reply.get("SpotPriceHistory", []):
             key = (h["InstanceType"], h["AvailabilityZone"])
