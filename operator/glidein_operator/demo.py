@@ -36,6 +36,7 @@ from glidein_operator.controller import runtime
 from glidein_operator.testing.controlplane import LocalControlPlane
 from glidein_operator.testing.ec2server import Ec2Server
 from glidein_operator.testing.kube import install_crds, kubectl
+from glidein_operator.testing.resources import ec2_entry, trust_domain, vm_image
 
 SCHEDD = "schedd@submit.demo"
 NS = "demo-vo"
@@ -46,46 +47,26 @@ IDLE_SHUTDOWN = 4.0
 
 def resources(ec2_url: str, image: str) -> list[dict[str, Any]]:
     def entry(name: str, region: str, site: str, types: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "apiVersion": "glidein.dev/v1alpha1",
-            "kind": "CloudEntry",
-            "metadata": {"name": name},
-            "spec": {
-                "type": "ec2",
-                "trustDomain": "demo-aws",
-                "site": site,
-                "vmImage": "demo-image",
-                "ec2": {"region": region, "endpointUrl": ec2_url},
-                "instanceTypes": types,
-                "limits": {"maxPilots": 40, "maxLaunchPerCycle": 20},
-            },
-        }
+        return ec2_entry(
+            name,
+            endpoint=ec2_url,
+            trust_domain="demo-aws",
+            image="demo-image",
+            site=site,
+            region=region,
+            instance_types=types,
+            limits={"maxPilots": 40, "maxLaunchPerCycle": 20},
+        )
 
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
-        {
-            "apiVersion": "glidein.dev/v1alpha1",
-            "kind": "TrustDomain",
-            "metadata": {"name": "demo-aws"},
-            "spec": {
-                "description": "the local EC2 test server",
-                "credentialTypes": ["ec2-access-key"],
-            },
-        },
-        {
-            "apiVersion": "glidein.dev/v1alpha1",
-            "kind": "VMImage",
-            "metadata": {"name": "demo-image"},
-            "spec": {
-                "owner": {"name": "demo", "contact": "demo@example.org"},
-                "version": "1.0",
-                "patchDate": "2026-11-01",
-                "locations": [
-                    {"cloud": "ec2", "region": r, "imageId": image}
-                    for r in ("us-east-1", "us-west-2")
-                ],
-            },
-        },
+        trust_domain("demo-aws", ["ec2-access-key"], "the local EC2 test server"),
+        vm_image(
+            "demo-image",
+            [{"cloud": "ec2", "region": r, "imageId": image} for r in ("us-east-1", "us-west-2")],
+            owner="demo",
+            version="1.0",
+        ),
         entry(
             "east",
             "us-east-1",

@@ -27,9 +27,33 @@ from glidein_operator.controller import runtime
 from glidein_operator.testing.controlplane import LocalControlPlane
 from glidein_operator.testing.ec2server import Ec2Server
 from glidein_operator.testing.kube import install_crds, kubectl
+from glidein_operator.testing.resources import ec2_entry, trust_domain, vm_image
 
 SCHEDD = "schedd@submit.test"
 REQUIREMENTS = "(TARGET.Memory >= RequestMemory) && (TARGET.Cpus >= RequestCpus)"
+
+
+def moto_entry(
+    name: str,
+    endpoint: str,
+    *,
+    site: str,
+    instance_types: list[dict[str, Any]] | None = None,
+    limits: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An EC2 entry of the tests' trust domain and image, at the EC2 test server."""
+    return ec2_entry(
+        name,
+        endpoint=endpoint,
+        trust_domain="aws-test",
+        image="img",
+        site=site,
+        instance_types=instance_types
+        or [{"name": "m5.xlarge", "cpus": 4, "memory": "16Gi", "pricePerHour": 0.19}],
+        limits=limits or {"maxPilots": 100},
+        **extra,
+    )
 
 
 class Env:
@@ -109,56 +133,15 @@ def operator_env(
         e = Env(cp.kubeconfig, ec2, pool, image)
         e.grid = grid
         e.apply(
-            {
-                "apiVersion": "glidein.dev/v1alpha1",
-                "kind": "TrustDomain",
-                "metadata": {"name": "aws-test"},
-                "spec": {"credentialTypes": ["ec2-access-key"]},
-            },
-            {
-                "apiVersion": "glidein.dev/v1alpha1",
-                "kind": "VMImage",
-                "metadata": {"name": "img"},
-                "spec": {
-                    "owner": {"name": "t", "contact": "t@example.org"},
-                    "version": "1",
-                    "patchDate": "2026-11-01",
-                    "locations": [{"cloud": "ec2", "region": "us-east-1", "imageId": image}],
-                },
-            },
-            {
-                "apiVersion": "glidein.dev/v1alpha1",
-                "kind": "CloudEntry",
-                "metadata": {"name": "moto-east"},
-                "spec": {
-                    "type": "ec2",
-                    "trustDomain": "aws-test",
-                    "site": "MOTO",
-                    "vmImage": "img",
-                    "ec2": {"region": "us-east-1", "endpointUrl": ec2.url},
-                    "instanceTypes": [
-                        {"name": "m5.xlarge", "cpus": 4, "memory": "16Gi", "pricePerHour": 0.19}
-                    ],
-                    "limits": {"maxPilots": 100},
-                },
-            },
-            {
-                "apiVersion": "glidein.dev/v1alpha1",
-                "kind": "CloudEntry",
-                "metadata": {"name": "moto-spot"},
-                "spec": {
-                    "type": "ec2",
-                    "trustDomain": "aws-test",
-                    "site": "MOTO-SPOT",
-                    "vmImage": "img",
-                    "ec2": {"region": "us-east-1", "endpointUrl": ec2.url},
-                    "instanceTypes": [
-                        {"name": "m5.xlarge", "cpus": 4, "memory": "16Gi", "pricePerHour": 0.19}
-                    ],
-                    "spot": {"enabled": True, "maxPricePerHour": 0.08, "fallBackToOnDemand": True},
-                    "limits": {"maxPilots": 100},
-                },
-            },
+            trust_domain("aws-test", ["ec2-access-key"]),
+            vm_image("img", [{"cloud": "ec2", "region": "us-east-1", "imageId": image}]),
+            moto_entry("moto-east", ec2.url, site="MOTO"),
+            moto_entry(
+                "moto-spot",
+                ec2.url,
+                site="MOTO-SPOT",
+                spot={"enabled": True, "maxPricePerHour": 0.08, "fallBackToOnDemand": True},
+            ),
         )
         e.restart_apiserver = cp.restart_apiserver
         os.environ["KUBECONFIG"] = str(prepare(cp) if prepare else cp.kubeconfig)

@@ -24,9 +24,9 @@ from glidein_operator.testing.ec2server import Ec2Server
 from glidein_operator.testing.kube import install_crds, kubectl
 from glidein_operator.testing.openstack_fake import FakeOpenStack
 from glidein_operator.testing.pool_server import PoolServer
+from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
 
 SCHEDD = "schedd@process.test"
-G = "glidein.dev/v1alpha1"
 
 
 class OperatorProcess:
@@ -182,28 +182,11 @@ def process_world(
             }
             secret = {"username": "glidein", "password": "secret"}
         docs = [
-            {
-                "apiVersion": G,
-                "kind": "TrustDomain",
-                "metadata": {"name": "aws"},
-                "spec": {"credentialTypes": types},
-            },
-            {
-                "apiVersion": G,
-                "kind": "VMImage",
-                "metadata": {"name": "img"},
-                "spec": {
-                    "owner": {"name": "t", "contact": "t@example.org"},
-                    "version": "1",
-                    "patchDate": "2026-11-01",
-                    "locations": [location],
-                },
-            },
-            {
-                "apiVersion": G,
-                "kind": "CloudEntry",
-                "metadata": {"name": "east"},
-                "spec": {
+            trust_domain("aws", types),
+            vm_image("img", [location]),
+            cloud_entry(
+                "east",
+                {
                     "type": cloud,
                     "trustDomain": "aws",
                     "site": "EAST",
@@ -211,7 +194,7 @@ def process_world(
                     **section,
                     "limits": entry_limits,
                 },
-            },
+            ),
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
             {
                 "apiVersion": "v1",

@@ -14,6 +14,7 @@ import classad2
 import pytest
 
 from glidein_operator.controller import runtime
+from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
 from tests.integration.operator_env import (
     REQUIREMENTS,
     SCHEDD,
@@ -21,6 +22,7 @@ from tests.integration.operator_env import (
     advertise,
     delete_and_wait,
     eventually,
+    moto_entry,
     operator_env,
     request,
     start,
@@ -194,15 +196,6 @@ def test_pilots_on_openstack_opennebula_grid_and_pods_then_nothing_left(env: Env
     ns, pods_ns = f"multi-{uuid.uuid4().hex[:6]}", f"pilots-{uuid.uuid4().hex[:6]}"
     kubeconfig_text = env.kubeconfig.read_text()
     with FakeOpenStack() as nova, FakeOpenNebula() as one:
-        g = "glidein.dev/v1alpha1"
-
-        def td(name: str, types: list[str]) -> dict[str, Any]:
-            return {
-                "apiVersion": g,
-                "kind": "TrustDomain",
-                "metadata": {"name": name},
-                "spec": {"credentialTypes": types},
-            }
 
         def entry(
             name: str, typ: str, td_name: str, section: dict[str, Any], image: bool
@@ -216,28 +209,21 @@ def test_pilots_on_openstack_opennebula_grid_and_pods_then_nothing_left(env: Env
             }
             if image:
                 spec["vmImage"] = "multi-img"
-            return {"apiVersion": g, "kind": "CloudEntry", "metadata": {"name": name}, "spec": spec}
+            return cloud_entry(name, spec)
 
         env.k("create", "namespace", pods_ns)
         env.apply(
-            td("td-os", ["openstack-password"]),
-            td("td-one", ["opennebula-user-password"]),
-            td("td-grid", ["scitoken"]),
-            td("td-k8s", ["kubeconfig"]),
-            {
-                "apiVersion": g,
-                "kind": "VMImage",
-                "metadata": {"name": "multi-img"},
-                "spec": {
-                    "owner": {"name": "t", "contact": "t@example.org"},
-                    "version": "1",
-                    "patchDate": "2026-11-01",
-                    "locations": [
-                        {"cloud": "openstack", "region": "RegionOne", "imageId": nova.image_id},
-                        {"cloud": "opennebula", "region": "default", "imageId": "1342"},
-                    ],
-                },
-            },
+            trust_domain("td-os", ["openstack-password"]),
+            trust_domain("td-one", ["opennebula-user-password"]),
+            trust_domain("td-grid", ["scitoken"]),
+            trust_domain("td-k8s", ["kubeconfig"]),
+            vm_image(
+                "multi-img",
+                [
+                    {"cloud": "openstack", "region": "RegionOne", "imageId": nova.image_id},
+                    {"cloud": "opennebula", "region": "default", "imageId": "1342"},
+                ],
+            ),
             entry(
                 "e-os",
                 "openstack",
@@ -286,7 +272,7 @@ def test_pilots_on_openstack_opennebula_grid_and_pods_then_nothing_left(env: Env
         ]
         env.apply(
             {
-                "apiVersion": g,
+                "apiVersion": G,
                 "kind": "GlideinRequest",
                 "metadata": {"name": "vo", "namespace": ns},
                 "spec": {
@@ -495,20 +481,13 @@ def test_twenty_percent_cloud_failures_and_throttling_still_converge(env: Env) -
     # One launch per cycle: 30 pilots take 30 RunInstances, so the random faults cannot all
     # miss them (0.8^30: one run in a thousand sees no launch failure).
     env.apply(
-        {
-            "apiVersion": "glidein.dev/v1alpha1",
-            "kind": "CloudEntry",
-            "metadata": {"name": "moto-chaos"},
-            "spec": {
-                "type": "ec2",
-                "trustDomain": "aws-test",
-                "site": "MOTO-CHAOS",
-                "vmImage": "img",
-                "ec2": {"region": "us-east-1", "endpointUrl": env.ec2.url},
-                "instanceTypes": [{"name": "t3.medium", "cpus": 1, "memory": "4Gi"}],
-                "limits": {"maxPilots": 100, "maxLaunchPerCycle": 1},
-            },
-        }
+        moto_entry(
+            "moto-chaos",
+            env.ec2.url,
+            site="MOTO-CHAOS",
+            instance_types=[{"name": "t3.medium", "cpus": 1, "memory": "4Gi"}],
+            limits={"maxPilots": 100, "maxLaunchPerCycle": 1},
+        )
     )
     env.ec2.clear_faults()
     calls_before = env.ec2.calls()
