@@ -198,8 +198,9 @@ class Sim:
             )
         )
         self.cycles += 1
-        if st.changed(self.status, out.status):  # what kopf's patch would write
-            self.status.update(out.status)
+        patch = st.changes(self.status, out.status)  # what kopf's patch would write
+        if patch:
+            self.status.update(patch)
             self.writes += 1
 
     def run(

@@ -8,16 +8,13 @@ from decimal import Decimal
 
 from glidein_operator.clouds.base import CloudPilot, PilotState
 from glidein_operator.controller import spending
+from glidein_operator.money.ledger import parse_time
 from glidein_operator.provisioning.lifecycle import Reap
 from glidein_operator.provisioning.planner import PilotPhase, PilotView
 from tests.simulation import START, UID, Sim, entry_spec, request_spec
 
 CENT = Decimal("0.01")
 DEC1 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
-
-
-def _at(s: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
 def test_a_simulated_month_with_price_changes_stays_within_budget_to_the_cent() -> None:
@@ -37,10 +34,10 @@ def test_a_simulated_month_with_price_changes_stays_within_budget_to_the_cent() 
 
     spend = sim.status["spend"]
     closed = spend["previousPeriod"]
-    assert _at(closed["start"]) == START
-    assert _at(closed["end"]) == DEC1
+    assert parse_time(closed["start"]) == START
+    assert parse_time(closed["end"]) == DEC1
     error_nov = abs(Decimal(str(closed["spent"])) - november)
-    december = sim.cloud.cost(DEC1, _at(spend["accountedUntil"]))
+    december = sim.cloud.cost(DEC1, parse_time(spend["accountedUntil"]))
     error_dec = abs(Decimal(str(spend["spent"])) - december)
     print(f"accounting error: November {error_nov:.7f}, December {error_dec:.7f}")
     assert error_nov < CENT

@@ -123,12 +123,8 @@ def _world(kwargs: dict[str, Any]) -> World:
 
 
 def _patch_status(patch: kopf.Patch, old: Any, new: dict[str, Any]) -> None:
-    """Only the fields that changed: nothing is written when nothing moved, and a big
-    field (pilot logs) is not sent again with every count that changes."""
-    before = dict(old or {})
-    for k, v in new.items():
-        if before.get(k) != v:
-            patch.status[k] = v
+    for k, v in st.changes(dict(old or {}), new).items():
+        patch.status[k] = v
 
 
 # --- GlideinRequest ---------------------------------------------------------------------------

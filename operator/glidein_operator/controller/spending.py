@@ -19,7 +19,7 @@ from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.clouds.base import CloudPilot, PilotState
 from glidein_operator.controller import status as st
 from glidein_operator.money import budget as bg
-from glidein_operator.money.ledger import Ledger, accrue, worth_writing
+from glidein_operator.money.ledger import Ledger, accrue, parse_time, worth_writing
 from glidein_operator.money.pricing import charge, launch_price
 from glidein_operator.provisioning.lifecycle import Reap
 from glidein_operator.provisioning.planner import PilotPhase, PilotView, Plan
@@ -224,5 +224,5 @@ def conditions(
 def _true_since(status: Mapping[str, Any], type_: str) -> dt.datetime | None:
     for x in status.get("conditions") or []:
         if x.get("type") == type_ and x.get("status") == "True":
-            return dt.datetime.fromisoformat(str(x["lastTransitionTime"]).replace("Z", "+00:00"))
+            return parse_time(str(x["lastTransitionTime"]))
     return None

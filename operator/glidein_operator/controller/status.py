@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from glidein_operator.clouds.base import CloudPilot
@@ -101,9 +102,12 @@ def request_status(
     }
 
 
-def changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
-    old = old or {}
-    return any(old.get(k) != v for k, v in new.items())
+def changes(old: Mapping[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``new`` that differ from ``old``: what a status patch sends. Empty
+    when nothing moved (no write); a big field (pilot logs) is not sent again with every
+    count that changes."""
+    before = old or {}
+    return {k: v for k, v in new.items() if before.get(k) != v}
 
 
 def pilot_log(p: CloudPilot, reason: str, log: str, now: dt.datetime) -> dict[str, Any]:

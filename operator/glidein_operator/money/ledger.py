@@ -116,8 +116,8 @@ class Ledger:
             return None
         return cls(
             period=d.get("period", "monthly"),
-            period_start=_parse(d["periodStart"]),
-            accounted_until=_parse(d["accountedUntil"]),
+            period_start=parse_time(d["periodStart"]),
+            accounted_until=parse_time(d["accountedUntil"]),
             entries={e["name"]: Usage.from_status(e) for e in d.get("entries", [])},
             previous=dict(d["previousPeriod"]) if d.get("previousPeriod") else None,
         )
@@ -190,5 +190,6 @@ def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse(s: str) -> dt.datetime:
+def parse_time(s: str) -> dt.datetime:
+    """An RFC 3339 time as status holds it (``...Z``), as an aware UTC datetime."""
     return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(dt.UTC)
