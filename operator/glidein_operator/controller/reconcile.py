@@ -234,6 +234,7 @@ async def reconcile(
     # without a pool credential for the pilots).
     token_problem = await pool_token(rt, namespace, spec)
     token_error = token_problem if isinstance(token_problem, str) else ""
+    pool_credential = None if isinstance(token_problem, str) else token_problem
     eligible = [c for c in usable if c.name in listings and c.name not in spent.kill_blocked]
     result: Plan = plan(
         uid,
@@ -281,7 +282,6 @@ async def reconcile(
     await asyncio.gather(
         *(
             _launch(
-                rt,
                 name,
                 namespace,
                 uid,
@@ -295,9 +295,11 @@ async def reconcile(
                 outcome,
                 now,
                 batch_floor,
+                pool_credential,
             )
             for c in eligible
-            if result.entry(c.name).launch
+            # Without a pool credential the plan was paused: nothing to launch.
+            if result.entry(c.name).launch and pool_credential is not None
         )
     )
 
@@ -378,7 +380,6 @@ def _tail(text: str, lines: int = 15) -> str:
 
 
 async def _launch(
-    rt: Runtime,
     name: str,
     namespace: str,
     uid: str,
@@ -392,15 +393,13 @@ async def _launch(
     outcome: Outcome,
     now: dt.datetime,
     batch_floor: Mapping[str, int],
+    pool_credential: tuple[bytes | None, str | None],
 ) -> None:
     ep = result.entry(cand.name)
     allowed = driver.launch_allowance(ep.launch)
     if allowed < ep.launch:
         ep.notes.append(f"rate limit: {allowed} of {ep.launch} now")
     seq = next_seq(listing, uid, cand.name, batch_floor.get(cand.name, 0))
-    token_values = await pool_token(rt, namespace, spec)
-    if isinstance(token_values, str):
-        return  # reported as a condition by the caller
     for itype_name, count in ep.launch_by_type.items():
         count = min(count, allowed)
         if count <= 0:
@@ -419,8 +418,8 @@ async def _launch(
                 entry=cand.name,
                 entry_spec=cand.spec,
                 batch=key,
-                pool_signing_key=token_values[0],
-                premade_token=token_values[1],
+                pool_signing_key=pool_credential[0],
+                premade_token=pool_credential[1],
                 now=int(now.timestamp()),
             )
             user_data = payloads.user_data(payload, cand.spec.type)
