@@ -245,10 +245,8 @@ def advertise(env: Env, instances: list[dict[str, Any]], uid: str, claimed: bool
     env.pool.advertise(ads)
 
 
-def start(
-    env: Env, ns: str, jobs: int, *, cpus: int = 1, memory: int = 1000, **request_kw: Any
-) -> str:
-    """Queue ``jobs`` idle jobs owned by ``ns``, create the namespace's request; its uid."""
+def submit(env: Env, ns: str, jobs: int, *, cpus: int = 1, memory: int = 1000) -> None:
+    """Queue ``jobs`` idle jobs owned by ``ns`` (the requests' jobConstraint selects them)."""
     env.pool.submit(
         SCHEDD,
         jobs,
@@ -257,6 +255,13 @@ def start(
         RequestMemory=memory,
         Requirements=classad2.ExprTree(REQUIREMENTS),
     )
+
+
+def start(
+    env: Env, ns: str, jobs: int, *, cpus: int = 1, memory: int = 1000, **request_kw: Any
+) -> str:
+    """Queue ``jobs`` idle jobs owned by ``ns``, create the namespace's request; its uid."""
+    submit(env, ns, jobs, cpus=cpus, memory=memory)
     request(env, ns, **request_kw)
     return env.uid(ns, "vo")
 

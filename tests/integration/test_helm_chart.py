@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import classad2
 import pytest
 import yaml
 
@@ -20,14 +19,13 @@ from glidein_operator.testing.controlplane import LocalControlPlane
 from glidein_operator.testing.controlplane.assets import ensure_helm
 from glidein_operator.testing.kube import kubectl
 from tests.integration.operator_env import (
-    REQUIREMENTS,
-    SCHEDD,
     Env,
     delete_and_wait,
     eventually,
     operator_env,
     request,
     start,
+    submit,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,14 +186,7 @@ def test_pre_delete_hook_command_removes_every_request_and_pilot(env: Env) -> No
     namespaces = [f"hook-{uuid.uuid4().hex[:6]}" for _ in range(2)]
     uids = []
     for ns in namespaces:
-        env.pool.submit(
-            SCHEDD,
-            4,
-            Owner=ns,
-            RequestCpus=1,
-            RequestMemory=1000,
-            Requirements=classad2.ExprTree(REQUIREMENTS),
-        )
+        submit(env, ns, 4)
         request(env, ns)
         uids.append(env.uid(ns, "vo"))
     for uid in uids:

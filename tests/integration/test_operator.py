@@ -10,13 +10,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import classad2
 import pytest
 
 from glidein_operator.controller import runtime
 from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
 from tests.integration.operator_env import (
-    REQUIREMENTS,
     SCHEDD,
     Env,
     advertise,
@@ -26,6 +24,7 @@ from tests.integration.operator_env import (
     operator_env,
     request,
     start,
+    submit,
 )
 
 
@@ -89,14 +88,7 @@ def test_idle_jobs_launch_pilots_which_register_and_leave_on_delete(env: Env) ->
 def test_a_broken_request_names_its_problem_and_others_keep_working(env: Env) -> None:
     bad, good = f"bad-{uuid.uuid4().hex[:6]}", f"good-{uuid.uuid4().hex[:6]}"
     for ns in (bad, good):
-        env.pool.submit(
-            SCHEDD,
-            4,
-            Owner=ns,
-            RequestCpus=1,
-            RequestMemory=1000,
-            Requirements=classad2.ExprTree(REQUIREMENTS),
-        )
+        submit(env, ns, 4)
     request(env, bad, secret=False)
     request(env, good)
     status = eventually(
@@ -289,14 +281,7 @@ def test_pilots_on_openstack_opennebula_grid_and_pods_then_nothing_left(env: Env
             }
         )
         # Four two-core jobs, split over the four entries: one pilot each.
-        env.pool.submit(
-            SCHEDD,
-            4,
-            Owner=ns,
-            RequestCpus=2,
-            RequestMemory=1000,
-            Requirements=classad2.ExprTree(REQUIREMENTS),
-        )
+        submit(env, ns, 4, cpus=2)
 
         def pods() -> list[str]:
             return env.k("get", "pods", "-n", pods_ns, "-o", "name").stdout.split()
