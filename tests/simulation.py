@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 SCHEDD = "schedd@sim.example.org"
 UID = "5e1d0b3c-sim0-4000-8000-000000000001"
+# Secrets are bytes, as the API server holds them; the signing key binary, as HTCondor writes it.
 SECRET = {
-    "accessKeyId": "AKIASIMULATED",
-    "secretAccessKey": "simulated-secret",
-    "signingKey": "simulated-pool-signing-key-0123456789",
+    "accessKeyId": b"AKIASIMULATED",
+    "secretAccessKey": b"simulated-secret",
+    "signingKey": bytes(range(256))[::-5],
 }
 
 
@@ -131,12 +132,12 @@ class Sim:
         """A new operator process: nothing kept but the cloud and the status."""
         rt = Runtime(
             Settings(reconcile_interval=self.step.total_seconds()),
-            pool_factory=lambda _c: self.pool,
+            pool_factory=lambda _c, _t: self.pool,
             clock=self.clock,
         )
         drivers: dict[str, InstrumentedDriver] = {}
 
-        async def secret(_ns: str, _name: str) -> tuple[dict[str, str], str]:
+        async def secret(_ns: str, _name: str) -> tuple[dict[str, bytes], str]:
             return dict(SECRET), "1"
 
         def driver(entry: str, *_a: Any) -> InstrumentedDriver:
@@ -152,7 +153,7 @@ class Sim:
         reader = PoolReader(self.pool, ttl=0)
         rt.secret = secret  # type: ignore[method-assign]
         rt.driver = driver  # type: ignore[method-assign]
-        rt.reader = lambda _c: reader  # type: ignore[method-assign]
+        rt.reader = lambda *_a: reader  # type: ignore[method-assign]
         self.rt = rt
 
     def set_idle_jobs(self, n: int) -> None:

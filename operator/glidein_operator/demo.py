@@ -32,6 +32,7 @@ from rich.live import Live
 from rich.table import Table
 
 from glidein_operator.condor.fake import FakePool
+from glidein_operator.condor.pilots import PILOT_ENTRY, PILOT_ID, PILOT_REQUEST
 from glidein_operator.controller import runtime
 from glidein_operator.testing.controlplane import LocalControlPlane
 from glidein_operator.testing.ec2server import Ec2Server
@@ -200,9 +201,9 @@ class Pool:
     @staticmethod
     def _ad(slot: dict[str, Any]) -> classad2.ClassAd:
         ad = classad2.ClassAd()
-        ad["GlideinPilotId"] = slot["pilot"]
-        ad["GlideinRequestUid"] = slot["uid"]
-        ad["GlideinEntryName"] = slot["entry"]
+        ad[PILOT_ID] = slot["pilot"]
+        ad[PILOT_REQUEST] = slot["uid"]
+        ad[PILOT_ENTRY] = slot["entry"]
         ad["PartitionableSlot"] = True
         ad["TotalSlotCpus"] = slot["cpus"]
         ad["Cpus"] = slot["free"]
@@ -255,7 +256,7 @@ def run(timeout: float = 120.0, console: Console | None = None, waves: int = 2) 
                     reconcile_interval=1.0,
                     credential_dir=cp.directory / "creds",
                 ),
-                pool_factory=lambda collector: pool.fake,
+                pool_factory=lambda _collector, _token: pool.fake,
             )
         )
         kubectl(

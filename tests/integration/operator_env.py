@@ -126,7 +126,7 @@ def operator_env(
                     credential_dir=cp.directory / "creds",
                     launch_backoff=1.0,  # the failure tests wait less; the doubling is the same
                 ),  # type: ignore[operator]
-                pool_factory=lambda collector: pool,
+                pool_factory=lambda _collector, _token: pool,
                 grid_schedd=grid,
             )
         )

@@ -11,7 +11,15 @@ from glidein_operator.condor.classads import is_true
 from glidein_operator.condor.fake import FakePool
 from glidein_operator.condor.interface import CondorError
 from glidein_operator.condor.jobs import cluster_jobs, significant_attributes
-from glidein_operator.condor.pilots import SlotState, pilot_from_ad
+from glidein_operator.condor.pilots import (
+    PILOT_ENTRY,
+    PILOT_ID,
+    PILOT_REQUEST,
+    PILOT_TO_RETIRE,
+    STARTD_PROJECTION,
+    SlotState,
+    pilot_from_ad,
+)
 from glidein_operator.condor.reader import PoolReader, select
 
 
@@ -100,9 +108,9 @@ def test_reader_refetches_when_a_request_needs_a_new_attribute() -> None:
 
 def _slot(**attrs: object) -> classad2.ClassAd:
     ad = classad2.ClassAd()
-    ad["GlideinPilotId"] = "p1"
-    ad["GlideinRequestUid"] = "u"
-    ad["GlideinEntryName"] = "e"
+    ad[PILOT_ID] = "p1"
+    ad[PILOT_REQUEST] = "u"
+    ad[PILOT_ENTRY] = "e"
     for k, v in attrs.items():
         ad[k] = v
     return ad
@@ -119,12 +127,36 @@ def test_pilot_states_from_startd_ads() -> None:
     assert busy.state is SlotState.CLAIMED
     assert busy.free_fraction == 0.25
     retiring = pilot_from_ad(
-        _slot(PartitionableSlot=True, Cpus=8, TotalSlotCpus=8, GlideinToRetire=100), 200
+        _slot(PartitionableSlot=True, Cpus=8, TotalSlotCpus=8, **{PILOT_TO_RETIRE: 100}), 200
     )
     assert retiring is not None
     assert retiring.state is SlotState.RETIRING
     assert retiring.free_fraction == 0
     assert pilot_from_ad(classad2.ClassAd({"Name": "not-ours"}), 0) is None
+
+
+def test_pilots_read_with_glideinwms_names() -> None:
+    assert (PILOT_ENTRY, PILOT_TO_RETIRE) == ("GLIDEIN_Entry_Name", "GLIDEIN_ToRetire")
+    assert (PILOT_ID, PILOT_REQUEST) == ("GlideinPilotId", "GlideinRequestUid")
+    assert {PILOT_ID, PILOT_REQUEST, PILOT_ENTRY, PILOT_TO_RETIRE} <= set(STARTD_PROJECTION)
+
+
+def test_pilots_of_the_previous_release_are_still_read() -> None:
+    ad = classad2.ClassAd(
+        {
+            PILOT_ID: "p1",
+            PILOT_REQUEST: "u",
+            "GlideinEntryName": "old-entry",
+            "GlideinToRetire": 100,
+            "PartitionableSlot": True,
+            "Cpus": 8,
+            "TotalSlotCpus": 8,
+        }
+    )
+    old = pilot_from_ad(ad, 200)
+    assert old is not None
+    assert old.entry == "old-entry"
+    assert old.state is SlotState.RETIRING
 
 
 def test_reader_lists_only_our_pilots() -> None:

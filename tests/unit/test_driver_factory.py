@@ -27,22 +27,22 @@ def test_each_entry_type_gets_its_driver(tmp_path: Path) -> None:
         (
             "aws-us-east-1",
             "ec2-access-key",
-            {"accessKeyId": "AKIA", "secretAccessKey": "s"},
+            {"accessKeyId": b"AKIA", "secretAccessKey": b"s"},
             Ec2Driver,
         ),
         (
             "hlt-openstack",
             "openstack-password",
-            {"username": "u", "password": "p"},
+            {"username": b"u", "password": b"p"},
             OpenStackDriver,
         ),
         (
             "fermicloud-one",
             "opennebula-user-password",
-            {"username": "u", "password": "p"},
+            {"username": b"u", "password": b"p"},
             OpenNebulaDriver,
         ),
-        ("osg-nebraska", "scitoken", {"token": "tok"}, GridDriver),
+        ("osg-nebraska", "scitoken", {"token": b"tok"}, GridDriver),
     ]
     for name, ctype, values, cls in cases:
         driver = build_driver(
@@ -50,7 +50,7 @@ def test_each_entry_type_gets_its_driver(tmp_path: Path) -> None:
             _spec(name),
             credential_type=ctype,
             secret_name="s",
-            values=values,
+            secrets=values,
             operator_id="op",
             grid_schedd=FakeGridSchedd(),
             credential_dir=tmp_path,
@@ -65,7 +65,7 @@ def test_missing_key_names_the_secret_and_key_not_the_values() -> None:
             _spec("aws-us-east-1"),
             credential_type="ec2-access-key",
             secret_name="cms-aws",
-            values={"accessKeyId": "AKIAEXAMPLE"},
+            secrets={"accessKeyId": b"AKIAEXAMPLE"},
             operator_id="op",
         )
     assert (
@@ -80,7 +80,7 @@ def test_grid_token_file_is_private(tmp_path: Path) -> None:
         _spec("osg-nebraska"),
         credential_type="scitoken",
         secret_name="t",
-        values={"token": "eyJ-token"},
+        secrets={"token": b"eyJ-token"},
         operator_id="op",
         grid_schedd=FakeGridSchedd(),
         credential_dir=tmp_path / "creds",
@@ -91,5 +91,30 @@ def test_grid_token_file_is_private(tmp_path: Path) -> None:
     assert "eyJ" not in driver.credential_file.name
 
 
-def test_secret_data_is_decoded() -> None:
-    assert decode_secret({"token": base64.b64encode(b"abc").decode()}) == {"token": "abc"}
+def test_secret_data_stays_bytes_binary_keys_included() -> None:
+    pool_key = bytes([0xBE, 0xC8, 0x88, 0xBA, 0x00, 0xFF]) * 10
+    data = {
+        "token": base64.b64encode(b"abc").decode(),
+        "signingKey": base64.b64encode(pool_key).decode(),
+    }
+    assert decode_secret(data) == {"token": b"abc", "signingKey": pool_key}
+
+
+def test_binary_data_where_text_is_needed_is_named_without_a_byte_of_it() -> None:
+    secret = bytes([0xFF, 0xFE, 0x41, 0x4B, 0x49, 0x41])
+    with pytest.raises(CredentialError) as err:
+        build_driver(
+            "aws-us-east-1",
+            _spec("aws-us-east-1"),
+            credential_type="ec2-access-key",
+            secret_name="cms-aws",
+            secrets={"accessKeyId": b"AKIA", "secretAccessKey": secret},
+            operator_id="op",
+        )
+    message = str(err.value)
+    assert message == (
+        "Secret 'cms-aws' holds binary data under secretAccessKey, where a ec2-access-key "
+        "credential needs UTF-8 text"
+    )
+    for rendering in (repr(secret), secret.hex(), "xff", "0xff", "AKIA"):
+        assert rendering not in message

@@ -121,6 +121,23 @@ class PilotSettings(ApiModel):
     extra_config: dict[str, str] = Field(
         default_factory=dict, description="Extra HTCondor configuration knobs for the pilot."
     )
+    ccb: bool = Field(
+        default=False,
+        description=(
+            "Register through the collector's CCB: for pilots behind NAT or a firewall that "
+            "refuses inbound connections (schedds then reach the pilot through the "
+            "collector). Sets CCB_ADDRESS = $(COLLECTOR_HOST); off, the pilot sets no CCB "
+            "address, whatever its image's configuration says."
+        ),
+    )
+    shared_port: bool = Field(
+        default=False,
+        description=(
+            "One inbound port for all of the pilot's daemons (condor_shared_port on 9618), "
+            "for sites whose firewall opens a single port. Off, each daemon listens on "
+            "its own ephemeral port."
+        ),
+    )
     token_secret_ref: SecretKeyRef | None = Field(
         default=None,
         description=(
@@ -270,6 +287,29 @@ class GlideinRequestSpec(ApiModel):
         max_length=512,
         description="The user pool's collector (host[:port]) pilots register with.",
     )
+    pool_trust_domain: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        pattern=r"^[^\s,]+$",
+        description=(
+            "The user pool's TRUST_DOMAIN, exactly as its collector's configuration sets it "
+            "(condor_config_val TRUST_DOMAIN): the issuer of the tokens pilots present. A "
+            "token whose issuer differs is ignored by the pilot and refused by the "
+            "collector. Absent means HTCondor's own default, the collector string as "
+            "written above, port included."
+        ),
+    )
+    operator_token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description=(
+            "Secret with an IDTOKEN (key token, or the key named) the operator presents to "
+            "this pool's collector and schedds; READ authorization is enough. Absent: when "
+            "pilot.tokenSecretRef holds the pool's signingKey, the operator mints itself a "
+            "short-lived READ token (identity glidein-operator@<trust domain>); otherwise it "
+            "queries without authenticating, which works where the pool lets anyone READ."
+        ),
+    )
     schedds: list[ScheddRef] = Field(
         min_length=1,
         description="Schedds whose idle jobs count.",
@@ -313,6 +353,11 @@ class GlideinRequestSpec(ApiModel):
             "the next; 'spread' shares the jobs evenly."
         ),
     )
+
+    def trust_domain(self) -> str:
+        """The issuer of the pool's tokens (HTCondor's default TRUST_DOMAIN is
+        $(COLLECTOR_HOST), port kept)."""
+        return self.pool_trust_domain or self.collector
 
 
 class EntryStatus(ApiModel):

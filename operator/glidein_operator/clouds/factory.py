@@ -1,8 +1,10 @@
 """A driver for an entry, from the entry's spec and the request's credential Secret.
 
-The one place credentials are unpacked. Values go straight into the SDK clients (or,
-for grid tokens and proxies, into a 0600 file the schedd reads); they are never logged,
-and errors name the Secret and the missing key, never a value.
+The one place credentials are unpacked. A Secret's values are bytes (a POOL signing key
+is binary, and ``kubectl create secret --from-file`` keeps its raw bytes); only the values a
+back end reads as text are decoded, here. Values go straight into the SDK clients (or, for
+grid tokens and proxies, into a 0600 file the schedd reads); they are never logged, and
+errors name the Secret and the key, never a value or a byte of one.
 """
 
 from __future__ import annotations
@@ -23,27 +25,48 @@ class CredentialError(InvalidConfig):
     reason = "CredentialInvalid"
 
 
-def decode_secret(data: Mapping[str, str]) -> dict[str, str]:
-    """A Secret's ``data`` (base64) as text."""
-    return {k: base64.b64decode(v).decode("utf-8") for k, v in data.items()}
+SecretValues = Mapping[str, bytes]
 
 
-def missing_keys(
-    credential_type: str, values: Mapping[str, str], key: str | None = None
-) -> list[str]:
+def decode_secret(data: Mapping[str, str]) -> dict[str, bytes]:
+    """A Secret's ``data`` (base64), as the bytes it holds."""
+    return {k: base64.b64decode(v) for k, v in data.items()}
+
+
+def text_values(values: SecretValues) -> dict[str, str]:
+    """The values that are UTF-8 text; binary ones are left out (``not_text`` names them
+    when a back end needs one)."""
+    out = {}
+    for k, v in values.items():
+        try:
+            out[k] = v.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+def missing_keys(credential_type: str, values: SecretValues, key: str | None = None) -> list[str]:
     """Keys the credential type needs that the Secret lacks (or holds empty)."""
     wanted = (key,) if key else CREDENTIAL_SECRET_KEYS.get(credential_type, ())
     return [k for k in wanted if not values.get(k)]
 
 
-def write_credential_file(directory: Path, name: str, content: str) -> Path:
+def not_text(credential_type: str, values: SecretValues) -> list[str]:
+    """Keys the credential type reads as text that hold binary data."""
+    text = text_values(values)
+    return [
+        k for k in CREDENTIAL_SECRET_KEYS.get(credential_type, ()) if k in values and k not in text
+    ]
+
+
+def write_credential_file(directory: Path, name: str, content: bytes) -> Path:
     """Write a token/proxy where only we can read it; the name carries no secret."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    digest = hashlib.sha256(content.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(content).hexdigest()[:12]
     path = directory / f"{name}-{digest}"
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "wb") as handle:
             handle.write(content)
     return path
 
@@ -54,17 +77,25 @@ def build_driver(
     *,
     credential_type: str,
     secret_name: str | None,
-    values: Mapping[str, str],
+    secrets: SecretValues,
     operator_id: str,
     grid_schedd: GridSchedd | None = None,
     credential_dir: Path | None = None,
 ) -> Driver:
-    lacking = missing_keys(credential_type, values)
+    lacking = missing_keys(credential_type, secrets)
     if lacking:
         raise CredentialError(
             f"Secret {secret_name!r} lacks {', '.join(lacking)} for a {credential_type} credential",
             entry=entry,
         )
+    binary = not_text(credential_type, secrets)
+    if binary:
+        raise CredentialError(
+            f"Secret {secret_name!r} holds binary data under {', '.join(binary)}, where a "
+            f"{credential_type} credential needs UTF-8 text",
+            entry=entry,
+        )
+    values = text_values(secrets)
     if spec.ec2 is not None:
         from glidein_operator.clouds.ec2 import Ec2Driver
 
@@ -101,7 +132,7 @@ def build_driver(
         from glidein_operator.clouds.grid import GridDriver
         from glidein_operator.condor.grid import HTCondorGridSchedd
 
-        content = values.get("token") or values.get("proxy")
+        content = secrets.get("token") or secrets.get("proxy")
         path = None
         if content:
             path = write_credential_file(

@@ -7,11 +7,17 @@ from dataclasses import dataclass
 
 import classad2
 
-# Attributes a pilot advertises in its startd ad (written by glidein_operator.pilot).
-PILOT_ID = "GlideinPilotId"
-PILOT_REQUEST = "GlideinRequestUid"
-PILOT_ENTRY = "GlideinEntryName"
-PILOT_TO_RETIRE = "GlideinToRetire"
+from glidein_operator.pilot import attributes
+
+# Attributes a pilot advertises in its startd ad (glidein_operator.pilot.attributes).
+PILOT_ID = attributes.PILOT_ID
+PILOT_REQUEST = attributes.REQUEST_UID
+PILOT_ENTRY = attributes.ENTRY_NAME
+PILOT_TO_RETIRE = attributes.TO_RETIRE
+# What pilots of earlier releases advertised instead: they keep running through an
+# operator upgrade, for up to a lifetime, and must still count at their entry.
+LEGACY_ENTRY = "GlideinEntryName"
+LEGACY_TO_RETIRE = "GlideinToRetire"
 
 STARTD_PROJECTION: tuple[str, ...] = (
     "Name",
@@ -24,6 +30,8 @@ STARTD_PROJECTION: tuple[str, ...] = (
     PILOT_REQUEST,
     PILOT_ENTRY,
     PILOT_TO_RETIRE,
+    LEGACY_ENTRY,
+    LEGACY_TO_RETIRE,
 )
 
 
@@ -64,7 +72,7 @@ def pilot_from_ad(ad: classad2.ClassAd, now: float) -> RegisteredPilot | None:
     activity = str(ad.get("Activity", ""))
     total = _int(ad, "TotalSlotCpus", _int(ad, "Cpus", 1))
     free = _int(ad, "Cpus", 0)
-    to_retire = ad.get(PILOT_TO_RETIRE)
+    to_retire = ad.get(PILOT_TO_RETIRE, ad.get(LEGACY_TO_RETIRE))
     retiring = (
         activity == "Retiring"
         or state_attr in ("Drained", "Preempting")
@@ -85,7 +93,7 @@ def pilot_from_ad(ad: classad2.ClassAd, now: float) -> RegisteredPilot | None:
     return RegisteredPilot(
         pilot_id=pilot_id,
         request_uid=str(ad.get(PILOT_REQUEST, "")),
-        entry=str(ad.get(PILOT_ENTRY, "")),
+        entry=str(ad.get(PILOT_ENTRY, ad.get(LEGACY_ENTRY, ""))),
         state=state,
         total_cpus=total,
         free_cpus=free,

@@ -49,6 +49,7 @@ class PoolReader:
         self, pool: Pool, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.pool = pool
+        self.token: str | None = None  # what the pool was made with (Runtime.reader)
         self.ttl = ttl
         self.clock = clock
         self._jobs: dict[str, _Entry] = {}

@@ -25,11 +25,12 @@ from glidein_operator.clouds.base import CloudPilot, DriverError, LaunchBatch, P
 from glidein_operator.clouds.factory import missing_keys
 from glidein_operator.clouds.instrumented import InstrumentedDriver
 from glidein_operator.condor.interface import CondorError
+from glidein_operator.condor.pilots import RegisteredPilot
 from glidein_operator.condor.reader import select
 from glidein_operator.controller import spending
 from glidein_operator.controller import status as st
 from glidein_operator.controller.runtime import Runtime
-from glidein_operator.credentials import payloads
+from glidein_operator.credentials import idtokens, payloads
 from glidein_operator.pilot.payload import PayloadError
 from glidein_operator.provisioning.eligibility import EntryRecord, candidates, credential_for
 from glidein_operator.provisioning.lifecycle import Reap, Timeouts, classify
@@ -80,7 +81,7 @@ def next_seq(pilots: list[CloudPilot], request_uid: str, entry: str, floor: int 
 
 async def _credential(
     rt: Runtime, namespace: str, spec: GlideinRequestSpec, entry: CloudEntrySpec, world: World
-) -> tuple[str, str | None, dict[str, str], str] | str:
+) -> tuple[str, str | None, dict[str, bytes], str] | str:
     """(type, secret name, values, version) or the sentence saying why not."""
     cred, why = credential_for(spec, entry, world.domains)
     if cred is None:
@@ -147,17 +148,32 @@ async def reconcile(
 
     await asyncio.gather(*(list_one(e, d) for e, d in drivers.items()))
 
-    reader = rt.reader(spec.collector)
-    schedd_error = ""
+    # The pool credential: pilots' tokens come from it, and so may the operator's own.
+    token_problem = await pool_token(rt, namespace, spec)
+    token_error = token_problem if isinstance(token_problem, str) else ""
+    pool_credential = None if isinstance(token_problem, str) else token_problem
+    query = await query_token(rt, namespace, spec, pool_credential)
+    schedd_error, pool_reason = "", "ScheddUnreachable"
     clusters = []
-    try:
-        registered = {p.pilot_id: p for p in await reader.pilots(now.timestamp())}
-        for schedd in spec.schedds:
-            found = await reader.clusters(schedd.name, (spec.job_constraint, spec.match_expression))
-            clusters += select(found, spec.job_constraint)
-    except CondorError as exc:
-        schedd_error = str(exc)
-        registered = {}
+    registered: dict[str, RegisteredPilot] | None = None
+    if isinstance(query, str):
+        schedd_error, pool_reason = query, "OperatorTokenInvalid"
+    else:
+        token, source = query
+        try:
+            reader = rt.reader(spec.collector, token, source)
+            try:
+                registered = {p.pilot_id: p for p in await reader.pilots(now.timestamp())}
+            except CondorError:
+                pool_reason = "CollectorUnreachable"
+                raise
+            for schedd in spec.schedds:
+                found = await rt.reader(schedd.collector or spec.collector, token, source).clusters(
+                    schedd.name, (spec.job_constraint, spec.match_expression)
+                )
+                clusters += select(found, spec.job_constraint)
+        except CondorError as exc:
+            schedd_error = str(exc)
 
     timeouts = Timeouts(
         registration=parse_duration(spec.pilot.registration_timeout),
@@ -232,9 +248,6 @@ async def reconcile(
 
     # Plan (no launches when the schedd cannot be read: no data is not "no jobs"; nor
     # without a pool credential for the pilots).
-    token_problem = await pool_token(rt, namespace, spec)
-    token_error = token_problem if isinstance(token_problem, str) else ""
-    pool_credential = None if isinstance(token_problem, str) else token_problem
     eligible = [c for c in usable if c.name in listings and c.name not in spent.kill_blocked]
     result: Plan = plan(
         uid,
@@ -296,6 +309,7 @@ async def reconcile(
                 now,
                 batch_floor,
                 pool_credential,
+                rt.settings.operator_id,
             )
             for c in eligible
             # Without a pool credential the plan was paused: nothing to launch.
@@ -329,7 +343,7 @@ async def reconcile(
         status["pilotLogs"] = logs
     if schedd_error:
         conditions = st.set_condition(
-            conditions, "Ready", "False", "ScheddUnreachable", schedd_error, generation, now
+            conditions, "Ready", "False", pool_reason, schedd_error, generation, now
         )
     elif token_error:
         conditions = st.set_condition(
@@ -394,6 +408,7 @@ async def _launch(
     now: dt.datetime,
     batch_floor: Mapping[str, int],
     pool_credential: tuple[bytes | None, str | None],
+    factory: str,
 ) -> None:
     ep = result.entry(cand.name)
     allowed = driver.launch_allowance(ep.launch)
@@ -417,10 +432,13 @@ async def _launch(
                 spec=spec,
                 entry=cand.name,
                 entry_spec=cand.spec,
+                itype=itype,
+                image=cand.image,
                 batch=key,
                 pool_signing_key=pool_credential[0],
                 premade_token=pool_credential[1],
                 now=int(now.timestamp()),
+                factory=factory,
             )
             user_data = payloads.user_data(payload, cand.spec.type)
         except (ValueError, PayloadError) as exc:
@@ -474,6 +492,33 @@ async def _launch(
         )
 
 
+async def query_token(
+    rt: Runtime,
+    namespace: str,
+    spec: GlideinRequestSpec,
+    pool_credential: tuple[bytes | None, str | None] | None,
+) -> tuple[str | None, str] | str:
+    """(the token the operator reads the pool with, or None; where it comes from), or the
+    sentence saying why the pool cannot be read."""
+    ref = spec.operator_token_secret_ref
+    if ref is not None:
+        found = await rt.secret(namespace, ref.name)
+        if found is None:
+            return f"Secret {ref.name!r} (spec.operatorTokenSecretRef) not found in namespace {namespace!r}"
+        values, _version = found
+        key = ref.key or "token"
+        try:
+            token = values.get(key, b"").decode("ascii").strip()
+        except UnicodeDecodeError:
+            token = ""
+        if token.count(".") != 2:
+            return f"Secret {ref.name!r} key {key!r} (spec.operatorTokenSecretRef) holds no IDTOKEN"
+        return token, f"secret:{namespace}/{ref.name}"
+    if pool_credential is not None and pool_credential[0] is not None:
+        return rt.query_token(spec.trust_domain(), pool_credential[0]), "minted"
+    return None, ""
+
+
 async def pool_token(
     rt: Runtime, namespace: str, spec: GlideinRequestSpec
 ) -> tuple[bytes | None, str | None] | str:
@@ -490,7 +535,23 @@ async def pool_token(
         )
     values, _ = found
     if values.get("signingKey"):
-        return values["signingKey"].encode("latin-1"), None
-    if values.get(ref.key or "token"):
-        return None, values[ref.key or "token"]
-    return f"Secret {ref.name!r} has neither signingKey nor {ref.key or 'token'}"
+        # Bytes as stored: a POOL key file is binary.
+        return values["signingKey"], None
+    key = ref.key or "token"
+    if values.get(key):
+        try:
+            token = values[key].decode("ascii").strip()
+        except UnicodeDecodeError:
+            return f"Secret {ref.name!r} key {key!r} is not a token (binary data)"
+        try:
+            issuer = idtokens.claims(token).get("iss")
+        except (ValueError, IndexError):
+            return f"Secret {ref.name!r} key {key!r} is not an IDTOKEN (not a JWT)"
+        if issuer != spec.trust_domain():
+            return (
+                f"the token in Secret {ref.name!r} was issued by {issuer!r}, but the pool's "
+                f"TRUST_DOMAIN is {spec.trust_domain()!r} (spec.poolTrustDomain): pilots "
+                "would ignore it"
+            )
+        return None, token
+    return f"Secret {ref.name!r} has neither signingKey nor {key}"

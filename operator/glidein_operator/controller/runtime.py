@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,10 @@ from glidein_operator.condor.grid import GridSchedd
 from glidein_operator.condor.interface import Pool
 from glidein_operator.condor.reader import PoolReader
 from glidein_operator.controller.metrics import ReconcileMetrics
+from glidein_operator.credentials import idtokens
+
+# The operator's own READ tokens live an hour; they are renewed at half-life.
+QUERY_TOKEN_LIFETIME = 3600
 
 
 class Settings(BaseSettings):
@@ -49,13 +55,15 @@ class Settings(BaseSettings):
 @dataclass
 class Runtime:
     settings: Settings
-    pool_factory: Callable[[str], Pool]
+    # (collector, token the operator presents or None) -> Pool
+    pool_factory: Callable[[str, str | None], Pool]
     grid_schedd: GridSchedd | None = None
     api: k8s.ApiClient | None = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     _drivers: dict[tuple[str, int, str, str], InstrumentedDriver] = field(default_factory=dict)
-    _readers: dict[str, PoolReader] = field(default_factory=dict)
+    _readers: dict[tuple[str, str], PoolReader] = field(default_factory=dict)
+    _query_tokens: dict[tuple[str, bytes], tuple[str, float]] = field(default_factory=dict)
     _metrics: DriverMetrics | None = None
     _reconcile_metrics: ReconcileMetrics | None = None
 
@@ -82,15 +90,40 @@ class Runtime:
             self._reconcile_metrics = ReconcileMetrics(self.registry)
         return self._reconcile_metrics
 
-    def reader(self, collector: str) -> PoolReader:
-        if collector not in self._readers:
-            self._readers[collector] = PoolReader(
-                self.pool_factory(collector), ttl=max(1.0, self.settings.reconcile_interval * 0.8)
-            )
-        return self._readers[collector]
+    def reader(self, collector: str, token: str | None = None, source: str = "") -> PoolReader:
+        """The shared reader of one pool, as one identity: ``source`` says where the token
+        comes from (a Secret, or minted), so a renewed token updates the reader in place."""
+        key = (collector, source)
+        reader = self._readers.get(key)
+        if reader is None or reader.token != token:
+            pool = self.pool_factory(collector, token)
+            if reader is None:
+                reader = PoolReader(pool, ttl=max(1.0, self.settings.reconcile_interval * 0.8))
+                self._readers[key] = reader
+            reader.pool, reader.token = pool, token
+        return reader
 
-    async def secret(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
-        """(decoded values, resourceVersion), or None when the Secret does not exist."""
+    def query_token(self, trust_domain: str, signing_key: bytes) -> str:
+        """The operator's own READ token for a pool, minted from its signing key and kept
+        until half its life has passed."""
+        now = time.time()
+        key = (trust_domain, hashlib.sha256(signing_key).digest())
+        cached = self._query_tokens.get(key)
+        if cached and now < cached[1]:
+            return cached[0]
+        token = idtokens.mint(
+            signing_key,
+            identity=idtokens.operator_identity(trust_domain),
+            issuer=trust_domain,
+            lifetime=QUERY_TOKEN_LIFETIME,
+            now=int(now),
+            scope="condor:/READ",
+        )
+        self._query_tokens[key] = (token, now + QUERY_TOKEN_LIFETIME / 2)
+        return token
+
+    async def secret(self, namespace: str, name: str) -> tuple[dict[str, bytes], str] | None:
+        """(values as bytes, resourceVersion), or None when the Secret does not exist."""
         try:
             s = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
         except k8s.exceptions.ApiException as exc:
@@ -106,7 +139,7 @@ class Runtime:
         generation: int,
         credential_type: str,
         secret_name: str | None,
-        values: dict[str, str],
+        values: dict[str, bytes],
         secret_version: str,
     ) -> InstrumentedDriver:
         key = (entry, generation, f"{credential_type}/{secret_name}", secret_version)
@@ -119,7 +152,7 @@ class Runtime:
                 spec,
                 credential_type=credential_type,
                 secret_name=secret_name,
-                values=values,
+                secrets=values,
                 operator_id=self.settings.operator_id,
                 grid_schedd=self.grid_schedd,
                 credential_dir=self.settings.credential_dir,
@@ -162,11 +195,17 @@ def get() -> Runtime:
             from glidein_operator.testing.pool_server import HttpPool
 
             url = settings.pool_url
-            RUNTIME = Runtime(settings=settings, pool_factory=lambda collector: HttpPool(url))
+            RUNTIME = Runtime(
+                settings=settings, pool_factory=lambda _collector, _token: HttpPool(url)
+            )
         else:
             from glidein_operator.condor.htcondor import HTCondorPool
 
-            RUNTIME = Runtime(settings=settings, pool_factory=HTCondorPool)
+            token_dir = settings.credential_dir / "condor-tokens"
+            RUNTIME = Runtime(
+                settings=settings,
+                pool_factory=lambda collector, token: HTCondorPool(collector, token, token_dir),
+            )
     return RUNTIME
 
 

@@ -1,10 +1,14 @@
 """HTCondor IDTOKENs, minted for one launch batch from the user pool's signing key.
 
-HTCondor's scheme (the protocol, as condor_token_create implements it): the signing key
-file in ``passwords.d`` is stored XOR-scrambled with 0xDEADBEEF; unscrambled, it is fed
-to HKDF-SHA256 (salt ``htcondor``, info ``master jwt``, 32 bytes), and the result signs
-an HS256 JWT whose header names the key (``kid``) and whose claims carry the identity
-(``sub``), the trust domain (``iss``), lifetime and the authorizations (``scope``).
+HTCondor's scheme, as upstream ``getTokenSigningKey`` (src/condor_utils/store_cred.cpp) and
+``Condor_Auth_Passwd::generate_token`` (src/condor_io/condor_auth_passwd.cpp) implement it:
+a signing key file is stored XOR-scrambled with 0xDEADBEEF (``simple_scramble``); the POOL
+key, and only it, is *doubled* after unscrambling (key + key: a compatibility rule kept for
+tokens signed before 8.9.12); named keys are not. The result is fed to HKDF-SHA256 (salt
+``htcondor``, info ``master jwt``, 32 bytes), which signs an HS256 JWT whose header names
+the key (``kid``) and whose claims carry the identity (``sub``), the pool's TRUST_DOMAIN
+(``iss``, compared verbatim by collector and pilot), lifetime and authorizations (``scope``).
+The key file is binary (64 random bytes written by the collector); it stays bytes here.
 Stdlib only (hmac, hashlib), so the pilot side could verify the same way.
 
 A pilot's token allows only what a startd does: advertise itself and read. It expires
@@ -42,8 +46,29 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def signing_key(scrambled_pool_key: bytes) -> bytes:
-    return hkdf_sha256(unscramble(scrambled_pool_key), b"htcondor", b"master jwt")
+def signing_key(scrambled_key: bytes, kid: str = "POOL") -> bytes:
+    """The HS256 key for tokens signed with the key file ``kid`` (its bytes as stored)."""
+    key = unscramble(scrambled_key)
+    if kid in ("", "POOL"):
+        key += key
+    return hkdf_sha256(key, b"htcondor", b"master jwt")
+
+
+def _domain(trust_domain: str) -> str:
+    return trust_domain.rsplit(":", 1)[0] if trust_domain.count(":") == 1 else trust_domain
+
+
+def operator_identity(trust_domain: str) -> str:
+    """Who the operator is when it reads the pool (collector and schedds)."""
+    return f"glidein-operator@{_domain(trust_domain)}"
+
+
+def pilot_identity(batch: str, trust_domain: str) -> str:
+    """``glidein-<batch>@<domain>``: a collector admits pilots with
+    ``ALLOW_ADVERTISE_STARTD = glidein-*@<domain>`` and can deny one batch by name. The domain
+    is the trust domain without a port (an identity's domain part names hosts, not
+    endpoints)."""
+    return f"glidein-{batch}@{_domain(trust_domain)}"
 
 
 def mint(
@@ -72,7 +97,7 @@ def mint(
         + _b64(json.dumps(claims, separators=(",", ":")).encode())
     )
     signature = hmac.new(
-        signing_key(scrambled_pool_key), signing_input.encode(), hashlib.sha256
+        signing_key(scrambled_pool_key, kid), signing_input.encode(), hashlib.sha256
     ).digest()
     return signing_input + "." + _b64(signature)
 
@@ -83,9 +108,20 @@ def claims(token: str) -> dict[str, object]:
     return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
 
 
-def verify(token: str, scrambled_pool_key: bytes) -> bool:
-    head, body, sig = token.split(".")
+def header(token: str) -> dict[str, object]:
+    part = token.split(".")[0]
+    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
+
+
+def verify(token: str, scrambled_key: bytes) -> bool:
+    """Whether the token was signed with this key file (the ``kid`` in its header says
+    whether the key is doubled). Expiry and issuer are the caller's to check."""
+    try:
+        head, body, sig = token.strip().split(".")
+        kid = str(header(token).get("kid", "POOL"))
+    except ValueError:
+        return False
     expected = hmac.new(
-        signing_key(scrambled_pool_key), f"{head}.{body}".encode(), hashlib.sha256
+        signing_key(scrambled_key, kid), f"{head}.{body}".encode(), hashlib.sha256
     ).digest()
     return hmac.compare_digest(_b64(expected), sig)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from glidein_operator.api.base import parse_duration
-from glidein_operator.api.cloudentry import CloudEntrySpec
+from glidein_operator.api.cloudentry import CloudEntrySpec, InstanceType
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
+from glidein_operator.api.vmimage import VMImageSpec
 from glidein_operator.credentials import idtokens
+from glidein_operator.pilot.attributes import DEFAULT_FACTORY
 from glidein_operator.pilot.payload import LIMITS, Payload, encode
+from glidein_operator.provisioning.matching import offer_of
 
 # A payload stays usable this long past the pilot lifetime: a VM that boots late (cloud
 # queue, slow image) must still start, one that boots a day late must not.
@@ -20,18 +23,21 @@ def build(
     spec: GlideinRequestSpec,
     entry: str,
     entry_spec: CloudEntrySpec,
+    itype: InstanceType,
+    image: VMImageSpec | None,
     batch: str,
     pool_signing_key: bytes | None,
     premade_token: str | None,
     now: int,
+    factory: str = DEFAULT_FACTORY,
 ) -> Payload:
     lifetime = int(parse_duration(spec.pilot.lifetime).total_seconds())
-    collector_host = spec.collector.split(":")[0]
+    trust_domain = spec.trust_domain()
     if pool_signing_key is not None:
         token = idtokens.mint(
             pool_signing_key,
-            identity=f"glidein-{batch}@{collector_host}",
-            issuer=collector_host,
+            identity=idtokens.pilot_identity(batch, trust_domain),
+            issuer=trust_domain,
             lifetime=lifetime + BOOT_GRACE,
             now=now,
         )
@@ -39,6 +45,8 @@ def build(
         token = premade_token
     else:
         raise ValueError("no pool signing key and no token: pilots could not join the pool")
+    # The very description the planner matched jobs on, so the pilot advertises it.
+    offer = offer_of(entry, entry_spec, itype, image)
     return Payload(
         batch=batch,
         request=request,
@@ -46,6 +54,7 @@ def build(
         entry=entry,
         site=entry_spec.site,
         collector=spec.collector,
+        trust_domain=trust_domain,
         token=token,
         not_after=now + lifetime + BOOT_GRACE,
         lifetime=lifetime,
@@ -53,8 +62,21 @@ def build(
         retire_before_end=int(parse_duration(spec.pilot.retire_before_end).total_seconds()),
         start_expression=spec.pilot.start_expression,
         partitionable=spec.pilot.partitionable,
-        attributes=dict(entry_spec.attributes),
+        attributes=dict(offer.attributes),
         extra_config=dict(spec.pilot.extra_config),
+        factory=factory,
+        resource_type=offer.resource_type,
+        entry_trust_domain=offer.trust_domain,
+        instance_type=offer.instance_type,
+        price_per_hour=offer.price_per_hour,
+        cpus=offer.cpus,
+        memory_mb=offer.memory_mb,
+        gpus=itype.gpus,
+        os_name=offer.os_name,
+        os_version=offer.os_version,
+        provides=dict(offer.provides),
+        ccb=spec.pilot.ccb,
+        shared_port=spec.pilot.shared_port,
     )
 
 

@@ -10,6 +10,7 @@ import enum
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from glidein_operator.pilot.payload import Payload
 
@@ -41,12 +42,36 @@ def decide(payload: Payload, state: State, now: float) -> tuple[Action, str]:
 
 Runner = Callable[[Sequence[str]], str]
 
+# What a failed command raises: non-zero exit (CalledProcessError), no answer in time
+# (TimeoutExpired), no such binary or no permission (OSError).
+COMMAND_ERRORS: tuple[type[Exception], ...] = (subprocess.SubprocessError, OSError)
+
+# Slot states in which a job holds the slot (or is about to, or is being evicted). A
+# partitionable slot itself stays Unclaimed: its dynamic slots carry the claims.
+BUSY_STATES = frozenset({"Claimed", "Matched", "Preempting"})
+
 
 def run(cmd: Sequence[str]) -> str:
     return subprocess.run(list(cmd), check=True, capture_output=True, text=True, timeout=60).stdout
 
 
+class QueryError(RuntimeError):
+    """The startd's slots could not be read this time."""
+
+
+_FAILURES: tuple[type[Exception], ...] = (QueryError, *COMMAND_ERRORS)
+
+
 class Supervisor:
+    """Runs ``decide`` against the local startd, once per ``tick``.
+
+    Start-up: until the startd first answers, failed queries are expected (the master
+    is still starting it); past ``startup_timeout`` seconds from boot it is given up on.
+    After that, a failed query leaves the slot state unknown for that tick, and
+    ``max_failures`` failures in a row mean the startd is gone. Either way the pilot
+    shuts down, as it does when ``master_exit`` reports that condor_master has exited.
+    """
+
     def __init__(
         self,
         payload: Payload,
@@ -55,32 +80,155 @@ class Supervisor:
         runner: Runner = run,
         log: Callable[[str], None] = print,
         shutdown_command: Sequence[str] = ("poweroff",),
+        address_file: Path | None = None,
+        startup_timeout: float = 600.0,
+        max_failures: int = 5,
+        master_exit: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.payload, self.state, self.runner, self.log = payload, state, runner, log
         self.shutdown_command = tuple(shutdown_command)
+        self.address_file = address_file
+        self.address = ""  # where the startd last answered
+        self.startup_timeout = startup_timeout
+        self.max_failures = max(1, max_failures)
+        self.master_exit = master_exit
+        self.started = False  # the startd has answered once
+        self.waiting = False  # said so in the log, once
+        self.fatal = False  # shut down because something broke, not by decision
+        self.failures = 0  # failed queries in a row since it last answered
+        self.powered_off: bool | None = None  # whether the shutdown command succeeded
 
-    def claimed(self) -> bool:
-        out = self.runner(
-            ["condor_status", "-direct", "localhost", "-af", "Cpus", "TotalSlotCpus"]
-        ).split()
-        if len(out) < 2:
-            return False
-        return int(out[0]) < int(out[1])
+    def startd_address(self) -> str:
+        """The startd's own address (its sinful string), from the file it writes once it
+        listens (STARTD_ADDRESS_FILE).
+
+        Not ``condor_status -direct localhost``: -direct takes a daemon name and looks it
+        up, and the name is ``<STARTD_NAME>@<full hostname>``, so "localhost" finds no
+        startd (HTCondor 25: "unknown host localhost"), nor does the host name once the
+        startd has a STARTD_NAME. The address file needs neither a name nor the
+        collector, holds the address the startd really listens on (127.0.0.1 only, or a
+        shared port's ``?sock=``), and is absent until the startd is up. condor_who
+        -quick reads the same files but reports only whether the startd is alive, not
+        whether its slots are claimed."""
+        if self.address_file is None:
+            path = self.runner(["condor_config_val", "STARTD_ADDRESS_FILE"]).strip()
+            if not path:
+                raise QueryError("condor_config_val gave no STARTD_ADDRESS_FILE")
+            self.address_file = Path(path)
+        try:
+            lines = self.address_file.read_text().splitlines()
+        except OSError as exc:
+            raise QueryError(f"no startd address yet ({exc.strerror}: {exc.filename})") from None
+        address = lines[0].strip() if lines else ""
+        if not address.startswith("<"):
+            raise QueryError(f"no startd address in {self.address_file}")
+        return address
+
+    def busy(self) -> bool:
+        """Whether a job holds any of the startd's slots; QueryError when it cannot tell."""
+        try:
+            address = self.startd_address()
+            out = self.runner(["condor_status", "-direct", address, "-af", "State"])
+        except COMMAND_ERRORS as exc:
+            raise QueryError(_describe(exc)) from None
+        self.address = address
+        return any(line.strip() in BUSY_STATES for line in out.splitlines())
 
     def tick(self, now: float) -> Action:
-        if self.claimed():
-            self.state.idle_since = None
-        elif self.state.idle_since is None:
-            self.state.idle_since = now
+        code = self.master_exit()
+        if code is not None:
+            if now >= self.state.boot + self.payload.lifetime:
+                # Its own DAEMON_SHUTDOWN_FAST at GLIDEIN_ToDie: the expected end.
+                return self.shutdown("hard lifetime reached (condor_master already stopped)")
+            return self.shutdown(f"condor_master exited (status {code})", fatal=True)
+        try:
+            busy: bool | None = self.busy()
+        except QueryError as exc:
+            busy = None
+            if not self.started:
+                if now - self.state.boot >= self.startup_timeout:
+                    return self.shutdown(
+                        f"the startd did not answer within {int(self.startup_timeout)}s "
+                        f"of boot: {exc}",
+                        fatal=True,
+                    )
+                if now >= self.state.boot + self.payload.lifetime:
+                    return self.shutdown("hard lifetime reached")
+                if not self.waiting:
+                    self.waiting = True
+                    self.log(f"waiting for the startd (up to {int(self.startup_timeout)}s): {exc}")
+                return Action.NONE
+            self.failures += 1
+            if self.failures >= self.max_failures:
+                return self.shutdown(
+                    f"the startd did not answer {self.failures} times in a row, taken for "
+                    f"dead: {exc}",
+                    fatal=True,
+                )
+            self.log(
+                f"cannot read the startd's slots ({self.failures} of {self.max_failures} "
+                f"failures allowed in a row), state unknown: {exc}"
+            )
+        if busy is not None:
+            if not self.started:
+                self.started = True
+                self.log(f"startd up at {self.address}")
+            self.failures = 0
+            if busy:
+                self.state.idle_since = None
+            elif self.state.idle_since is None:
+                self.state.idle_since = now
+        # Unknown: idle_since stays as it was, so neither a job's end nor its start is
+        # made up; the lifetime still counts.
         action, why = decide(self.payload, self.state, now)
         if action is Action.DRAIN:
             self.log(f"draining: {why}")
-            self.runner(
-                ["condor_drain", "-graceful", "-start", "False", "-reason", why, "localhost"]
-            )
+            try:
+                self.runner(
+                    [
+                        "condor_drain",
+                        "-graceful",
+                        "-start",
+                        "False",
+                        "-reason",
+                        why,
+                        self.startd_address(),
+                    ]
+                )
+            except _FAILURES as exc:
+                # START turns false at GLIDEIN_ToRetire by itself: no new job starts anyway.
+                self.log(f"condor_drain failed, retiring without it: {_describe(exc)}")
             self.state.draining = True
         elif action is Action.SHUTDOWN:
-            self.log(f"shutting down: {why}")
-            self.runner(["condor_off", "-graceful", "-daemon", "master"])
-            self.runner(self.shutdown_command)
+            return self.shutdown(why)
         return action
+
+    def shutdown(self, why: str, fatal: bool = False) -> Action:
+        """Stop HTCondor, then run the shutdown command whatever happened before it."""
+        self.fatal = self.fatal or fatal
+        self.log(f"FATAL: {why}; shutting down" if fatal else f"shutting down: {why}")
+        try:
+            self.runner(["condor_off", "-graceful", "-daemon", "master"])
+        except COMMAND_ERRORS as exc:
+            self.log(f"condor_off failed, powering off anyway: {_describe(exc)}")
+        try:
+            self.runner(self.shutdown_command)
+            self.powered_off = True
+        except COMMAND_ERRORS as exc:
+            self.log(f"FATAL: {' '.join(self.shutdown_command)} failed: {_describe(exc)}")
+            self.powered_off = False
+        return Action.SHUTDOWN
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        # HTCondor's tools explain over several lines (what failed, then why): keep them all.
+        detail = " / ".join(
+            line.strip() for line in (exc.stderr or exc.stdout or "").splitlines() if line.strip()
+        )[:400]
+        cmd = exc.cmd[0] if isinstance(exc.cmd, list | tuple) and exc.cmd else exc.cmd
+        return f"{cmd} exited {exc.returncode}" + (f": {detail}" if detail else "")
+    if isinstance(exc, subprocess.TimeoutExpired):
+        cmd = exc.cmd[0] if isinstance(exc.cmd, list | tuple) and exc.cmd else exc.cmd
+        return f"{cmd} did not finish within {exc.timeout:g}s"
+    return str(exc)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from glidein_operator.pilot import condor_config, lifecycle, sources
+from glidein_operator.pilot import condor_config, lifecycle, slot, sources
 from glidein_operator.pilot.payload import PayloadError, decode
 
 BOOT_LOG = Path("/var/log/glidein-pilot.log")
@@ -45,18 +48,69 @@ class BootLog:
             )
 
 
-def main(argv: list[str] | None = None) -> int:
+ENV_PREFIX = "GLIDEIN_PILOT_"
+
+
+def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="glidein-pilot", description="Configure and supervise a glidein pilot."
+        prog="glidein-pilot",
+        description="Configure and supervise a glidein pilot.",
+        epilog=(
+            f"Every option can also be set in the environment as {ENV_PREFIX}<OPTION> "
+            f"(e.g. {ENV_PREFIX}STARTUP_TIMEOUT=60, {ENV_PREFIX}NO_SUPERVISE=1); the "
+            "command line wins."
+        ),
     )
-    p.add_argument("--metadata-url", default=sources.METADATA_URL)
-    p.add_argument("--config-dir", type=Path, default=Path("/etc/condor/config.d"))
-    p.add_argument("--token-dir", type=Path, default=Path("/etc/condor/tokens.d"))
-    p.add_argument("--log", type=Path, default=BOOT_LOG)
-    p.add_argument("--no-supervise", action="store_true", help="write the configuration and exit")
-    p.add_argument("--interval", type=float, default=30.0)
-    p.add_argument("--shutdown-command", default="poweroff")
-    args = p.parse_args(argv)
+
+    def opt(name: str, default: object, help: str, **kw: Any) -> None:
+        env = ENV_PREFIX + name.upper().replace("-", "_")
+        if kw.get("action") == "store_true":
+            value: object = environ.get(env, "").strip().lower() in ("1", "true", "yes", "on")
+        else:
+            # argparse passes a string default through the option's type, as if typed.
+            value = environ.get(env, default)
+        p.add_argument(f"--{name}", default=value, help=f"{help} [{env}]", **kw)
+
+    opt("metadata-url", sources.METADATA_URL, "instance metadata service (EC2, OpenStack)")
+    opt("config-dir", "/etc/condor/config.d", "where the HTCondor configuration goes", type=Path)
+    opt("token-dir", "/etc/condor/tokens.d", "where the pool token goes", type=Path)
+    opt("log", str(BOOT_LOG), "boot log file", type=Path)
+    opt("no-supervise", False, "write the configuration and exit", action="store_true")
+    opt("interval", 30.0, "seconds between looks at the startd", type=float)
+    opt("shutdown-command", "poweroff", "run at the end, whatever happened before")
+    opt(
+        "startup-timeout",
+        600.0,
+        "seconds from boot for the startd to answer before the pilot gives up",
+        type=float,
+    )
+    opt(
+        "max-query-failures",
+        5,
+        "failed looks at a running startd in a row that mean it is gone",
+        type=int,
+    )
+    opt(
+        "startd-address-file",
+        None,
+        "the startd's address file (default: condor_config_val STARTD_ADDRESS_FILE)",
+        type=Path,
+    )
+    opt("cgroup-root", str(slot.CGROUP_ROOT), "cgroup file system root", type=Path)
+    opt(
+        "machine-ad",
+        environ.get("_CONDOR_MACHINE_AD"),
+        "the batch slot's machine ad when the pilot runs as an HTCondor job "
+        "(default: $_CONDOR_MACHINE_AD)",
+        type=Path,
+    )
+    opt("cpus", None, "at most this many cores", type=int)
+    opt("memory-mb", None, "at most this much memory (MB)", type=int)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser(os.environ).parse_args(argv)
     log = BootLog(args.log)
     boot = int(time.time())
     try:
@@ -71,33 +125,56 @@ def main(argv: list[str] | None = None) -> int:
         f"payload v{payload.version} from {ctx.source}: pilot {pilot_id}, entry {payload.entry}, "
         f"collector {payload.collector}, lifetime {payload.lifetime}s"
     )
-    machine = condor_config.Machine(cpus=os.cpu_count() or 1, memory_mb=_memory_mb())
+    if not args.no_supervise:
+        needed = ["condor_master", "condor_status"]
+        if args.startd_address_file is None:
+            needed.append("condor_config_val")
+        missing = [name for name in needed if shutil.which(name) is None]
+        if missing:
+            log(
+                f"FATAL: {', '.join(missing)} not found on PATH ({os.environ.get('PATH', '')}): "
+                "this image lacks HTCondor's execute packages"
+            )
+            log.publish_opennebula()
+            return 2
+    machine, why = slot.smallest(
+        [
+            slot.host(),
+            slot.instance_type(payload),
+            slot.cgroup(args.cgroup_root),
+            slot.batch_slot(args.machine_ad),
+            slot.Limit("--cpus/--memory-mb", args.cpus, args.memory_mb),
+        ]
+    )
+    log(f"slot: {why}")
     path = condor_config.write(args.config_dir, args.token_dir, payload, pilot_id, boot, machine)
     log(f"wrote {path}")
     if ctx.source == "opennebula-context":
         log.publish_opennebula()
     if args.no_supervise:
         return 0
-    subprocess.Popen(["condor_master", "-f"])
+    try:
+        master = subprocess.Popen(["condor_master", "-f"])
+    except OSError as exc:
+        log(f"FATAL: cannot start condor_master: {exc}")
+        log.publish_opennebula()
+        return 2
     supervisor = lifecycle.Supervisor(
         payload,
         lifecycle.State(boot=boot, idle_since=None),
         log=log,
-        shutdown_command=args.shutdown_command.split(),
+        shutdown_command=shlex.split(args.shutdown_command),
+        address_file=args.startd_address_file,
+        startup_timeout=args.startup_timeout,
+        max_failures=args.max_query_failures,
+        master_exit=master.poll,
     )
     while supervisor.tick(time.time()) is not lifecycle.Action.SHUTDOWN:
         time.sleep(args.interval)
-    return 0
-
-
-def _memory_mb() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return 1024
+    if supervisor.fatal:
+        log.publish_opennebula()
+        return 2
+    return 0 if supervisor.powered_off else 1
 
 
 if __name__ == "__main__":

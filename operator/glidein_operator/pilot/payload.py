@@ -52,9 +52,27 @@ class Payload:
     idle_timeout: int
     retire_before_end: int
     start_expression: str = "true"
+    # The pool's TRUST_DOMAIN (the token's issuer); empty in payloads of older operators.
+    trust_domain: str = ""
     partitionable: bool = True
     attributes: dict[str, str] = field(default_factory=dict)  # ClassAd expressions
     extra_config: dict[str, str] = field(default_factory=dict)
+    # What the planner matched jobs on (pilot.attributes.Offer), so the pilot advertises
+    # the same. Defaults are what payloads of older operators decode to: unknown.
+    factory: str = ""  # the operator's id
+    resource_type: str = ""  # the entry's back end
+    entry_trust_domain: str = ""  # the entry's TrustDomain, not the pool's (trust_domain)
+    instance_type: str = ""
+    price_per_hour: float = 0.0
+    cpus: int = 0  # the instance type's; 0: unknown
+    memory_mb: int = 0
+    gpus: int = 0
+    os_name: str = ""  # the image's
+    os_version: str = ""
+    provides: dict[str, str] = field(default_factory=dict)  # the image's, ClassAd expressions
+    # Networking for pilots behind NAT or a firewall (docs/pilot-networking.md).
+    ccb: bool = False
+    shared_port: bool = False
     version: int = VERSION
 
     def pilot_id(self, index: int) -> str:

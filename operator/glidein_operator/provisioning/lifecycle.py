@@ -7,7 +7,9 @@ ones must go (pure: time comes in).
 * Cloud ERROR (a failed boot, a held grid job): reap it, keeping its log.
 * Running and registered: IDLE, CLAIMED or RETIRING as the collector reports.
 * Running, not registered within the registration timeout: STUCK; its console log is
-  kept and it is terminated.
+  kept and it is terminated. When the collector could not be read (``registered`` is
+  None) nobody is judged stuck: no answer is not "not registered", and the pilots that
+  look unregistered may be running jobs.
 * Older than its lifetime plus a grace: terminated from outside, whatever it says
   (the pilot should have drained and left; this is the belt to its braces).
 """
@@ -54,7 +56,7 @@ _SLOT_PHASE = {
 
 def classify(
     cloud: Iterable[CloudPilot],
-    registered: dict[str, RegisteredPilot],
+    registered: dict[str, RegisteredPilot] | None,
     now: dt.datetime,
     timeouts: Timeouts,
 ) -> Classified:
@@ -73,7 +75,7 @@ def classify(
         if age > timeouts.lifetime + timeouts.grace:
             reap.append((p, Reap.EXPIRED))
             continue
-        reg = registered.get(p.pilot_id)
+        reg = registered.get(p.pilot_id) if registered is not None else None
         if reg is not None:
             phase = _SLOT_PHASE[reg.state]
             views.append(
@@ -84,7 +86,7 @@ def classify(
             continue
         if p.state is PilotState.PENDING:
             phase = PilotPhase.PENDING
-        elif age > timeouts.registration:
+        elif age > timeouts.registration and registered is not None:
             reap.append((p, Reap.STUCK))
             phase = PilotPhase.STUCK
         else:

@@ -1,8 +1,9 @@
 """Which entries can run which job clusters, with real ClassAd evaluation.
 
 For every entry and instance type a machine ad is synthesised (what a pilot of that type
-will advertise: Cpus, Memory, Disk, GPUs, Arch, OpSys, GLIDEIN_Site, the entry's and the
-image's attributes). A cluster matches an offer when the jobs' Requirements hold with
+will advertise: Cpus, Memory, Disk, GPUs, Arch, OpSys, and what pilot/attributes.py says
+for both ends: GLIDEIN_Site and the rest, the image's OS and provides, the entry's
+attributes). A cluster matches an offer when the jobs' Requirements hold with
 MY = job and TARGET = machine, the request's matchExpression holds with MY = machine and
 TARGET = job, and one job's resources fit in the machine.
 
@@ -26,6 +27,7 @@ from glidein_operator.api.cloudentry import CloudEntrySpec, InstanceType
 from glidein_operator.api.vmimage import VMImageSpec
 from glidein_operator.condor.classads import is_true
 from glidein_operator.condor.jobs import JobCluster, referenced_names
+from glidein_operator.pilot import attributes
 
 MIB = 2**20
 KIB = 2**10
@@ -58,10 +60,33 @@ class Offer:
         return n if partitionable else min(n, 1)
 
 
+def offer_of(
+    entry: str, spec: CloudEntrySpec, itype: InstanceType, image: VMImageSpec | None
+) -> attributes.Offer:
+    """What a pilot of this type at this entry is, as jobs see it; the payload carries the
+    same to the pilot (credentials/payloads.py), which advertises it."""
+    return attributes.Offer(
+        entry=entry,
+        site=spec.site,
+        trust_domain=spec.trust_domain,
+        resource_type=spec.type,
+        instance_type=itype.name,
+        price_per_hour=float(itype.price_per_hour),
+        cpus=itype.cpus,
+        memory_mb=parse_quantity(itype.memory) // MIB,
+        os_name=image.os.name if image and image.os else "",
+        os_version=image.os.version if image and image.os else "",
+        provides=dict(image.provides) if image else {},
+        attributes=dict(spec.attributes),
+    )
+
+
 def machine_ad(
     entry: str, spec: CloudEntrySpec, itype: InstanceType, image: VMImageSpec | None
 ) -> classad2.ClassAd:
-    """The ad a pilot of this type at this entry will advertise (before it boots)."""
+    """The ad a pilot of this type at this entry will advertise (before it boots): what
+    the startd measures, as the instance type promises it, and what the pilot advertises
+    from its payload (``attributes.offer_attributes``, shared with the pilot)."""
     ad = classad2.ClassAd()
     ad["MyType"] = "Machine"
     ad["OpSys"] = "LINUX"
@@ -72,19 +97,7 @@ def machine_ad(
     ad["Disk"] = parse_quantity(itype.disk) // KIB
     ad["GPUs"] = itype.gpus
     ad["HasFileTransfer"] = True
-    ad["GLIDEIN_Site"] = spec.site
-    ad["GLIDEIN_Entry_Name"] = entry
-    ad["GLIDEIN_TrustDomain"] = spec.trust_domain
-    ad["GLIDEIN_ResourceType"] = spec.type
-    ad["GLIDEIN_InstanceType"] = itype.name
-    ad["GLIDEIN_PricePerHour"] = float(itype.price_per_hour)
-    if image:
-        if image.os:
-            ad["OpSysName"] = image.os.name
-            ad["OpSysMajorVer"] = image.os.version.split(".")[0]
-        for name, text in image.provides.items():
-            ad[name] = classad2.ExprTree(text)
-    for name, text in spec.attributes.items():
+    for name, text in attributes.offer_attributes(offer_of(entry, spec, itype, image)).items():
         ad[name] = classad2.ExprTree(text)
     return ad
 
