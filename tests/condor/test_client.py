@@ -23,22 +23,11 @@ from glidein_operator.testing.condor_pool import (
     PilotMachine,
     job,
 )
-from tests.condor.waiting import eventually
+from tests.condor.support import eventually, operator_token
 
 SHAPES = {(1, 512): 5, (2, 2048): 3, (4, 8000): 2}
 # Other tests' pilots join the same pool: these jobs stay idle, whatever starts.
 NOWHERE = 'TARGET.GLIDEIN_Site =?= "nowhere"'
-
-
-def _operator_token(pool: CondorPool) -> str:
-    return idtokens.mint(
-        pool.signing_key(),
-        identity=idtokens.operator_identity(pool.trust_domain),
-        issuer=pool.trust_domain,
-        lifetime=600,
-        now=int(time.time()),
-        scope="condor:/READ",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +55,7 @@ def spare_pool(condor: CondorInstall, condor_tmp: Path) -> Iterator[CondorPool]:
 
 
 def test_idle_jobs_come_projected_and_constrained(pool: CondorPool, queued: dict[str, int]) -> None:
-    client = HTCondorPool(pool.collector, _operator_token(pool))
+    client = HTCondorPool(pool.collector, operator_token(pool))
     ads = client.idle_jobs(pool.schedd_name, 'AcctGroup == "cms"', ["RequestCpus", "AcctGroup"])
     assert len(ads) == sum(SHAPES.values())
     for ad in ads:
@@ -76,7 +65,7 @@ def test_idle_jobs_come_projected_and_constrained(pool: CondorPool, queued: dict
 
 
 def test_clusters_count_what_condor_q_counts(pool: CondorPool, queued: dict[str, int]) -> None:
-    reader = PoolReader(HTCondorPool(pool.collector, _operator_token(pool)))
+    reader = PoolReader(HTCondorPool(pool.collector, operator_token(pool)))
     expressions = ('AcctGroup == "cms"', "true")
     clusters = asyncio.run(reader.clusters(pool.schedd_name, expressions))
     ours = Counter({(c.cpus, c.memory_mb): c.count for c in clusters})
@@ -101,7 +90,7 @@ def test_registered_pilots_carry_their_ids_and_state(
         now=int(time.time()),
     )
     m.start_startd(pool.collector, token, pool.trust_domain)
-    client = HTCondorPool(pool.collector, _operator_token(pool))
+    client = HTCondorPool(pool.collector, operator_token(pool))
     ads = eventually(
         lambda: client.slot_ads(f'GlideinPilotId == "{m.name}"', STARTD_PROJECTION),
         60,
@@ -118,12 +107,12 @@ def test_registered_pilots_carry_their_ids_and_state(
 def test_reading_needs_the_operator_token_where_the_pool_says_so(spare_pool: CondorPool) -> None:
     with pytest.raises(CondorError, match="cannot locate schedd"):
         HTCondorPool(spare_pool.collector).idle_jobs(spare_pool.schedd_name, "true", ["Owner"])
-    client = HTCondorPool(spare_pool.collector, _operator_token(spare_pool))
+    client = HTCondorPool(spare_pool.collector, operator_token(spare_pool))
     assert client.idle_jobs(spare_pool.schedd_name, "true", ["Owner"]) == []
 
 
 def test_a_stopped_schedd_and_a_stopped_collector_are_named(spare_pool: CondorPool) -> None:
-    client = HTCondorPool(spare_pool.collector, _operator_token(spare_pool))
+    client = HTCondorPool(spare_pool.collector, operator_token(spare_pool))
     assert client.idle_jobs(spare_pool.schedd_name, "true", ["Owner"]) == []
     spare_pool.tool("condor_off", "-fast", "-schedd")
 

@@ -4,19 +4,24 @@ on, runs a real job, and powers the machine off when idle."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 
 import classad2
+import pytest
 
 from glidein_operator.api.objects import parse
+from glidein_operator.condor.htcondor import HTCondorPool
+from glidein_operator.condor.pilots import RegisteredPilot, SlotState
+from glidein_operator.condor.reader import PoolReader
 from glidein_operator.credentials import payloads
 from glidein_operator.pilot.payload import LIMITS, encode
 from glidein_operator.provisioning.matching import machine_ad
 from glidein_operator.testing.condor_pool import CondorPool, PilotMachine, job
-from tests.condor.waiting import eventually
+from tests.condor.support import eventually, operator_token
 from tests.malformed_cases import example
 
 ENTRY = "aws-us-east-1"
@@ -58,13 +63,14 @@ def _slot(pool: CondorPool, pilot_id: str, *attrs: str) -> list[str]:
     return out.strip().split("\t") if out.strip() else []
 
 
+@pytest.mark.parametrize("partitionable", [True, False], ids=["partitionable", "static"])
 def test_the_pilot_joins_runs_a_job_and_powers_off(
-    pool: CondorPool, machine: Callable[[], PilotMachine]
+    pool: CondorPool, machine: Callable[[], PilotMachine], partitionable: bool
 ) -> None:
     m = machine()
     batch = f"{m.name}-b1"
     pilot_id = f"{batch}-0"
-    user_data, entry, itype, image = _payload(pool, batch)
+    user_data, entry, itype, image = _payload(pool, batch, partitionable=partitionable)
     t0 = time.monotonic()
     m.boot(user_data, pilot_id=pilot_id, extra_args=["--interval", "2"])
 
@@ -105,11 +111,23 @@ def test_the_pilot_joins_runs_a_job_and_powers_off(
     # The example job's own Requirements (it needs HAS_CVMFS) match the real pilot.
     cluster = pool.submit(
         job(
-            arguments="2",
+            arguments="12",
             requirements=f'TARGET.HAS_CVMFS =?= true && TARGET.GlideinPilotId == "{pilot_id}"',
             extra=["job_machine_attrs = GLIDEIN_Entry_Name GlideinPilotId"],
         )
     )
+
+    # While it runs, the operator's reader sees the pilot once, claimed.
+    client = HTCondorPool(pool.collector, operator_token(pool))
+
+    def claimed() -> list[RegisteredPilot] | None:
+        reader = PoolReader(client)
+        mine = [p for p in asyncio.run(reader.pilots(time.time())) if p.pilot_id == pilot_id]
+        return mine if mine and mine[0].state is SlotState.CLAIMED else None
+
+    seen_claimed = eventually(claimed, 60, "the pilot claimed by the job")
+    assert len(seen_claimed) == 1
+    assert seen_claimed[0].entry == ENTRY
 
     def finished() -> list[str] | None:
         out = pool.tool(

@@ -12,7 +12,7 @@ import pytest
 
 from glidein_operator.credentials import idtokens
 from glidein_operator.testing.condor_pool import CondorPool, PilotMachine
-from tests.condor.waiting import eventually
+from tests.condor.support import eventually
 
 
 def _mint(key: bytes, batch: str, issuer: str) -> str:

@@ -133,6 +133,11 @@ def test_pilot_states_from_startd_ads() -> None:
     assert retiring.state is SlotState.RETIRING
     assert retiring.free_fraction == 0
     assert pilot_from_ad(classad2.ClassAd({"Name": "not-ours"}), 0) is None
+    # A dynamic slot carries the pilot's attributes too (STARTD_ATTRS), but its
+    # partitionable parent already counts it: read as a pilot of its own, it would
+    # replace the parent's view (seen on a real startd: slot1_1@ beside slot1@).
+    child = _slot(DynamicSlot=True, PartitionableSlot=False, State="Claimed", Cpus=1)
+    assert pilot_from_ad(child, 0) is None
 
 
 def test_pilots_read_with_glideinwms_names() -> None:

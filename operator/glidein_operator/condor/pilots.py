@@ -26,6 +26,7 @@ STARTD_PROJECTION: tuple[str, ...] = (
     "Cpus",
     "TotalSlotCpus",
     "PartitionableSlot",
+    "DynamicSlot",
     PILOT_ID,
     PILOT_REQUEST,
     PILOT_ENTRY,
@@ -66,7 +67,7 @@ def pilot_from_ad(ad: classad2.ClassAd, now: float) -> RegisteredPilot | None:
     """Our view of one slot ad; None for slots that are not our pilots (or dynamic slots,
     whose partitionable parent already accounts for them)."""
     pilot_id = ad.get(PILOT_ID)
-    if not isinstance(pilot_id, str):
+    if not isinstance(pilot_id, str) or ad.get("DynamicSlot") is True:
         return None
     state_attr = str(ad.get("State", ""))
     activity = str(ad.get("Activity", ""))

@@ -93,13 +93,14 @@ def render(payload: Payload, pilot_id: str, boot: int, machine: Machine, token_d
         f"MASTER.DAEMON_SHUTDOWN_FAST = time() > {attributes.TO_DIE}",
         f"STARTD.DAEMON_SHUTDOWN = time() > {attributes.TO_DIE}",
     ]
-    if payload.partitionable:
-        lines += [
-            "NUM_SLOTS = 1",
-            "NUM_SLOTS_TYPE_1 = 1",
-            "SLOT_TYPE_1 = 100%",
-            "SLOT_TYPE_1_PARTITIONABLE = True",
-        ]
+    # One slot either way, spelled out: HTCondor's default (one partitionable slot in
+    # 25.x) must not decide for a request that asked for a static one (one job a pilot).
+    lines += [
+        "NUM_SLOTS = 1",
+        "NUM_SLOTS_TYPE_1 = 1",
+        "SLOT_TYPE_1 = 100%",
+        f"SLOT_TYPE_1_PARTITIONABLE = {payload.partitionable}",
+    ]
     lines += [f"{k} = {v}" for k, v in payload.extra_config.items()]
     return "\n".join(lines) + "\n"
 
