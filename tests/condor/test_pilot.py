@@ -19,7 +19,7 @@ from glidein_operator.condor.pilots import RegisteredPilot, SlotState
 from glidein_operator.condor.reader import PoolReader
 from glidein_operator.credentials import payloads
 from glidein_operator.pilot.payload import LIMITS, encode
-from glidein_operator.provisioning.matching import machine_ad
+from glidein_operator.provisioning.matching import STARTD_OWN, machine_ad
 from glidein_operator.testing.condor_pool import CondorPool, PilotMachine, job
 from tests.condor.support import eventually, operator_token
 from tests.malformed_cases import example
@@ -28,7 +28,7 @@ ENTRY = "aws-us-east-1"
 ITYPE = "m5.xlarge"
 # The startd measures these on the machine (and sizes the slot to the allocation); the
 # planner's figures for them are the instance type's.
-MEASURED = {"Cpus", "TotalCpus", "Memory", "Disk", "GPUs", "MyType", "Arch", "OpSys"}
+MEASURED = STARTD_OWN
 
 
 def _payload(pool: CondorPool, batch: str, **pilot: Any) -> tuple[bytes, Any, Any, Any]:

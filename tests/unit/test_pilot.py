@@ -28,7 +28,7 @@ from glidein_operator.condor import pilots
 from glidein_operator.credentials import idtokens, payloads
 from glidein_operator.pilot import condor_config, lifecycle, slot, sources
 from glidein_operator.pilot.payload import LIMITS, Payload, PayloadError, decode, encode
-from glidein_operator.provisioning.matching import machine_ad
+from glidein_operator.provisioning.matching import STARTD_OWN, machine_ad
 from tests.malformed_cases import EXAMPLES, example
 
 NOW = 1_800_000_000
@@ -364,17 +364,7 @@ def test_entry_attributes_cannot_overwrite_what_the_operator_reads_back() -> Non
 
 
 # What the startd measures itself (the planner takes them from the instance type and image).
-MEASURED = {
-    "Cpus",
-    "TotalCpus",
-    "Memory",
-    "Disk",
-    "GPUs",
-    "MyType",
-    "OpSys",
-    "Arch",
-    "HasFileTransfer",
-}
+MEASURED = STARTD_OWN
 
 
 @pytest.mark.parametrize(

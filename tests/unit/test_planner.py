@@ -270,3 +270,17 @@ def test_spread_placement_shares_jobs_whatever_the_price() -> None:
     p = plan(REQ, request(placement="spread"), [cheap, dear], jobs(40), [], ramp=BIG)
     assert p.entry("cheap").launch == 5
     assert p.entry("dear").launch == 5
+
+
+def test_jobs_as_condor_submit_25_writes_them_match() -> None:
+    # condor_submit 25.12+ gates the disk check on the machine's version; a machine ad
+    # without CondorVersion made these Requirements an error and matched nothing.
+    submitted = (
+        '(TARGET.Arch == "X86_64") && (TARGET.OpSys == "LINUX") && '
+        '(versionGE(split(TARGET.CondorVersion)[1],"25.12.0") || '
+        "(TARGET.Disk >= RequestDisk)) && (TARGET.Memory >= RequestMemory) && "
+        "(TARGET.HasFileTransfer)"
+    )
+    p = plan(REQ, request(), [entry("a")], jobs(4, requirements=submitted), [], ramp=BIG)
+    assert p.entry("a").launch == 1
+    assert p.entry("a").idle_jobs == 4

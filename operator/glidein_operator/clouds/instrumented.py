@@ -125,6 +125,8 @@ class InstrumentedDriver:
         self.bucket = TokenBucket(launches_per_minute)
         self.bucket.stamp = clock()
         self.last_error: DriverError | None = None
+        # Batches whose leftovers (key pairs) were released after their pilots ended.
+        self.released: set[str] = set()
 
     async def _call(self, operation: str, fn: Callable[[], T]) -> T:
         started = time.perf_counter()

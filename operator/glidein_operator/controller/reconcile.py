@@ -181,6 +181,17 @@ async def reconcile(
     )
     all_cloud = [p for ps in listings.values() for p in ps]
     classified = classify(all_cloud, registered, now, timeouts)
+
+    # Batches whose pilots all ended by themselves (idle, lifetime) release what they
+    # hold (EC2 key pairs) now, once, not when the entry's collector next sweeps.
+    for entry, listing in listings.items():
+        ended = ended_batches(listing, uid) - drivers[entry].released
+        if ended:
+            try:
+                await drivers[entry].terminate([p for p in listing if p.batch in ended])
+                drivers[entry].released |= ended
+            except DriverError as exc:
+                degraded[entry] = f"{exc.reason}: {exc}"
     outcome = Outcome(status={})
 
     # Money: account for every pilot's time, check the budget, see what a kill takes.
@@ -199,11 +210,14 @@ async def reconcile(
     )
     if spent.accounting_gap and spent.write:
         emit("Warning", "AccountingGap", spent.accounting_gap)
-    if spent.interrupted:
+    announced = rt.interruptions.get(uid, set())
+    taken_back = [i for i in spent.interrupted if i not in announced]
+    rt.interruptions[uid] = set(spent.interrupted)
+    if taken_back:
         emit(
             "Warning",
             "SpotInterrupted",
-            f"{spent.interrupted} spot pilot(s) taken back by the cloud; demand still there "
+            f"{len(taken_back)} spot pilot(s) taken back by the cloud; demand still there "
             "gets new ones",
         )
 
@@ -490,6 +504,12 @@ async def _launch(
             "ScaledUp",
             f"launched {len(started)} pilot(s) of {itype_name} at {cand.name} ({ep.bound_by})",
         )
+
+
+def ended_batches(listing: list[CloudPilot], uid: str) -> set[str]:
+    """This request's batches with no pilot left alive."""
+    alive = {p.batch for p in listing if p.state is not PilotState.TERMINATED}
+    return {p.batch for p in listing if p.request_uid == uid and p.batch} - alive
 
 
 async def query_token(

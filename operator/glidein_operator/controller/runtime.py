@@ -64,6 +64,8 @@ class Runtime:
     _drivers: dict[tuple[str, int, str, str], InstrumentedDriver] = field(default_factory=dict)
     _readers: dict[tuple[str, str], PoolReader] = field(default_factory=dict)
     _query_tokens: dict[tuple[str, bytes], tuple[str, float]] = field(default_factory=dict)
+    # Per request: the spot interruptions last announced (each is announced once).
+    interruptions: dict[str, set[str]] = field(default_factory=dict)
     _metrics: DriverMetrics | None = None
     _reconcile_metrics: ReconcileMetrics | None = None
 

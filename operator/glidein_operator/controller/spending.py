@@ -36,6 +36,10 @@ KILL = "BudgetKill"
 HOLD_FOR_LISTING = dt.timedelta(minutes=10)
 
 
+# EC2 states times to the second (StateTransitionReason).
+CLOUD_TIME_PRECISION = dt.timedelta(seconds=1)
+
+
 @dataclass
 class Spending:
     ledger: Ledger
@@ -44,7 +48,8 @@ class Spending:
     check: bg.BudgetCheck | None = None
     kill: list[tuple[CloudPilot, Reap]] = field(default_factory=list)
     kill_blocked: dict[str, str] = field(default_factory=dict)
-    interrupted: int = 0
+    # Spot pilots the cloud took back lately (cloud ids): the reconcile announces each once.
+    interrupted: list[str] = field(default_factory=list)
     accounting_gap: str = ""  # entries whose pilots' time went unaccounted, and since when
     held_back: int = 0  # launches the plan wanted and the budget did not allow
     max_life: dt.timedelta = dt.timedelta(0)
@@ -81,9 +86,15 @@ def assess(
                 "time of pilots there since then is not accounted"
             )
     previous_end = old.accounted_until if old else ledger.period_start
-    interrupted = sum(
-        1 for p in mine if p.interrupted and p.ended_at is not None and p.ended_at > previous_end
-    )
+    # The cloud reports an end to the second: a pilot taken back in the same second as the
+    # last accounting ends "before" it. Anything from a second before counts as lately; the
+    # reconcile drops those it already announced.
+    lately = previous_end - CLOUD_TIME_PRECISION
+    interrupted = [
+        p.cloud_id
+        for p in mine
+        if p.interrupted and p.ended_at is not None and p.ended_at >= lately
+    ]
     ended = any(c.ended_at is not None and c.ended_at > previous_end for c in charges)
     out = Spending(
         ledger=ledger,
@@ -91,7 +102,7 @@ def assess(
         and worth_writing(old, ledger, ended_pilots=ended, every=WRITE_EVERY),
         fresh=ledger is not old,
         accounting_gap=gap,
-        interrupted=interrupted if ledger is not old else 0,
+        interrupted=interrupted,
         # The operator reaps a pilot at its lifetime plus the grace, seen by one cycle.
         max_life=parse_duration(spec.pilot.lifetime) + grace + interval,
     )

@@ -71,7 +71,12 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
             value = environ.get(env, default)
         p.add_argument(f"--{name}", default=value, help=f"{help} [{env}]", **kw)
 
-    opt("metadata-url", sources.METADATA_URL, "instance metadata service (EC2, OpenStack)")
+    opt(
+        "metadata-url",
+        sources.metadata_url(environ),
+        f"instance metadata service (EC2, OpenStack; default ${sources.METADATA_ENV}, "
+        f"else {sources.METADATA_URL})",
+    )
     opt("config-dir", "/etc/condor/config.d", "where the HTCondor configuration goes", type=Path)
     opt("token-dir", "/etc/condor/tokens.d", "where the pool token goes", type=Path)
     opt("log", str(BOOT_LOG), "boot log file", type=Path)

@@ -25,6 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 METADATA_URL = "http://169.254.169.254"
+# The AWS SDKs' and CLI's standard override of the metadata endpoint; honoured so that a
+# pilot can be pointed at another IMDS the way any AWS tool is.
+METADATA_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
+
+
+def metadata_url(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return (env.get(METADATA_ENV) or METADATA_URL).rstrip("/")
+
+
 CONTEXT_PATHS = (
     Path("/var/run/one-context/context.sh"),
     Path("/mnt/context/context.sh"),

@@ -29,6 +29,24 @@ from glidein_operator.condor.classads import is_true
 from glidein_operator.condor.jobs import JobCluster, referenced_names
 from glidein_operator.pilot import attributes
 
+# The oldest HTCondor a pilot image may carry (docs/htcondor.md), as a startd says it.
+ASSUMED_CONDOR_VERSION = "$CondorVersion: 24.0.0 2024-09-30 $"
+# What the startd measures or states itself; the planner's values for these are the
+# instance type's promise (or, for CondorVersion, an assumption), not advertised by the pilot.
+STARTD_OWN = frozenset(
+    {
+        "MyType",
+        "OpSys",
+        "Arch",
+        "Cpus",
+        "TotalCpus",
+        "Memory",
+        "Disk",
+        "GPUs",
+        "HasFileTransfer",
+        "CondorVersion",
+    }
+)
 MIB = 2**20
 KIB = 2**10
 
@@ -97,6 +115,12 @@ def machine_ad(
     ad["Disk"] = parse_quantity(itype.disk) // KIB
     ad["GPUs"] = itype.gpus
     ad["HasFileTransfer"] = True
+    # condor_submit 25.12+ writes Requirements that read the machine's version
+    # (versionGE(split(TARGET.CondorVersion)[1], "25.12.0") || TARGET.Disk >= RequestDisk):
+    # without one they evaluate to an error and no job would ever match. The oldest
+    # HTCondor a pilot image may carry is assumed, so version-gated shortcuts are not
+    # taken on trust and the plain resource checks apply.
+    ad["CondorVersion"] = ASSUMED_CONDOR_VERSION
     for name, text in attributes.offer_attributes(offer_of(entry, spec, itype, image)).items():
         ad[name] = classad2.ExprTree(text)
     return ad

@@ -225,6 +225,22 @@ def local_dirs(local: Path) -> None:
     (local / "execute").chmod(0o755)
 
 
+def condor_env(
+    install: CondorInstall, config: Path, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """This process's environment for HTCondor commands of one configuration: none of our
+    own HTCondor or payload settings leak in, the binaries find their libraries by RUNPATH."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("_CONDOR_", "GLIDEIN_PAYLOAD", "AWS_EC2_METADATA"))
+    }
+    env.pop("LD_LIBRARY_PATH", None)
+    env.update(CONDOR_CONFIG=str(config), PATH=install.path())
+    env.update(extra or {})
+    return env
+
+
 def show_logs(*folders: Path, lines: int = 25) -> str:
     """The end of every daemon log under ``folders`` (for a failing test's report)."""
     out = []
@@ -246,11 +262,7 @@ class Master:
     process: subprocess.Popen[bytes] | None = None
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("_CONDOR_")}
-        env.pop("LD_LIBRARY_PATH", None)
-        env.update(CONDOR_CONFIG=str(self.config), PATH=self.install.path())
-        env.update(extra or {})
-        return env
+        return condor_env(self.install, self.config, extra)
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -587,11 +599,7 @@ use security:recommended
         self.config.write_text(self.image_config())
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("_CONDOR_")}
-        env.pop("LD_LIBRARY_PATH", None)
-        env.update(CONDOR_CONFIG=str(self.config), PATH=self.install.path())
-        env.update(extra or {})
-        return env
+        return condor_env(self.install, self.config, extra)
 
     def shutdown_script(self) -> Path:
         script = self.folder / "poweroff.sh"
@@ -611,17 +619,20 @@ use security:recommended
 
     def boot(
         self,
-        payload: bytes,
+        payload: bytes | None,
         *,
         pilot_id: str | None = None,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Run ``glidein-pilot`` with the payload delivered the way a pod or grid job gets
-        it (``GLIDEIN_PAYLOAD_FILE``)."""
+        """Run ``glidein-pilot``. A ``payload`` is delivered the way a pod or grid job gets
+        it (``GLIDEIN_PAYLOAD_FILE``); without one, ``env`` says where the pilot finds it
+        (e.g. a metadata service)."""
         self.prepare()
-        (self.folder / "user-data").write_bytes(payload)
-        extra_env = {"GLIDEIN_PAYLOAD_FILE": str(self.folder / "user-data")}
+        extra_env = {}
+        if payload is not None:
+            (self.folder / "user-data").write_bytes(payload)
+            extra_env["GLIDEIN_PAYLOAD_FILE"] = str(self.folder / "user-data")
         if pilot_id:
             extra_env["GLIDEIN_PILOT_ID"] = pilot_id
         extra_env.update(env or {})

@@ -27,7 +27,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -118,8 +118,25 @@ def _patch_moto() -> None:
 
     SpotInstances.describe_spot_price_history = describe_spot_price_history  # type: ignore[method-assign]
 
+    # moto answers every instance with a canned kernel log; EC2 serves what the machine
+    # printed (nothing before it booted). The boot emulator posts each VM's real output.
+    from moto.core.types import Base64EncodedString
+    from moto.core.utils import utcnow
+    from moto.ec2.responses.general import General
+
+    def get_console_output(self: Any) -> Any:
+        instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
+        result: dict[str, Any] = {"InstanceId": instance.id, "Timestamp": utcnow()}
+        text = CONSOLE.get(instance.id, "")
+        if text:
+            result["Output"] = Base64EncodedString.from_raw_string(text)
+        return ActionResult(result)
+
+    General.get_console_output = get_console_output  # type: ignore[method-assign]
+
 
 SPOT_PRICES: dict[str, str] = {}  # instance type -> price per hour, set by a test
+CONSOLE: dict[str, str] = {}  # instance id -> its console output, set by the boot emulator
 
 
 @dataclass
@@ -212,6 +229,15 @@ class FaultInjector:
                 out = dict(self.calls)
         elif path == "/_glidein/states":
             out = _states()
+        elif path == "/_glidein/instances":
+            out = _instances()
+        elif path == "/_glidein/console" and method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            spec = json.loads(environ["wsgi.input"].read(length))
+            CONSOLE[spec["instance"]] = spec["output"]
+        elif path == "/_glidein/shutdown" and method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            out = {"state": _shutdown(json.loads(environ["wsgi.input"].read(length))["instance"])}
         elif path == "/_glidein/health":
             out = {"ok": True}
         start_response("200 OK", [("Content-Type", "application/json")])
@@ -230,6 +256,56 @@ def _states() -> dict[str, int]:
             for inst in reservation.instances:
                 out[inst.state] = out.get(inst.state, 0) + 1
     return out
+
+
+def _all_instances() -> Iterator[Any]:
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    for region, backend in ec2_backends[DEFAULT_ACCOUNT_ID].items():
+        for reservation in list(backend.reservations.values()):
+            for inst in reservation.instances:
+                yield region, inst
+
+
+def _instances() -> list[dict[str, Any]]:
+    """What a hypervisor knows of each instance: state, launch index, user data (base64),
+    what to do on shutdown. Read without an API call, so no test's call counts change."""
+    out = []
+    for region, inst in _all_instances():
+        data = inst.user_data
+        if isinstance(data, list):
+            data = data[0] if data else ""
+        out.append(
+            {
+                "id": inst.id,
+                "region": region,
+                "state": inst.state,
+                "launchIndex": int(inst.ami_launch_index),
+                "userData": str(data or ""),
+                "shutdownBehavior": inst.instance_initiated_shutdown_behavior,
+            }
+        )
+    return out
+
+
+def _shutdown(instance_id: str) -> str:
+    """The machine powered itself off: EC2 terminates it when it was launched with
+    InstanceInitiatedShutdownBehavior=terminate, stops it otherwise."""
+    from moto.ec2.models.instances import StateReason
+
+    for _region, inst in _all_instances():
+        if inst.id == instance_id and inst.state in ("pending", "running"):
+            if inst.instance_initiated_shutdown_behavior == "terminate":
+                inst.terminate()
+            else:
+                inst.stop()
+            inst.state_reason = StateReason(
+                "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
+                "Client.InstanceInitiatedShutdown",
+            )
+            return str(inst.state)
+    return ""
 
 
 def _interrupt(instance_ids: list[str]) -> int:
@@ -344,6 +420,17 @@ class Ec2Server:
     def set_spot_prices(self, prices: dict[str, str]) -> None:
         """What DescribeSpotPriceHistory quotes from now on, by instance type."""
         self._get("/_glidein/spot-prices", "POST", prices)
+
+    def instances(self) -> list[dict[str, Any]]:
+        """Every instance as its hypervisor sees it (see ``_instances``)."""
+        return list(self._get("/_glidein/instances"))
+
+    def set_console(self, instance_id: str, output: str) -> None:
+        self._get("/_glidein/console", "POST", {"instance": instance_id, "output": output})
+
+    def shutdown(self, instance_id: str) -> str:
+        """The instance powered itself off; its state afterwards."""
+        return str(self._get("/_glidein/shutdown", "POST", {"instance": instance_id})["state"])
 
     def interrupt(self, instance_ids: list[str]) -> int:
         """Take these spot instances back, as AWS does with two minutes' notice."""

@@ -1,0 +1,208 @@
+"""The whole story, real: jobs on a real schedd, the operator (its own process, a real
+kube-apiserver) launches EC2 instances on the test server, each boots the real pilot
+(boot emulator), which joins the real pool with the operator's token, runs the jobs, goes
+idle and powers off; EC2 terminates it, and nothing is left."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from glidein_operator.testing.boot import Ec2BootEmulator
+from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
+from glidein_operator.testing.ec2server import Ec2Server
+from glidein_operator.testing.resources import G, ec2_entry, trust_domain, vm_image
+from tests.condor.support import eventually
+from tests.conftest import Cluster
+from tests.integration.process_world import OperatorProcess
+
+pytestmark = pytest.mark.integration
+
+JOBS = 6
+MAX_PILOTS = 4
+
+
+@pytest.fixture
+def story_pool(condor: CondorInstall, condor_tmp: Path) -> Iterator[CondorPool]:
+    p = CondorPool(condor, condor_tmp / f"story-{time.monotonic_ns()}", read_needs_auth=True)
+    p.start()
+    yield p
+    p.stop()
+
+
+def _request(ns: str, pool: CondorPool, entry: str, td: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "aws", "namespace": ns},
+            "stringData": {"accessKeyId": "testing", "secretAccessKey": "testing"},
+        },
+        {
+            # The POOL file as the collector wrote it: binary, as --from-file keeps it.
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "pool-key", "namespace": ns},
+            "data": {"signingKey": base64.b64encode(pool.signing_key()).decode()},
+        },
+        {
+            "apiVersion": G,
+            "kind": "GlideinRequest",
+            "metadata": {"name": "vo", "namespace": ns},
+            "spec": {
+                "collector": pool.collector,
+                "schedds": [{"name": pool.schedd_name}],
+                "jobConstraint": 'Story =?= "ec2"',
+                "entries": {"names": [entry]},
+                "credentials": [
+                    {"trustDomain": td, "type": "ec2-access-key", "secretRef": {"name": "aws"}}
+                ],
+                "pilot": {
+                    "tokenSecretRef": {"name": "pool-key"},
+                    "idleTimeout": "20s",
+                    "registrationTimeout": "3m",
+                    "lifetime": "2h",
+                    "retireBeforeEnd": "10m",
+                },
+                "limits": {"maxPilots": MAX_PILOTS, "maxIdlePilots": MAX_PILOTS},
+            },
+        },
+    ]
+
+
+def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
+    cluster: Cluster,
+    namespace: str,
+    condor: CondorInstall,
+    condor_tmp: Path,
+    story_pool: CondorPool,
+) -> None:
+    pool = story_pool
+    entry, td, image = f"{namespace}-east", f"{namespace}-aws", f"{namespace}-img"
+    with Ec2Server() as ec2, Ec2BootEmulator(ec2, condor, condor_tmp / f"vms-{namespace}") as boot:
+        docs = [
+            trust_domain(td, ["ec2-access-key"]),
+            vm_image(image, [{"cloud": "ec2", "region": "us-east-1", "imageId": ec2.image_id()}]),
+            ec2_entry(
+                entry,
+                endpoint=ec2.url,
+                trust_domain=td,
+                image=image,
+                site="EAST",
+                instance_types=[{"name": "t3.small", "cpus": 1, "memory": "2Gi", "disk": "10Gi"}],
+                limits={"maxPilots": 10},
+            ),
+            *_request(namespace, pool, entry, td),
+        ]
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+        operator = OperatorProcess(
+            {
+                **os.environ,
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "GLIDEIN_OPERATOR_ID": f"story-{namespace}",
+                "GLIDEIN_RECONCILE_INTERVAL": "1",
+                "GLIDEIN_CREDENTIAL_DIR": str(condor_tmp / f"creds-{namespace}"),
+            },
+            condor_tmp / f"operator-{namespace}.log",
+        )
+        operator.start()
+        try:
+            t0 = time.monotonic()
+            cluster_id = pool.submit(
+                job(
+                    arguments="5",
+                    extra=['+Story = "ec2"', "job_machine_attrs = GLIDEIN_Entry_Name"],
+                ),
+                JOBS,
+            )
+            seen_running = 0
+            first_running: float | None = None
+
+            def all_done() -> bool:
+                nonlocal seen_running, first_running
+                status = json.loads(
+                    cluster.kubectl("get", "greq", "vo", "-n", namespace, "-o", "json").stdout
+                ).get("status", {})
+                seen_running = max(seen_running, int(status.get("totals", {}).get("running", 0)))
+                out = pool.tool(
+                    "condor_history",
+                    str(cluster_id),
+                    "-af",
+                    "JobStatus",
+                    "MachineAttrGLIDEIN_Entry_Name0",
+                ).stdout.split("\n")
+                q = pool.tool("condor_q", str(cluster_id), "-af", "JobStatus").stdout.split()
+                if first_running is None and ("2" in q or any(out)):
+                    first_running = time.monotonic() - t0
+                done = [line.split() for line in out if line.strip()]
+                return len(done) == JOBS
+
+            eventually(all_done, 300, f"{JOBS} jobs done", interval=2)
+            all_done_after = time.monotonic() - t0
+            history = pool.tool(
+                "condor_history",
+                str(cluster_id),
+                "-af",
+                "JobStatus",
+                "ExitCode",
+                "MachineAttrGLIDEIN_Entry_Name0",
+            ).stdout.split("\n")
+            rows = [line.split() for line in history if line.strip()]
+            assert rows == [["4", "0", entry]] * JOBS
+            assert seen_running >= 1, "kubectl get greq never showed a running pilot"
+
+            launched = ec2.instances()
+            assert 1 <= len(launched) <= MAX_PILOTS
+            # Idle pilots leave by themselves; EC2 terminates them on shutdown.
+            eventually(
+                lambda: all(i["state"] == "terminated" for i in ec2.instances()),
+                180,
+                "every instance terminated",
+                interval=2,
+            )
+            # Each batch's key pair goes with its last pilot, on the operator's next look.
+            eventually(
+                lambda: ec2.client().describe_key_pairs()["KeyPairs"] == [],
+                60,
+                "no key pair left",
+                interval=1,
+            )
+            assert boot.errors == []
+            assert all(vm.machine.powered_off for vm in boot.vms.values())
+            print(
+                f"\nEC2 story: first job running after {first_running:.1f}s, all {JOBS} done "
+                f"after {all_done_after:.1f}s, {len(launched)} pilots launched (max {MAX_PILOTS})"
+            )
+        except BaseException:
+            _diagnose(cluster, namespace, operator, boot, ec2)
+            raise
+        finally:
+            operator.stop()
+            cluster.kubectl("delete", "greq", "vo", "-n", namespace, "--wait=false", check=False)
+            cluster.kubectl("delete", "cloudentry", entry, "--wait=false", check=False)
+
+
+def _diagnose(
+    cluster: Cluster,
+    namespace: str,
+    operator: OperatorProcess,
+    boot: Ec2BootEmulator,
+    ec2: Ec2Server,
+) -> None:
+    """What a reader of a failed run needs: the request's status, the operator's last
+    words, the instances, and each VM's boot log."""
+    print(cluster.kubectl("get", "greq", "vo", "-n", namespace, "-o", "yaml", check=False).stdout)
+    print("--- operator log (tail)")
+    print("\n".join(operator.log.read_text(errors="replace").splitlines()[-60:]))
+    print("--- instances", ec2.instances())
+    print("--- boot emulator errors", boot.errors)
+    for vm in boot.vms.values():
+        print(vm.machine.logs()[-3000:])
