@@ -135,11 +135,19 @@ def cleanup(
 def demo(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 180.0,
     waves: Annotated[int, typer.Option(help="Waves of jobs to submit.")] = 2,
+    simulated: Annotated[
+        bool | None,
+        typer.Option(
+            "--simulated/--real",
+            help="Simulated pool, or real HTCondor (default: real when HTCondor is found).",
+        ),
+    ] = None,
 ) -> None:
-    """The operator on a local control plane, an EC2 test server and a simulated pool."""
+    """The operator on a local control plane and an EC2 test server, with a real HTCondor
+    pool and real pilots when HTCondor is found, a simulated pool otherwise."""
     from glidein_operator.demo import run as run_demo
 
-    summary = run_demo(timeout=timeout, waves=waves)
+    summary = run_demo(timeout=timeout, waves=waves, simulated=simulated)
     if summary["idle_jobs_left"] or summary["instances_left"]:
         raise typer.Exit(1)
 

@@ -1,19 +1,24 @@
 """``glidein-operator demo``: the operator, for real, on one machine with nothing to set up.
 
-Starts the local control plane (real etcd + kube-apiserver + controller manager), the
-EC2 test server (moto, AWS-faithful), and a simulated pool: a schedd whose workload
-arrives in waves, a collector, and a negotiator that hands idle jobs to idle slots. It
-applies a TrustDomain, a VMImage, two CloudEntries on the local EC2 server and a
-GlideinRequest, runs the operator (the same handlers as in production), and shows a live
-table while the pool grows, runs the jobs, and shrinks back to nothing.
+Starts the local control plane (real etcd + kube-apiserver + controller manager) and the
+EC2 test server (moto, AWS-faithful), applies a TrustDomain, a VMImage, two CloudEntries
+on the local EC2 server and a GlideinRequest, runs the operator (the same handlers as in
+production), and shows a live table while the pool grows, runs the jobs, and shrinks back
+to nothing.
 
-The simulation plays the part of the pilots: an instance the operator launched "boots"
-(its startd ad appears in the collector), takes jobs, and once idle past the timeout
-"powers off" (the instance terminates, as EC2 does for a pilot that shuts down).
+With HTCondor (found as the tests find it: testing/condor_pool.py) everything is real: a
+pool on 127.0.0.1 (collector, negotiator, schedd), real jobs, and every instance the
+operator launches boots the real glidein-pilot (testing/boot.py), which joins the pool
+with the operator's token, runs jobs, and powers off when idle; EC2 then terminates it.
+
+Without HTCondor the demo says so in its first line and runs on a simulated pool instead:
+a schedd whose workload arrives in waves, and a negotiator that hands idle jobs to slots
+that "boot" when an instance starts and "power off" when idle.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -34,6 +39,14 @@ from rich.table import Table
 from glidein_operator.condor.fake import FakePool
 from glidein_operator.condor.pilots import PILOT_ENTRY, PILOT_ID, PILOT_REQUEST
 from glidein_operator.controller import runtime
+from glidein_operator.testing.boot import Ec2BootEmulator
+from glidein_operator.testing.condor_pool import (
+    CondorInstall,
+    CondorNotFound,
+    CondorPool,
+    find_condor,
+    job,
+)
 from glidein_operator.testing.controlplane import LocalControlPlane
 from glidein_operator.testing.ec2server import Ec2Server
 from glidein_operator.testing.kube import install_crds, kubectl
@@ -46,7 +59,34 @@ JOB_SECONDS = 4.0
 IDLE_SHUTDOWN = 4.0
 
 
-def resources(ec2_url: str, image: str) -> list[dict[str, Any]]:
+SIM_TYPES = {
+    "east": [
+        {"name": "m5.xlarge", "cpus": 4, "memory": "16Gi", "pricePerHour": 0.192},
+        {"name": "r5.2xlarge", "cpus": 8, "memory": "64Gi", "pricePerHour": 0.504},
+    ],
+    "west": [{"name": "c5.2xlarge", "cpus": 8, "memory": "16Gi", "pricePerHour": 0.34}],
+}
+# Real pilots are real processes on this machine: small instance types, so that a pilot's
+# slot (never more than the host) is what the planner counted on.
+REAL_TYPES = {
+    "east": [{"name": "m5.large", "cpus": 2, "memory": "8Gi", "pricePerHour": 0.096}],
+    "west": [{"name": "c5.large", "cpus": 2, "memory": "4Gi", "pricePerHour": 0.085}],
+}
+
+
+def resources(
+    ec2_url: str,
+    image: str,
+    *,
+    collector: str = "pool.demo:9618",
+    schedd: str = SCHEDD,
+    signing_key: bytes | None = None,
+    types: dict[str, list[dict[str, Any]]] = SIM_TYPES,
+    idle_timeout: str = "4s",
+    max_pilots: int = 60,
+) -> list[dict[str, Any]]:
+    key = signing_key if signing_key is not None else os.urandom(64)
+
     def entry(name: str, region: str, site: str, types: list[dict[str, Any]]) -> dict[str, Any]:
         return ec2_entry(
             name,
@@ -68,21 +108,8 @@ def resources(ec2_url: str, image: str) -> list[dict[str, Any]]:
             owner="demo",
             version="1.0",
         ),
-        entry(
-            "east",
-            "us-east-1",
-            "DEMO_EAST",
-            [
-                {"name": "m5.xlarge", "cpus": 4, "memory": "16Gi", "pricePerHour": 0.192},
-                {"name": "r5.2xlarge", "cpus": 8, "memory": "64Gi", "pricePerHour": 0.504},
-            ],
-        ),
-        entry(
-            "west",
-            "us-west-2",
-            "DEMO_WEST",
-            [{"name": "c5.2xlarge", "cpus": 8, "memory": "16Gi", "pricePerHour": 0.34}],
-        ),
+        entry("east", "us-east-1", "DEMO_EAST", types["east"]),
+        entry("west", "us-west-2", "DEMO_WEST", types["west"]),
         {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -93,15 +120,16 @@ def resources(ec2_url: str, image: str) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": "pool-key", "namespace": NS},
-            "stringData": {"signingKey": os.urandom(16).hex()},
+            # The POOL key file's bytes, binary as HTCondor writes it.
+            "data": {"signingKey": base64.b64encode(key).decode()},
         },
         {
             "apiVersion": "glidein.dev/v1alpha1",
             "kind": "GlideinRequest",
             "metadata": {"name": "demo", "namespace": NS},
             "spec": {
-                "collector": "pool.demo:9618",
-                "schedds": [{"name": SCHEDD}],
+                "collector": collector,
+                "schedds": [{"name": schedd}],
                 "credentials": [
                     {
                         "trustDomain": "demo-aws",
@@ -112,10 +140,10 @@ def resources(ec2_url: str, image: str) -> list[dict[str, Any]]:
                 "pilot": {
                     "tokenSecretRef": {"name": "pool-key"},
                     "lifetime": "2h",
-                    "idleTimeout": "4s",
+                    "idleTimeout": idle_timeout,
                     "retireBeforeEnd": "10m",
                 },
-                "limits": {"maxPilots": 60, "maxIdlePilots": 30},
+                "limits": {"maxPilots": max_pilots, "maxIdlePilots": max(1, max_pilots // 2)},
             },
         },
     ]
@@ -233,8 +261,32 @@ def _operator() -> Iterator[None]:
         thread.join(30)
 
 
-def run(timeout: float = 120.0, console: Console | None = None, waves: int = 2) -> dict[str, Any]:
+def run(
+    timeout: float = 180.0,
+    console: Console | None = None,
+    waves: int = 2,
+    simulated: bool | None = None,
+) -> dict[str, Any]:
+    """The demo on real HTCondor when it is found (or ``simulated=False`` demands it), on
+    the simulated pool otherwise; the summary."""
     console = console or Console()
+    if simulated is None:
+        try:
+            install = find_condor()
+        except CondorNotFound as exc:
+            console.print(f"{exc}: the demo runs on a simulated pool.")
+            return run_simulated(timeout, console, waves)
+        console.print(f"HTCondor from {install.origin}: the demo runs a real pool and real pilots.")
+        return run_real(install, timeout, console, waves)
+    if simulated:
+        console.print("The demo runs on a simulated pool (asked for).")
+        return run_simulated(timeout, console, waves)
+    install = find_condor()
+    console.print(f"HTCondor from {install.origin}: the demo runs a real pool and real pilots.")
+    return run_real(install, timeout, console, waves)
+
+
+def run_simulated(timeout: float, console: Console, waves: int) -> dict[str, Any]:
     started = time.monotonic()
     with console.status("starting the local control plane and the EC2 test server..."):
         cp = LocalControlPlane().start()
@@ -297,11 +349,37 @@ def run(timeout: float = 120.0, console: Console | None = None, waves: int = 2) 
             "instances_left": len(left),
             "spent": _spent(cp.kubeconfig),
         }
-        console.print(f"summary: {summary}")
+        print_summary(console, summary)
         return summary
     finally:
         ec2.stop()
         cp.stop()
+
+
+def print_summary(console: Console, summary: dict[str, Any]) -> None:
+    t = Table(title="Demo summary", title_justify="left", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    labels = {
+        "seconds": "wall time (s)",
+        "jobs_submitted": "jobs submitted",
+        "jobs_done": "jobs done",
+        "first_job_running_seconds": "first job running after (s)",
+        "pilots_launched": "pilots launched",
+        "peak_pilots": "most pilots at once",
+        "idle_jobs_left": "idle jobs left",
+        "instances_left": "instances left in the cloud",
+        "spent": "spent (entries' currency)",
+    }
+    for key, label in labels.items():
+        if key in summary:
+            value = summary[key]
+            t.add_row(label, f"{value:.4f}" if key == "spent" else str(value))
+    console.print(t)
+    ok = not summary["idle_jobs_left"] and not summary["instances_left"]
+    console.print(
+        "Every job ran and nothing is left running." if ok else "Not finished: see above."
+    )
 
 
 def _spent(kubeconfig: Path) -> float:
@@ -323,10 +401,16 @@ def _instances(clients: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _view(kubeconfig: Path, pool: Pool, instances: list[dict[str, Any]], submitted: int) -> Group:
+def _request_table(kubeconfig: Path) -> Table:
+    """The request as ``kubectl get greq`` sees it, per entry, with the spend."""
     obj = json.loads(kubectl(kubeconfig, "get", "greq", "demo", "-n", NS, "-o", "json").stdout)
     status = obj.get("status") or {}
-    t = Table(title=f"GlideinRequest {NS}/demo", title_justify="left")
+    spend = status.get("spend") or {}
+    t = Table(
+        title=f"GlideinRequest {NS}/demo   spent {spend.get('spent', 0):.4f} "
+        f"({spend.get('pilotHours', 0):.3f} pilot-hours)",
+        title_justify="left",
+    )
     for col in (
         "Entry",
         "Idle jobs",
@@ -338,7 +422,6 @@ def _view(kubeconfig: Path, pool: Pool, instances: list[dict[str, Any]], submitt
         "Bound by",
     ):
         t.add_column(col)
-    spend = status.get("spend") or {}
     spent = {e["name"]: e.get("spent", 0) for e in spend.get("entries", [])}
     for e in status.get("entries", []):
         t.add_row(
@@ -351,11 +434,134 @@ def _view(kubeconfig: Path, pool: Pool, instances: list[dict[str, Any]], submitt
             f"{spent.get(e['name'], 0):.4f}",
             e["boundBy"],
         )
+    return t
+
+
+def _view(kubeconfig: Path, pool: Pool, instances: list[dict[str, Any]], submitted: int) -> Group:
     queue = pool.fake.schedds[SCHEDD]
     running = sum(1 for j in queue if j["JobStatus"] == 2)
     line = (
         f"jobs: {submitted} submitted, {len(queue) - running} idle, {running} running, {pool.jobs_done} done"
         f"   EC2 instances alive: {len(instances)}   registered pilots: {len(pool.slots)}"
-        f"   spent: {spend.get('spent', 0):.4f} ({spend.get('pilotHours', 0):.3f} pilot-hours)"
     )
-    return Group(t, line)
+    return Group(_request_table(kubeconfig), line)
+
+
+REAL_JOB_SECONDS = 8
+REAL_WAVE = 12  # one-core jobs a wave: a handful of real pilots on two cores
+
+
+def run_real(
+    install: CondorInstall, timeout: float, console: Console, waves: int
+) -> dict[str, Any]:
+    """The demo with a real pool and real pilots (see the module docstring)."""
+    import tempfile
+
+    from glidein_operator.condor.htcondor import HTCondorPool
+
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="glidein-demo-"))
+    work.chmod(0o755)
+    with console.status("starting the control plane, the EC2 test server and an HTCondor pool..."):
+        cp = LocalControlPlane().start()
+        ec2 = Ec2Server().start()
+        pool = CondorPool(install, work / "pool").start()
+        boot = Ec2BootEmulator(ec2, install, work / "vms", max_vms=12).start()
+    try:
+        console.print(
+            f"control plane ready in {cp.startup_seconds:.1f}s at {cp.server}; EC2 at {ec2.url}; "
+            f"HTCondor pool at {pool.collector} ready in {pool.ready_seconds:.1f}s"
+        )
+        os.environ["KUBECONFIG"] = str(cp.kubeconfig)
+        install_crds(cp.kubeconfig)
+        clients = {r: ec2.client(r) for r in ("us-east-1", "us-west-2")}
+        token_dir = work / "operator-tokens"
+        runtime.install(
+            runtime.Runtime(
+                settings=runtime.Settings(
+                    operator_id="demo", reconcile_interval=1.0, credential_dir=work / "creds"
+                ),
+                pool_factory=lambda collector, token: HTCondorPool(collector, token, token_dir),
+            )
+        )
+        docs = resources(
+            ec2.url,
+            ec2.image_id(),
+            collector=pool.collector,
+            schedd=pool.schedd_name,
+            signing_key=pool.signing_key(),
+            types=REAL_TYPES,
+            idle_timeout="15s",
+            max_pilots=8,
+        )
+        kubectl(cp.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+        clusters: list[int] = []
+        launched: set[str] = set()
+        peak = 0
+        first_running: float | None = None
+        jobs = JobCounts()
+        with _operator(), Live(console=console, refresh_per_second=2) as live:
+            wave_at = [time.monotonic() + 1 + 40 * w for w in range(waves)]
+            while time.monotonic() - started < timeout:
+                if wave_at and time.monotonic() >= wave_at[0]:
+                    wave_at.pop(0)
+                    clusters.append(pool.submit(job(arguments=str(REAL_JOB_SECONDS)), REAL_WAVE))
+                instances = _instances(clients)
+                launched |= {i["InstanceId"] for i in instances}
+                peak = max(peak, len(instances))
+                jobs = JobCounts.read(pool, clusters)
+                if first_running is None and (jobs.running or jobs.done):
+                    first_running = time.monotonic() - started
+                live.update(_real_view(cp.kubeconfig, jobs, instances, boot))
+                if not wave_at and jobs.done == jobs.submitted and not instances:
+                    break
+                time.sleep(1.0)
+        left = _instances(clients)
+        summary = {
+            "seconds": round(time.monotonic() - started, 1),
+            "jobs_submitted": jobs.submitted,
+            "jobs_done": jobs.done,
+            "first_job_running_seconds": round(first_running or 0.0, 1),
+            "pilots_launched": len(launched),
+            "peak_pilots": peak,
+            "idle_jobs_left": jobs.idle,
+            "instances_left": len(left),
+            "spent": _spent(cp.kubeconfig),
+        }
+        print_summary(console, summary)
+        return summary
+    finally:
+        boot.stop()
+        pool.stop()
+        ec2.stop()
+        cp.stop()
+
+
+@dataclass
+class JobCounts:
+    submitted: int = 0
+    idle: int = 0
+    running: int = 0
+    done: int = 0
+
+    @classmethod
+    def read(cls, pool: CondorPool, clusters: list[int]) -> JobCounts:
+        if not clusters:
+            return cls()
+        q = pool.tool("condor_q", "-allusers", "-af", "JobStatus", check=False).stdout.split()
+        done = pool.tool("condor_history", "-af", "JobStatus", check=False).stdout.split()
+        idle, running = q.count("1"), q.count("2")
+        finished = done.count("4")
+        return cls(REAL_WAVE * len(clusters), idle, running, finished)
+
+
+def _real_view(
+    kubeconfig: Path, jobs: JobCounts, instances: list[dict[str, Any]], boot: Ec2BootEmulator
+) -> Group:
+    table = _request_table(kubeconfig)
+    line = (
+        f"jobs: {jobs.submitted} submitted, {jobs.idle} idle, {jobs.running} running, "
+        f"{jobs.done} done   EC2 instances alive: {len(instances)}   "
+        f"pilot VMs running: {len(boot.alive)}"
+    )
+    return Group(table, line)

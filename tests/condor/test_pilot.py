@@ -20,7 +20,7 @@ from glidein_operator.condor.reader import PoolReader
 from glidein_operator.credentials import payloads
 from glidein_operator.pilot.payload import LIMITS, encode
 from glidein_operator.provisioning.matching import STARTD_OWN, machine_ad
-from glidein_operator.testing.condor_pool import CondorPool, PilotMachine, job
+from glidein_operator.testing.condor_pool import CondorPool, PilotMachine, free_port, job
 from tests.condor.support import eventually, operator_token
 from tests.malformed_cases import example
 
@@ -63,14 +63,26 @@ def _slot(pool: CondorPool, pilot_id: str, *attrs: str) -> list[str]:
     return out.strip().split("\t") if out.strip() else []
 
 
-@pytest.mark.parametrize("partitionable", [True, False], ids=["partitionable", "static"])
+SHAPES = {
+    "partitionable": {"partitionable": True},
+    "static": {"partitionable": False},
+    # Behind NAT: registered through the collector's CCB, one inbound port. The shared
+    # port's own port is a free one here (9618 is the collector's on a real node).
+    "ccb-shared-port": {"ccb": True, "sharedPort": True},
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
 def test_the_pilot_joins_runs_a_job_and_powers_off(
-    pool: CondorPool, machine: Callable[[], PilotMachine], partitionable: bool
+    pool: CondorPool, machine: Callable[[], PilotMachine], shape: str
 ) -> None:
     m = machine()
     batch = f"{m.name}-b1"
     pilot_id = f"{batch}-0"
-    user_data, entry, itype, image = _payload(pool, batch, partitionable=partitionable)
+    pilot = dict(SHAPES[shape])
+    if pilot.get("sharedPort"):
+        pilot["extraConfig"] = {"SHARED_PORT_PORT": str(free_port())}
+    user_data, entry, itype, image = _payload(pool, batch, **pilot)
     t0 = time.monotonic()
     m.boot(user_data, pilot_id=pilot_id, extra_args=["--interval", "2"])
 
@@ -107,6 +119,12 @@ def test_the_pilot_joins_runs_a_job_and_powers_off(
         assert name in real, f"the pilot does not advertise {name}"
     assert real.eval("GLIDEIN_Entry_Name") == ENTRY
     assert real.eval("HAS_CVMFS") is True
+    address = str(real.eval("MyAddress"))
+    if shape == "ccb-shared-port":
+        assert "CCBID=" in address, address
+        assert "sock=" in address, address
+    else:
+        assert "CCBID=" not in address, address
 
     # The example job's own Requirements (it needs HAS_CVMFS) match the real pilot.
     cluster = pool.submit(

@@ -185,9 +185,17 @@ def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
             _diagnose(cluster, namespace, operator, boot, ec2)
             raise
         finally:
+            # Deleted while the operator runs: its finalizers let go, nothing of this test
+            # stays in the session's cluster (other tests count what is there).
+            for kind, name, ns in (
+                ("greq", "vo", namespace),
+                ("cloudentry", entry, None),
+                ("vmimage", image, None),
+                ("trustdomain", td, None),
+            ):
+                where = ["-n", ns] if ns else []
+                cluster.kubectl("delete", kind, name, *where, "--timeout=60s", check=False)
             operator.stop()
-            cluster.kubectl("delete", "greq", "vo", "-n", namespace, "--wait=false", check=False)
-            cluster.kubectl("delete", "cloudentry", entry, "--wait=false", check=False)
 
 
 def _diagnose(

@@ -103,7 +103,7 @@ def _ec2(ec2_server: Any) -> Harness:
         image,
         fail,
         lambda d: d.key_pairs_left(),  # type: ignore[attr-defined]
-        console_text="Linux version",
+        console_text="",  # EC2 has no console output before the machine prints any
         secrets=(EC2_SECRET,),
         missing_image="ami-00000000deadbeef",
         extra={"server": ec2_server},

@@ -124,3 +124,13 @@ def test_running_spot_pilots_cost_the_market_price_on_demand_ones_their_tag(
     # The market moves: the next listing says so.
     ec2_server.set_spot_prices({SHAPE.name: "0.0450"})
     assert {p.price_per_hour for p in driver.list_pilots() if p.spot} == {Decimal("0.0450")}
+
+
+def test_console_log_is_what_the_machine_printed(ec2_server: Any) -> None:
+    h = _ec2(ec2_server)
+    driver = h.make()
+    [pilot] = driver.launch(h.batch(1))
+    assert driver.console_log(pilot) == ""  # nothing printed yet, as on EC2
+    printed = "2026-11-30T10:00:00Z glidein-pilot: FATAL: payload checksum mismatch\n"
+    ec2_server.set_console(pilot.cloud_id, printed)
+    assert printed.strip() in driver.console_log(pilot)

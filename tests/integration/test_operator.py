@@ -442,6 +442,9 @@ def test_pilots_that_never_register_are_reaped_with_their_console_log_kept(env: 
     [first] = eventually(
         lambda: len(env.instances(uid)) == 1 and env.instances(uid), what="a pilot"
     )
+    # What the machine printed (the boot emulator posts a real pilot's boot log this way).
+    printed = "glidein-pilot: FATAL: payload checksum mismatch: truncated or altered on the way"
+    env.ec2.set_console(first["InstanceId"], printed + "\n")
     # Nothing registers it in the collector: after 3 s it is stuck, its log kept, it goes.
     logs = eventually(
         lambda: env.status(ns, "vo").get("pilotLogs"), timeout=60, what="pilot log in status"
@@ -449,7 +452,7 @@ def test_pilots_that_never_register_are_reaped_with_their_console_log_kept(env: 
     kept = next(x for x in logs if x["cloudId"] == first["InstanceId"])
     assert kept["reason"] == "never registered"
     assert kept["entry"] == "moto-east"
-    assert kept["log"]
+    assert printed in kept["log"]
     eventually(
         lambda: first["InstanceId"] not in {i["InstanceId"] for i in env.instances(uid)},
         what="the stuck pilot terminated",

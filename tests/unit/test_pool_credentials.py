@@ -100,3 +100,34 @@ def test_an_unreadable_collector_judges_nobody_stuck() -> None:
     unknown = classify([old], None, now, timeouts)
     assert unknown.reap == []
     assert [v.phase for v in unknown.views] == [PilotPhase.BOOTING]
+
+
+def test_a_schedd_is_read_through_its_own_collector_when_it_names_one() -> None:
+    from tests.simulation import Sim
+
+    sim = Sim(budget=None)
+    sim.spec = sim.spec.model_copy(
+        update={
+            "schedds": [
+                sim.spec.schedds[0].model_copy(update={"collector": "flock-cm.example.org:9618"})
+            ]
+        }
+    )
+    reader = sim.rt.reader(sim.spec.collector)
+    asked: list[tuple[str, str | None, str]] = []
+
+    def record(collector: str, token: str | None = None, source: str = "") -> Any:
+        asked.append((collector, token, source))
+        return reader
+
+    sim.rt.reader = record  # type: ignore[method-assign]
+    sim.set_idle_jobs(4)
+    sim.cycle()
+    collectors = [c for c, _t, _s in asked]
+    # Pilots are looked for in the request's pool; the schedd where it advertises.
+    assert collectors == [sim.spec.collector, "flock-cm.example.org:9618"]
+    # Both as the operator, with the READ token minted from the pool's signing key.
+    token = asked[0][1]
+    assert token is not None
+    assert {t for _c, t, _s in asked} == {token}
+    assert idtokens.claims(token)["sub"] == "glidein-operator@pool.sim.example.org"

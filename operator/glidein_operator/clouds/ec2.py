@@ -16,7 +16,6 @@ their batch is alive.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import re
@@ -441,11 +440,9 @@ class Ec2Driver:
             raise map_error(exc, self.entry) from exc
         except Exception as exc:
             raise map_error(exc, self.entry) from exc
-        output = reply.get("Output") or ""
-        try:
-            return base64.b64decode(output).decode("utf-8", errors="replace")
-        except ValueError:
-            return str(output)
+        # botocore has already decoded the base64 EC2 sends (its decode_console_output
+        # handler); decoding again turned every console log into noise.
+        return str(reply.get("Output") or "")
 
     def image_exists(self, image_id: str) -> bool:
         try:

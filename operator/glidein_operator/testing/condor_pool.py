@@ -19,19 +19,20 @@ are submitted by ``glidein-submit``; both are created when missing.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from glidein_operator.testing.controlplane.assets import file_lock
+from glidein_operator.testing.controlplane.cluster import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 CONDOR_USER = "condor"
@@ -112,7 +113,7 @@ def find_condor() -> CondorInstall:
         if found:
             return found
         target.mkdir(parents=True, exist_ok=True)
-        with _locked(target / ".lock"):
+        with file_lock(target / ".lock"):
             if not (target / "htcondor" / "sbin" / "condor_master").exists():
                 partial = target / "unpacking"
                 shutil.rmtree(partial, ignore_errors=True)
@@ -125,22 +126,6 @@ def find_condor() -> CondorInstall:
         if found:
             return found
     raise CondorNotFound(INSTALL_HINT)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def is_root() -> bool:

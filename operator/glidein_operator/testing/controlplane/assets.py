@@ -102,7 +102,7 @@ def ensure(log: bool = True) -> Assets:
         return found
     target = cache_dir()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(target.parent / f"{target.name}.lock"):
+    with file_lock(target.parent / f"{target.name}.lock"):
         # Another process may have finished the build while we waited for the lock.
         if (target / ".complete").exists():
             found = Assets.from_dir(target, f"cache {target}")
@@ -116,7 +116,8 @@ def ensure(log: bool = True) -> Assets:
 
 
 @contextmanager
-def _lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """Held by one process at a time (builds and unpacks into a shared cache)."""
     with path.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -274,7 +275,7 @@ def ensure_helm(log: bool = True) -> Path:
     if _executable(binary):
         return binary
     target.mkdir(parents=True, exist_ok=True)
-    with _lock(target.parent / f"helm-{HELM_VERSION}.lock"):
+    with file_lock(target.parent / f"helm-{HELM_VERSION}.lock"):
         if not _executable(binary):
             go = _go()
             with tempfile.TemporaryDirectory(prefix="glidein-helm-build-") as tmp:
