@@ -107,6 +107,18 @@ def test_registered_pilots_carry_their_ids_and_state(
 def test_reading_needs_the_operator_token_where_the_pool_says_so(spare_pool: CondorPool) -> None:
     with pytest.raises(CondorError, match="cannot locate schedd"):
         HTCondorPool(spare_pool.collector).idle_jobs(spare_pool.schedd_name, "true", ["Owner"])
+    wrong = idtokens.mint(
+        spare_pool.signing_key(),
+        identity="glidein-operator@cm.wrong.example.org",
+        issuer="cm.wrong.example.org",
+        lifetime=600,
+        now=int(time.time()),
+        scope="condor:/READ",
+    )
+    with pytest.raises(CondorError) as err:
+        HTCondorPool(spare_pool.collector, wrong).idle_jobs(spare_pool.schedd_name, "true", [])
+    # The failure says which identity and issuer were offered, the usual culprit.
+    assert "issued by cm.wrong.example.org" in str(err.value)
     client = HTCondorPool(spare_pool.collector, operator_token(spare_pool))
     assert client.idle_jobs(spare_pool.schedd_name, "true", ["Owner"]) == []
 

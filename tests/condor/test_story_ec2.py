@@ -1,7 +1,8 @@
 """The whole story, real: jobs on a real schedd, the operator (its own process, a real
 kube-apiserver) launches EC2 instances on the test server, each boots the real pilot
 (boot emulator), which joins the real pool with the operator's token, runs the jobs, goes
-idle and powers off; EC2 terminates it, and nothing is left."""
+idle and powers off; EC2 terminates it, and nothing is left. And when the pool refuses
+the pilots, the operator says why."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,32 @@ def story_pool(condor: CondorInstall, condor_tmp: Path) -> Iterator[CondorPool]:
     p.stop()
 
 
-def _request(ns: str, pool: CondorPool, entry: str, td: str) -> list[dict[str, Any]]:
+@pytest.fixture
+def open_pool(condor: CondorInstall, condor_tmp: Path) -> Iterator[CondorPool]:
+    """A pool that lets anyone READ (the common case): the operator reads it whatever
+    token it holds, and only the pilots' tokens are put to the test."""
+    p = CondorPool(condor, condor_tmp / f"open-{time.monotonic_ns()}")
+    p.start()
+    yield p
+    p.stop()
+
+
+@dataclass
+class Story:
+    cluster: Cluster
+    namespace: str
+    pool: CondorPool
+    ec2: Ec2Server
+    boot: Ec2BootEmulator
+    operator: OperatorProcess
+    entry: str
+
+    def status(self) -> dict[str, Any]:
+        out = self.cluster.kubectl("get", "greq", "vo", "-n", self.namespace, "-o", "json")
+        return dict(json.loads(out.stdout).get("status", {}))
+
+
+def _request(ns: str, pool: CondorPool, entry: str, td: str, pilot: dict[str, Any]) -> list[Any]:
     return [
         {
             "apiVersion": "v1",
@@ -71,6 +99,7 @@ def _request(ns: str, pool: CondorPool, entry: str, td: str) -> list[dict[str, A
                     "registrationTimeout": "3m",
                     "lifetime": "2h",
                     "retireBeforeEnd": "10m",
+                    **pilot,
                 },
                 "limits": {"maxPilots": MAX_PILOTS, "maxIdlePilots": MAX_PILOTS},
             },
@@ -78,14 +107,18 @@ def _request(ns: str, pool: CondorPool, entry: str, td: str) -> list[dict[str, A
     ]
 
 
-def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
+@contextmanager
+def story(
     cluster: Cluster,
     namespace: str,
     condor: CondorInstall,
     condor_tmp: Path,
-    story_pool: CondorPool,
-) -> None:
-    pool = story_pool
+    pool: CondorPool,
+    spec: dict[str, Any] | None = None,
+    pilot: dict[str, Any] | None = None,
+) -> Iterator[Story]:
+    """One EC2 entry, a request on the real pool, the boot emulator and the operator
+    process; all of it removed after (while the operator runs, so finalizers let go)."""
     entry, td, image = f"{namespace}-east", f"{namespace}-aws", f"{namespace}-img"
     with Ec2Server() as ec2, Ec2BootEmulator(ec2, condor, condor_tmp / f"vms-{namespace}") as boot:
         docs = [
@@ -100,8 +133,9 @@ def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
                 instance_types=[{"name": "t3.small", "cpus": 1, "memory": "2Gi", "disk": "10Gi"}],
                 limits={"maxPilots": 10},
             ),
-            *_request(namespace, pool, entry, td),
+            *_request(namespace, pool, entry, td, pilot or {}),
         ]
+        docs[-1]["spec"].update(spec or {})
         cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
         operator = OperatorProcess(
             {
@@ -114,79 +148,13 @@ def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
             condor_tmp / f"operator-{namespace}.log",
         )
         operator.start()
+        s = Story(cluster, namespace, pool, ec2, boot, operator, entry)
         try:
-            t0 = time.monotonic()
-            cluster_id = pool.submit(
-                job(
-                    arguments="5",
-                    extra=['+Story = "ec2"', "job_machine_attrs = GLIDEIN_Entry_Name"],
-                ),
-                JOBS,
-            )
-            seen_running = 0
-            first_running: float | None = None
-
-            def all_done() -> bool:
-                nonlocal seen_running, first_running
-                status = json.loads(
-                    cluster.kubectl("get", "greq", "vo", "-n", namespace, "-o", "json").stdout
-                ).get("status", {})
-                seen_running = max(seen_running, int(status.get("totals", {}).get("running", 0)))
-                out = pool.tool(
-                    "condor_history",
-                    str(cluster_id),
-                    "-af",
-                    "JobStatus",
-                    "MachineAttrGLIDEIN_Entry_Name0",
-                ).stdout.split("\n")
-                q = pool.tool("condor_q", str(cluster_id), "-af", "JobStatus").stdout.split()
-                if first_running is None and ("2" in q or any(out)):
-                    first_running = time.monotonic() - t0
-                done = [line.split() for line in out if line.strip()]
-                return len(done) == JOBS
-
-            eventually(all_done, 300, f"{JOBS} jobs done", interval=2)
-            all_done_after = time.monotonic() - t0
-            history = pool.tool(
-                "condor_history",
-                str(cluster_id),
-                "-af",
-                "JobStatus",
-                "ExitCode",
-                "MachineAttrGLIDEIN_Entry_Name0",
-            ).stdout.split("\n")
-            rows = [line.split() for line in history if line.strip()]
-            assert rows == [["4", "0", entry]] * JOBS
-            assert seen_running >= 1, "kubectl get greq never showed a running pilot"
-
-            launched = ec2.instances()
-            assert 1 <= len(launched) <= MAX_PILOTS
-            # Idle pilots leave by themselves; EC2 terminates them on shutdown.
-            eventually(
-                lambda: all(i["state"] == "terminated" for i in ec2.instances()),
-                180,
-                "every instance terminated",
-                interval=2,
-            )
-            # Each batch's key pair goes with its last pilot, on the operator's next look.
-            eventually(
-                lambda: ec2.client().describe_key_pairs()["KeyPairs"] == [],
-                60,
-                "no key pair left",
-                interval=1,
-            )
-            assert boot.errors == []
-            assert all(vm.machine.powered_off for vm in boot.vms.values())
-            print(
-                f"\nEC2 story: first job running after {first_running:.1f}s, all {JOBS} done "
-                f"after {all_done_after:.1f}s, {len(launched)} pilots launched (max {MAX_PILOTS})"
-            )
+            yield s
         except BaseException:
-            _diagnose(cluster, namespace, operator, boot, ec2)
+            _diagnose(s)
             raise
         finally:
-            # Deleted while the operator runs: its finalizers let go, nothing of this test
-            # stays in the session's cluster (other tests count what is there).
             for kind, name, ns in (
                 ("greq", "vo", namespace),
                 ("cloudentry", entry, None),
@@ -198,19 +166,126 @@ def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
             operator.stop()
 
 
-def _diagnose(
+def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
     cluster: Cluster,
     namespace: str,
-    operator: OperatorProcess,
-    boot: Ec2BootEmulator,
-    ec2: Ec2Server,
+    condor: CondorInstall,
+    condor_tmp: Path,
+    story_pool: CondorPool,
 ) -> None:
+    pool = story_pool
+    with story(cluster, namespace, condor, condor_tmp, pool) as s:
+        t0 = time.monotonic()
+        cluster_id = pool.submit(
+            job(arguments="5", extra=['+Story = "ec2"', "job_machine_attrs = GLIDEIN_Entry_Name"]),
+            JOBS,
+        )
+        seen_running = 0
+        first_running: float | None = None
+
+        def all_done() -> bool:
+            nonlocal seen_running, first_running
+            seen_running = max(seen_running, int(s.status().get("totals", {}).get("running", 0)))
+            out = pool.tool("condor_history", str(cluster_id), "-af", "JobStatus").stdout.split()
+            q = pool.tool("condor_q", str(cluster_id), "-af", "JobStatus").stdout.split()
+            if first_running is None and ("2" in q or out):
+                first_running = time.monotonic() - t0
+            return len(out) == JOBS
+
+        eventually(all_done, 300, f"{JOBS} jobs done", interval=2)
+        all_done_after = time.monotonic() - t0
+        history = pool.tool(
+            "condor_history",
+            str(cluster_id),
+            "-af",
+            "JobStatus",
+            "ExitCode",
+            "MachineAttrGLIDEIN_Entry_Name0",
+        ).stdout.split("\n")
+        rows = [line.split() for line in history if line.strip()]
+        # Every job ran, on a pilot of the entry the plan chose.
+        assert rows == [["4", "0", s.entry]] * JOBS
+        assert seen_running >= 1, "kubectl get greq never showed a running pilot"
+
+        launched = s.ec2.instances()
+        assert 1 <= len(launched) <= MAX_PILOTS
+        # Idle pilots leave by themselves; EC2 terminates them on shutdown.
+        eventually(
+            lambda: all(i["state"] == "terminated" for i in s.ec2.instances()),
+            180,
+            "every instance terminated",
+            interval=2,
+        )
+        # Each batch's key pair goes with its last pilot, on the operator's next look.
+        eventually(
+            lambda: s.ec2.client().describe_key_pairs()["KeyPairs"] == [],
+            60,
+            "no key pair left",
+            interval=1,
+        )
+        assert s.boot.errors == []
+        assert all(vm.machine.powered_off for vm in s.boot.vms.values())
+        print(
+            f"\nEC2 story: first job running after {first_running:.1f}s, all {JOBS} done "
+            f"after {all_done_after:.1f}s, {len(launched)} pilots launched (max {MAX_PILOTS})"
+        )
+
+
+def test_pilots_the_collector_refuses_are_reaped_and_the_reason_is_said(
+    cluster: Cluster,
+    namespace: str,
+    condor: CondorInstall,
+    condor_tmp: Path,
+    open_pool: CondorPool,
+) -> None:
+    pool = open_pool
+    # The admin wrote the wrong TRUST_DOMAIN: every token the operator mints names an
+    # issuer the collector does not sign for.
+    with story(
+        cluster,
+        namespace,
+        condor,
+        condor_tmp,
+        pool,
+        spec={"poolTrustDomain": "cm.wrong.example.org"},
+        pilot={"registrationTimeout": "40s"},
+    ) as s:
+        pool.submit(job(arguments="5", extra=['+Story = "ec2"']), 2)
+
+        def refused() -> str | None:
+            for c in s.status().get("conditions", []):
+                if c["type"] == "Degraded" and "PilotsRefused" in c.get("message", ""):
+                    return str(c["message"])
+            return None
+
+        message = eventually(refused, 180, "a Degraded condition naming the refusal", interval=2)
+        spent_then = len(s.ec2.instances())
+        assert "Failed to authenticate using IDTOKENS" in message
+        logs = s.status().get("pilotLogs", [])
+        assert logs
+        assert {x["reason"] for x in logs} == {"ended without registering"}
+        assert all("the collector refused this pilot's ad" in x["log"] for x in logs)
+        # The pilots saw it themselves and powered off at once (EC2 terminated them);
+        # the first launch's worth was spent on finding out, and launches back off.
+        assert spent_then <= 2
+        assert all(i["state"] == "terminated" for i in s.ec2.instances()[:spent_then])
+        assert pool.tool("condor_history", "-af", "ClusterId").stdout.strip() == ""
+        reasons = s.cluster.kubectl(
+            "get", "events", "-n", s.namespace, "-o", "jsonpath={.items[*].reason}"
+        ).stdout.split()
+        assert "PilotRefused" in reasons
+        print(f"\nrefusal as the operator says it: {message}")
+
+
+def _diagnose(s: Story) -> None:
     """What a reader of a failed run needs: the request's status, the operator's last
     words, the instances, and each VM's boot log."""
-    print(cluster.kubectl("get", "greq", "vo", "-n", namespace, "-o", "yaml", check=False).stdout)
+    print(
+        s.cluster.kubectl("get", "greq", "vo", "-n", s.namespace, "-o", "yaml", check=False).stdout
+    )
     print("--- operator log (tail)")
-    print("\n".join(operator.log.read_text(errors="replace").splitlines()[-60:]))
-    print("--- instances", ec2.instances())
-    print("--- boot emulator errors", boot.errors)
-    for vm in boot.vms.values():
+    print("\n".join(s.operator.log.read_text(errors="replace").splitlines()[-60:]))
+    print("--- instances", s.ec2.instances())
+    print("--- boot emulator errors", s.boot.errors)
+    for vm in s.boot.vms.values():
         print(vm.machine.logs()[-3000:])

@@ -904,6 +904,7 @@ def test_the_startd_address_file_can_be_given(fake_condor: Path) -> None:
         runner=_runner(fake_condor),
         log=lambda _: None,
         address_file=given,
+        startd_log=fake_condor / "StartLog",
     )
     sup.tick(100)
     calls = (fake_condor / "calls").read_text()
@@ -1095,3 +1096,37 @@ def test_options_come_from_the_environment_too(tmp_path: Path) -> None:
     assert args.machine_ad == Path("/scratch/.machine.ad")
     assert args.max_query_failures == 5
     assert parser.parse_args(["--startup-timeout", "7"]).startup_timeout == 7.0
+
+
+def test_the_collector_s_refusal_is_said_once_in_the_console(tmp_path: Path) -> None:
+    # StartLog lines of a startd whose token the collector would not take (HTCondor 25).
+    start_log = tmp_path / "StartLog"
+    start_log.write_text(
+        "11/30/26 09:16:05 SECMAN: required authentication with collector 127.0.0.1:43929 "
+        "failed, so aborting command UPDATE_STARTD_AD.\n"
+        "11/30/26 09:16:05 ERROR: AUTHENTICATE:1003:Failed to authenticate with any method|"
+        "AUTHENTICATE:1004:Failed to authenticate using IDTOKENS\n"
+    )
+    said: list[str] = []
+    sup = lifecycle.Supervisor(
+        _payload(),
+        lifecycle.State(boot=0, idle_since=None),
+        runner=lambda cmd: "",
+        log=said.append,
+        address_file=tmp_path / "no-address-yet",
+        startd_log=start_log,
+    )
+    # The token will never do: the pilot says why once and powers the machine off.
+    assert sup.tick(10) is lifecycle.Action.SHUTDOWN
+    assert sup.fatal
+    refused = [line for line in said if lifecycle.REFUSED in line]
+    assert refused == [
+        lifecycle.REFUSED + "ERROR: AUTHENTICATE:1003:Failed to authenticate with any method|"
+        "AUTHENTICATE:1004:Failed to authenticate using IDTOKENS"
+    ]
+    console = "\n".join(["boot", *said])
+    assert lifecycle.refusal_in_console(console) == (
+        "ERROR: AUTHENTICATE:1003:Failed to authenticate with any method|"
+        "AUTHENTICATE:1004:Failed to authenticate using IDTOKENS"
+    )
+    assert lifecycle.refusal("11/30/26 09:16:05 Startd up\n") is None

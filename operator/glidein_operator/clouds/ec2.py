@@ -342,6 +342,7 @@ class Ec2Driver:
             price_per_hour=price_from_tags(tags),
             ended_at=_ended_at(inst) if state in ("shutting-down", "terminated") else None,
             interrupted=inst.get("StateReason", {}).get("Code") == SPOT_INTERRUPTED,
+            shut_itself_down=inst.get("StateReason", {}).get("Code") == SELF_SHUTDOWN,
         )
 
     # --- terminate ---------------------------------------------------------------------
@@ -463,6 +464,7 @@ class Ec2Driver:
 # StateTransitionReason of a terminated instance: "User initiated (2026-11-23 21:00:00 GMT)".
 _TRANSITION_TIME = re.compile(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:GMT|UTC)\)")
 SPOT_INTERRUPTED = "Server.SpotInstanceTermination"
+SELF_SHUTDOWN = "Client.InstanceInitiatedShutdown"
 
 
 def _ended_at(inst: dict[str, Any]) -> dt.datetime | None:

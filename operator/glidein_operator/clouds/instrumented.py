@@ -127,6 +127,10 @@ class InstrumentedDriver:
         self.last_error: DriverError | None = None
         # Batches whose leftovers (key pairs) were released after their pilots ended.
         self.released: set[str] = set()
+        # Pilots that ended without ever registering (a token the pool refuses, an image
+        # that does not boot): launching more would only spend more. Separate from the
+        # cloud's own failures, which a successful launch call clears.
+        self.boot_backoff = Backoff(base=self.backoff.base)
 
     async def _call(self, operation: str, fn: Callable[[], T]) -> T:
         started = time.perf_counter()
@@ -143,11 +147,25 @@ class InstrumentedDriver:
     def launch_allowance(self, want: int) -> int:
         """How many launches may start now: zero while backing off, else the rate limit."""
         now = self.clock()
-        if now < self.backoff.until:
+        if now < max(self.backoff.until, self.boot_backoff.until):
             return 0
         return self.bucket.take(want, now)
 
+    def pilots_failed_to_register(self) -> float:
+        """Pilots of this entry ended without registering: the wait before launching again."""
+        return self.boot_backoff.failed(self.clock(), self.rng)
+
+    def pilot_registered(self) -> None:
+        self.boot_backoff.succeeded()
+
     async def launch(self, batch: LaunchBatch) -> list[CloudPilot]:
+        if self.clock() < self.boot_backoff.until:
+            raise BackingOff(
+                f"launches at {self.entry} wait {self.boot_backoff.until - self.clock():.0f}s: "
+                f"{self.boot_backoff.failures} time(s) in a row its pilots ended without "
+                "registering",
+                entry=self.entry,
+            )
         if self.clock() < self.backoff.until:
             raise BackingOff(
                 f"launches at {self.entry} wait {self.backoff.until - self.clock():.0f}s after "

@@ -60,9 +60,17 @@ class HTCondorPool:
         self, collector: str, token: str | None = None, token_dir: Path | None = None
     ) -> None:
         self.collector_address = collector
+        # Said with every failure: a token with the wrong issuer or key fails as "failed
+        # communication", and the reader needs to know which identity was offered.
+        self.identity = ""
         folder = configure_client(token_dir)
         security = None
         if token:
+            claims = idtokens.claims(token)
+            self.identity = (
+                f" (offering a token for {claims.get('sub')} issued by {claims.get('iss')}: "
+                "is that the pool's TRUST_DOMAIN, and its signing key?)"
+            )
             _store_token(folder, collector, token)
             security = htcondor2.SecurityContext(token)
         try:
@@ -75,7 +83,7 @@ class HTCondorPool:
             ad = self._collector.locate(htcondor2.DaemonType.Schedd, name)
         except Exception as exc:
             raise CondorError(
-                f"cannot locate schedd {name!r} via {self.collector_address}: {exc}"
+                f"cannot locate schedd {name!r} via {self.collector_address}: {exc}" + self.identity
             ) from exc
         if ad is None:
             # The bindings answer None, and Schedd(None) would quietly mean "the local one".
@@ -100,7 +108,7 @@ class HTCondorPool:
                 )
             )
         except Exception as exc:
-            raise CondorError(f"query of schedd {schedd!r} failed: {exc}") from exc
+            raise CondorError(f"query of schedd {schedd!r} failed: {exc}{self.identity}") from exc
 
     def slot_ads(self, constraint: str, projection: Sequence[str]) -> list[classad2.ClassAd]:
         try:
@@ -110,4 +118,6 @@ class HTCondorPool:
                 )
             )
         except Exception as exc:
-            raise CondorError(f"query of collector {self.collector_address} failed: {exc}") from exc
+            raise CondorError(
+                f"query of collector {self.collector_address} failed: {exc}{self.identity}"
+            ) from exc

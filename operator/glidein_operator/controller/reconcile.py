@@ -31,6 +31,8 @@ from glidein_operator.controller import spending
 from glidein_operator.controller import status as st
 from glidein_operator.controller.runtime import Runtime
 from glidein_operator.credentials import idtokens, payloads
+from glidein_operator.money.ledger import parse_time
+from glidein_operator.pilot.lifecycle import refusal_in_console
 from glidein_operator.pilot.payload import PayloadError
 from glidein_operator.provisioning.eligibility import EntryRecord, candidates, credential_for
 from glidein_operator.provisioning.lifecycle import Reap, Timeouts, classify
@@ -229,6 +231,7 @@ async def reconcile(
         if p.request_uid == uid:
             by_entry.setdefault(p.entry, []).append((p, why))
     kept_logs: list[dict[str, Any]] = []
+    await _judge_unregistered(rt, uid, registered, listings, drivers, kept_logs, emit, now)
     for entry, items in by_entry.items():
         d = drivers[entry]
         for p, why in items:
@@ -241,11 +244,17 @@ async def reconcile(
                     except DriverError:
                         log = ""
                     kept_logs.append(st.pilot_log(p, why.value, log, now))
+                refused = refusal_in_console(log)
                 emit(
                     "Warning",
-                    "PilotStuck" if why is Reap.STUCK else "PilotFailed",
-                    f"pilot {p.pilot_id} at {entry} {why.value} ({p.raw_state}); console log "
-                    f"kept in .status.pilotLogs: {_tail(log, 3) or '(empty)'}",
+                    "PilotRefused"
+                    if refused
+                    else "PilotStuck"
+                    if why is Reap.STUCK
+                    else "PilotFailed",
+                    f"pilot {p.pilot_id} at {entry} {why.value} ({p.raw_state}); "
+                    + (f"the collector refused it: {refused}; " if refused else "")
+                    + f"console log kept in .status.pilotLogs: {_tail(log, 3) or '(empty)'}",
                 )
         try:
             await d.terminate([p for p, _ in items])
@@ -339,6 +348,12 @@ async def reconcile(
                 f"{d.last_error.reason}: {d.last_error}; launches back off after "
                 f"{d.backoff.failures} failure(s)"
             )
+        elif d.boot_backoff.failures and entry not in degraded:
+            degraded[entry] = (
+                f"PilotsNotRegistering: {d.boot_backoff.failures} time(s) in a row pilots "
+                "powered off without registering (their console logs are in "
+                ".status.pilotLogs); launches back off"
+            )
 
     # Report.
     status = st.request_status(result, classified.views, uid, stuck)
@@ -355,6 +370,20 @@ async def reconcile(
     logs = st.keep_pilot_logs(old_status.get("pilotLogs") or [], kept_logs)
     if logs:
         status["pilotLogs"] = logs
+    # Pilots the collector refused are not merely stuck: the pool said no, and why (a
+    # token's key or issuer, an identity its ALLOW lists do not admit). Said while the
+    # kept logs of the last registration timeout show it.
+    recent = now - timeouts.registration - REFUSAL_MEMORY
+    for kept in logs:
+        refused = refusal_in_console(str(kept.get("log", "")))
+        entry = str(kept.get("entry", ""))
+        known = degraded.get(entry, "PilotsNotRegistering")
+        if (
+            refused
+            and known.startswith("PilotsNotRegistering")
+            and parse_time(str(kept["at"])) >= recent
+        ):
+            degraded[entry] = f"PilotsRefused: the collector refused the pilots: {refused}"
     if schedd_error:
         conditions = st.set_condition(
             conditions, "Ready", "False", pool_reason, schedd_error, generation, now
@@ -503,6 +532,66 @@ async def _launch(
             "Normal",
             "ScaledUp",
             f"launched {len(started)} pilot(s) of {itype_name} at {cand.name} ({ep.bound_by})",
+        )
+
+
+# How long past the registration timeout a refusal in a kept pilot log still counts.
+REFUSAL_MEMORY = dt.timedelta(minutes=5)
+
+
+async def _judge_unregistered(
+    rt: Runtime,
+    uid: str,
+    registered: Mapping[str, Any] | None,
+    listings: Mapping[str, list[CloudPilot]],
+    drivers: Mapping[str, InstrumentedDriver],
+    kept_logs: list[dict[str, Any]],
+    emit: Emit,
+    now: dt.datetime,
+) -> None:
+    """Pilots that powered themselves off without ever registering (a token the pool
+    refuses, an image that does not boot) are not idle pilots that left: their console
+    says why, kept like a stuck pilot's, and launches at the entry back off until one of
+    its pilots registers. Judged once each, and only those that ended while this process
+    watched (it remembers which pilots it saw registered)."""
+    if registered is None:
+        return  # the collector was not read: nobody can be judged
+    seen = rt.registered_once.setdefault(uid, set())
+    seen |= set(registered)
+    for entry, listing in listings.items():
+        d = drivers[entry]
+        if any(p.pilot_id in registered for p in listing if p.request_uid == uid):
+            d.pilot_registered()
+        failed = [
+            p
+            for p in listing
+            if p.request_uid == uid
+            and p.shut_itself_down
+            and p.pilot_id not in seen
+            and p.cloud_id not in rt.judged
+            and p.ended_at is not None
+            and p.ended_at >= rt.started
+        ]
+        if not failed:
+            continue
+        rt.judged |= {p.cloud_id for p in failed}
+        wait = d.pilots_failed_to_register()
+        refused = ""
+        for p in failed:
+            if len(kept_logs) >= st.KEPT_PILOT_LOGS:
+                break
+            try:
+                log = await d.console_log(p)
+            except DriverError:
+                log = ""
+            refused = refused or (refusal_in_console(log) or "")
+            kept_logs.append(st.pilot_log(p, "ended without registering", log, now))
+        emit(
+            "Warning",
+            "PilotRefused" if refused else "PilotsNotRegistering",
+            f"{len(failed)} pilot(s) at {entry} powered off without registering"
+            + (f"; the collector refused them: {refused}" if refused else "")
+            + f"; launches there wait {wait:.0f}s; console logs kept in .status.pilotLogs",
         )
 
 

@@ -66,6 +66,16 @@ class Runtime:
     _query_tokens: dict[tuple[str, bytes], tuple[str, float]] = field(default_factory=dict)
     # Per request: the spot interruptions last announced (each is announced once).
     interruptions: dict[str, set[str]] = field(default_factory=dict)
+    # Per request: pilot ids seen registered by this process; cloud ids of pilots already
+    # judged for ending without registering (reconcile._judge_unregistered).
+    registered_once: dict[str, set[str]] = field(default_factory=dict)
+    judged: set[str] = field(default_factory=set)
+    started: dt.datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Whole seconds: clouds report end times to the second.
+        self.started = self.clock().replace(microsecond=0)
+
     _metrics: DriverMetrics | None = None
     _reconcile_metrics: ReconcileMetrics | None = None
 

@@ -55,6 +55,40 @@ def run(cmd: Sequence[str]) -> str:
     return subprocess.run(list(cmd), check=True, capture_output=True, text=True, timeout=60).stdout
 
 
+# What a startd logs when the collector will not take its ad (no token it accepts: wrong
+# key or issuer; or an identity the pool does not allow). The pilot repeats it in its
+# console with REFUSED, where the operator reads it when it reaps the pilot as stuck.
+REFUSAL_MARKS = (
+    "AUTHENTICATE:",
+    'Received "DENIED"',
+    "PERMISSION DENIED",
+    "failed, so aborting command UPDATE_STARTD_AD",
+)
+REFUSED = "the collector refused this pilot's ad: "
+# Of those, the ones about the credential itself: they do not pass with time.
+CREDENTIAL_REFUSALS = ("AUTHENTICATE:", "DENIED")
+
+
+def refusal(startd_log: str) -> str | None:
+    """Why the collector refused the startd, from its log: the last such line, without
+    its timestamp; None when nothing was refused."""
+    found = [line for line in startd_log.splitlines() if any(m in line for m in REFUSAL_MARKS)]
+    if not found:
+        return None
+    # Authentication and authorization errors say why; "aborting command" only that.
+    best = [line for line in found if "aborting command" not in line] or found
+    parts = best[-1].split(" ", 2)
+    return parts[2].strip() if len(parts) == 3 and "/" in parts[0] else best[-1].strip()
+
+
+def refusal_in_console(console: str) -> str | None:
+    """What a pilot said of the collector's refusal, from its console log."""
+    for line in reversed(console.splitlines()):
+        if REFUSED in line:
+            return line.split(REFUSED, 1)[1].strip()
+    return None
+
+
 class QueryError(RuntimeError):
     """The startd's slots could not be read this time."""
 
@@ -84,6 +118,7 @@ class Supervisor:
         startup_timeout: float = 600.0,
         max_failures: int = 5,
         master_exit: Callable[[], int | None] = lambda: None,
+        startd_log: Path | None = None,
     ) -> None:
         self.payload, self.state, self.runner, self.log = payload, state, runner, log
         self.shutdown_command = tuple(shutdown_command)
@@ -97,6 +132,8 @@ class Supervisor:
         self.fatal = False  # shut down because something broke, not by decision
         self.failures = 0  # failed queries in a row since it last answered
         self.powered_off: bool | None = None  # whether the shutdown command succeeded
+        self.startd_log = startd_log
+        self.refused = ""  # the collector's refusal, said once in the boot log
 
     def startd_address(self) -> str:
         """The startd's own address (its sinful string), from the file it writes once it
@@ -134,7 +171,35 @@ class Supervisor:
         self.address = address
         return any(line.strip() in BUSY_STATES for line in out.splitlines())
 
+    def check_refusal(self) -> bool:
+        """Say once in the boot log (the console) why the collector refuses the startd;
+        whether it is a refusal of the pilot's credential (not a passing failure)."""
+        if self.refused:
+            return False
+        try:
+            if self.startd_log is None:
+                path = self.runner(["condor_config_val", "STARTD_LOG"]).strip()
+                if not path:
+                    return False
+                self.startd_log = Path(path)
+            with self.startd_log.open("rb") as handle:
+                handle.seek(0, 2)
+                handle.seek(max(0, handle.tell() - 65536))
+                text = handle.read().decode("utf-8", errors="replace")
+        except (subprocess.SubprocessError, OSError):
+            return False  # no log yet (or no HTCondor tools): nothing to say
+        why = refusal(text)
+        if not why:
+            return False
+        self.refused = why
+        self.log(REFUSED + why)
+        return any(mark in why for mark in CREDENTIAL_REFUSALS)
+
     def tick(self, now: float) -> Action:
+        if self.check_refusal():
+            # A token the pool will not take (wrong key or issuer, an identity it does not
+            # admit) never will: waiting would only spend the machine's time.
+            return self.shutdown("the pool will not have this pilot (see above)", fatal=True)
         code = self.master_exit()
         if code is not None:
             if now >= self.state.boot + self.payload.lifetime:

@@ -101,6 +101,13 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "the startd's address file (default: condor_config_val STARTD_ADDRESS_FILE)",
         type=Path,
     )
+    opt(
+        "startd-log",
+        None,
+        "the startd's log, read for the collector's refusals (default: condor_config_val "
+        "STARTD_LOG)",
+        type=Path,
+    )
     opt("cgroup-root", str(slot.CGROUP_ROOT), "cgroup file system root", type=Path)
     opt(
         "machine-ad",
@@ -170,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         log=log,
         shutdown_command=shlex.split(args.shutdown_command),
         address_file=args.startd_address_file,
+        startd_log=args.startd_log,
         startup_timeout=args.startup_timeout,
         max_failures=args.max_query_failures,
         master_exit=master.poll,
