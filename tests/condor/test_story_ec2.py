@@ -116,11 +116,20 @@ def story(
     pool: CondorPool,
     spec: dict[str, Any] | None = None,
     pilot: dict[str, Any] | None = None,
+    broken_image: bool = False,
 ) -> Iterator[Story]:
     """One EC2 entry, a request on the real pool, the boot emulator and the operator
     process; all of it removed after (while the operator runs, so finalizers let go)."""
     entry, td, image = f"{namespace}-east", f"{namespace}-aws", f"{namespace}-img"
-    with Ec2Server() as ec2, Ec2BootEmulator(ec2, condor, condor_tmp / f"vms-{namespace}") as boot:
+    with (
+        Ec2Server() as ec2,
+        Ec2BootEmulator(
+            ec2,
+            condor,
+            condor_tmp / f"vms-{namespace}",
+            broken_images=frozenset({ec2.image_id()} if broken_image else ()),
+        ) as boot,
+    ):
         docs = [
             trust_domain(td, ["ec2-access-key"]),
             vm_image(image, [{"cloud": "ec2", "region": "us-east-1", "imageId": ec2.image_id()}]),
@@ -180,6 +189,10 @@ def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
             job(arguments="5", extra=['+Story = "ec2"', "job_machine_attrs = GLIDEIN_Entry_Name"]),
             JOBS,
         )
+        # A job no entry can run: it gets no pilot, and the request says why.
+        pool.submit(
+            job(arguments="1", requirements="TARGET.HAS_QUANTUM =?= true", extra=['+Story = "ec2"'])
+        )
         seen_running = 0
         first_running: float | None = None
 
@@ -206,6 +219,9 @@ def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
         # Every job ran, on a pilot of the entry the plan chose.
         assert rows == [["4", "0", s.entry]] * JOBS
         assert seen_running >= 1, "kubectl get greq never showed a running pilot"
+        unmatched = next(c for c in s.status()["conditions"] if c["type"] == "JobsUnmatched")
+        assert unmatched["status"] == "True"
+        assert "HAS_QUANTUM" in unmatched["message"]
 
         launched = s.ec2.instances()
         assert 1 <= len(launched) <= MAX_PILOTS
@@ -275,6 +291,36 @@ def test_pilots_the_collector_refuses_are_reaped_and_the_reason_is_said(
         ).stdout.split()
         assert "PilotRefused" in reasons
         print(f"\nrefusal as the operator says it: {message}")
+
+
+def test_an_image_that_does_not_boot_costs_one_launch_and_says_so(
+    cluster: Cluster,
+    namespace: str,
+    condor: CondorInstall,
+    condor_tmp: Path,
+    open_pool: CondorPool,
+) -> None:
+    pool = open_pool
+    with story(cluster, namespace, condor, condor_tmp, pool, broken_image=True) as s:
+        pool.submit(job(arguments="5", extra=['+Story = "ec2"']), 2)
+
+        def failing() -> str | None:
+            for c in s.status().get("conditions", []):
+                if c["type"] == "Degraded" and "PilotsNotRegistering" in c.get("message", ""):
+                    return str(c["message"])
+            return None
+
+        message = eventually(failing, 120, "a Degraded condition on the entry", interval=1)
+        assert len(s.ec2.instances()) <= 2  # the first launch's worth, then a back-off
+        logs = s.status().get("pilotLogs", [])
+        assert logs
+        assert {x["reason"] for x in logs} == {"ended without registering"}
+        assert all("Kernel panic" in x["log"] for x in logs)
+        reasons = s.cluster.kubectl(
+            "get", "events", "-n", s.namespace, "-o", "jsonpath={.items[*].reason}"
+        ).stdout.split()
+        assert "PilotsNotRegistering" in reasons
+        print(f"\nbroken image as the operator says it: {message}")
 
 
 def _diagnose(s: Story) -> None:

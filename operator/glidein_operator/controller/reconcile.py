@@ -410,6 +410,16 @@ async def reconcile(
     conditions = st.flag(
         conditions, "Degraded", degraded, ("EntryFailing", "AllEntriesHealthy"), generation, now
     )
+    # Idle jobs no entry can run get no pilot, whatever the demand: say which and why
+    # (what `glidein-operator plan` says), so a user does not wait for them.
+    unmatched = {
+        f"{u.cluster.count} job(s) of {u.cluster.cpus} cpu(s)/{u.cluster.memory_mb} MB "
+        f"at {u.cluster.schedd}": u.reason
+        for u in result.unmatched[:5]
+    }
+    conditions = st.flag(
+        conditions, "JobsUnmatched", unmatched, ("NoEntryCanRun", "AllJobsMatch"), generation, now
+    )
     blocked_now = {k: v for k, v in result.blocked.items() if k not in degraded}
     conditions = st.flag(
         conditions, "EntriesBlocked", blocked_now, ("EntryUnusable", "None"), generation, now

@@ -8,8 +8,9 @@ pointed at it through ``AWS_EC2_METADATA_SERVICE_ENDPOINT``, the AWS tools' stan
 override. What the pilot prints becomes the instance's console output. When the pilot
 powers the VM off, EC2 does what the instance was launched for: terminate (the operator's
 InstanceInitiatedShutdownBehavior) or stop. Terminating an instance pulls the VM's plug.
-Bounded: at most ``max_vms`` VMs at once, each at most ``max_seconds``; every socket on
-127.0.0.1.
+Images listed in ``broken_images`` do not boot the pilot: the machine prints a kernel
+panic and powers itself off, as a VM from a bad image does. Bounded: at most ``max_vms``
+VMs at once, each at most ``max_seconds``; every socket on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class Ec2BootEmulator:
     max_seconds: float = 1800.0
     interval: float = 0.5
     pilot_args: tuple[str, ...] = ("--interval", "2")
+    broken_images: frozenset[str] = frozenset()
     vms: dict[str, Vm] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -154,11 +156,14 @@ class Ec2BootEmulator:
         user_data = base64.b64decode(str(inst["userData"]) or "")
         imds = Imds(iid, int(str(inst["launchIndex"])), user_data)
         machine = PilotMachine(self.install, self.folder / iid, iid)
-        machine.boot(
-            None,
-            extra_args=self.pilot_args,
-            env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url},
-        )
+        if str(inst.get("imageId")) in self.broken_images:
+            machine.crash_at_boot("Kernel panic - not syncing: VFS: Unable to mount root fs")
+        else:
+            machine.boot(
+                None,
+                extra_args=self.pilot_args,
+                env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url},
+            )
         return Vm(iid, machine, imds, time.monotonic())
 
     def _publish_console(self, vm: Vm) -> None:

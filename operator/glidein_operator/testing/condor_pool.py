@@ -642,6 +642,16 @@ use security:recommended
         )
         return self.process
 
+    def crash_at_boot(self, message: str) -> None:
+        """A machine whose image does not get as far as the pilot: it prints ``message``
+        on its console and powers itself off."""
+        self.prepare()
+        self.boot_log.write_text(message + "\n")
+        script = self.shutdown_script()
+        self.process = subprocess.Popen(
+            ["/bin/sh", "-c", f"sleep 1; {script}"], start_new_session=True
+        )
+
     def start_startd(self, collector: str, token: str, trust_domain: str) -> None:
         """A bare master + startd joining ``collector`` with ``token`` and nothing else (no
         pilot): for checking what a collector accepts."""

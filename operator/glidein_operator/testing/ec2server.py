@@ -282,6 +282,7 @@ def _instances() -> list[dict[str, Any]]:
                 "region": region,
                 "state": inst.state,
                 "launchIndex": int(inst.ami_launch_index),
+                "imageId": inst.image_id,
                 "userData": str(data or ""),
                 "shutdownBehavior": inst.instance_initiated_shutdown_behavior,
             }
