@@ -357,6 +357,7 @@ def run_simulated(timeout: float, console: Console, waves: int) -> dict[str, Any
 
 
 def print_summary(console: Console, summary: dict[str, Any]) -> None:
+    console.print()
     t = Table(title="Demo summary", title_justify="left", show_header=False)
     t.add_column("what")
     t.add_column("value", justify="right")

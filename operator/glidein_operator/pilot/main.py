@@ -77,6 +77,22 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         f"instance metadata service (EC2, OpenStack; default ${sources.METADATA_ENV}, "
         f"else {sources.METADATA_URL})",
     )
+    opt(
+        "context-file",
+        None,
+        "OpenNebula's context.sh (default: the first of "
+        + ", ".join(str(c) for c in sources.CONTEXT_PATHS)
+        + " that exists)",
+        type=Path,
+    )
+    opt(
+        "config-drive",
+        None,
+        "an OpenStack config drive's mount point (default: the first of "
+        + ", ".join(str(c) for c in sources.CONFIG_DRIVE_PATHS)
+        + " that holds openstack/latest/user_data)",
+        type=Path,
+    )
     opt("config-dir", "/etc/condor/config.d", "where the HTCondor configuration goes", type=Path)
     opt("token-dir", "/etc/condor/tokens.d", "where the pool token goes", type=Path)
     opt("log", str(BOOT_LOG), "boot log file", type=Path)
@@ -126,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     log = BootLog(args.log)
     boot = int(time.time())
     try:
-        ctx = sources.discover(metadata_url=args.metadata_url)
+        ctx = sources.discover(
+            metadata_url=args.metadata_url,
+            context_paths=(args.context_file,) if args.context_file else sources.CONTEXT_PATHS,
+            config_drives=(args.config_drive,) if args.config_drive else sources.CONFIG_DRIVE_PATHS,
+        )
         payload = decode(ctx.raw, time.time())
     except (sources.SourceError, PayloadError) as exc:
         log(f"FATAL: {exc}")

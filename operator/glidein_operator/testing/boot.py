@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, Self
 
 from glidein_operator.testing.condor_pool import CondorInstall, PilotMachine
 from glidein_operator.testing.ec2server import Ec2Server
@@ -77,17 +78,29 @@ class Imds:
 class Vm:
     instance_id: str
     machine: PilotMachine
-    imds: Imds
     booted: float
+    service: Imds | None = None  # the metadata service it reads, if any
     console: str = ""
     gone: bool = False
 
 
 @dataclass
-class Ec2BootEmulator:
-    """Boots a VM for every running instance of ``ec2``, in a thread, until stopped."""
+class Machine:
+    """One instance as its hypervisor sees it: running or not, and what to boot it with."""
 
-    ec2: Ec2Server
+    key: str
+    running: bool
+    info: dict[str, Any]
+
+
+@dataclass
+class BootEmulator:
+    """The loop every cloud's emulator shares: boot a VM for each instance that reaches
+    running, publish its console, map its power-off to the cloud, pull the plug when the
+    cloud ends it, and keep within ``max_vms`` and ``max_seconds``. Subclasses say how to
+    see the cloud's machines (``machines``), boot one (``boot``), what the cloud does when
+    one powers itself off (``powered_off``) and how its console is published."""
+
     install: CondorInstall
     folder: Path
     max_vms: int = 40
@@ -100,10 +113,10 @@ class Ec2BootEmulator:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def start(self) -> Ec2BootEmulator:
+    def start(self) -> Self:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o755)
-        self._thread = threading.Thread(target=self._run, name="ec2-boot", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="boot", daemon=True)
         self._thread.start()
         return self
 
@@ -114,7 +127,7 @@ class Ec2BootEmulator:
         for vm in self.vms.values():
             self._power_cut(vm)
 
-    def __enter__(self) -> Ec2BootEmulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -133,50 +146,87 @@ class Ec2BootEmulator:
 
     def tick(self) -> None:
         now = time.monotonic()
-        for inst in self.ec2.instances():
-            vm = self.vms.get(inst["id"])
-            if vm is None:
-                if inst["state"] == "running" and len(self.alive) < self.max_vms:
-                    self.vms[inst["id"]] = self._boot(inst)
-                continue
+        seen: dict[str, Machine] = {}
+        for m in self.machines():
+            seen[m.key] = m
+            if m.key not in self.vms and m.running and len(self.alive) < self.max_vms:
+                self.vms[m.key] = self.boot(m)
+        for key, vm in list(self.vms.items()):
             if vm.gone:
                 continue
-            self._publish_console(vm)
-            if inst["state"] not in ("pending", "running"):
-                self._power_cut(vm)  # terminated or stopped from outside
+            self.publish_console(vm)
+            found = seen.get(key)
+            if found is None or not found.running:
+                self._power_cut(vm)  # ended (or stopped) from outside
             elif vm.machine.powered_off:
                 self._power_cut(vm)
-                self.ec2.shutdown(vm.instance_id)
+                self.powered_off(vm)
             elif now - vm.booted > self.max_seconds:
                 self._power_cut(vm)
-                self.errors.append(f"{vm.instance_id} ran past {self.max_seconds:.0f}s")
+                self.errors.append(f"{key} ran past {self.max_seconds:.0f}s")
 
-    def _boot(self, inst: dict[str, object]) -> Vm:
-        iid = str(inst["id"])
-        user_data = base64.b64decode(str(inst["userData"]) or "")
-        imds = Imds(iid, int(str(inst["launchIndex"])), user_data)
-        machine = PilotMachine(self.install, self.folder / iid, iid)
-        if str(inst.get("imageId")) in self.broken_images:
-            machine.crash_at_boot("Kernel panic - not syncing: VFS: Unable to mount root fs")
+    def boot_pilot(
+        self,
+        vm: Vm,
+        image: str,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> Vm:
+        """Start the real pilot on ``vm`` (or, from a broken image, a boot that panics)."""
+        if image in self.broken_images:
+            vm.machine.crash_at_boot("Kernel panic - not syncing: VFS: Unable to mount root fs")
         else:
-            machine.boot(
-                None,
-                extra_args=self.pilot_args,
-                env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url},
-            )
-        return Vm(iid, machine, imds, time.monotonic())
+            vm.machine.boot(None, extra_args=(*self.pilot_args, *extra_args), env=env)
+        return vm
 
-    def _publish_console(self, vm: Vm) -> None:
-        with contextlib.suppress(OSError):
-            text = vm.machine.boot_log.read_text(errors="replace")
-            if text != vm.console:
-                self.ec2.set_console(vm.instance_id, text)
-                vm.console = text
+    def machines(self) -> list[Machine]:
+        raise NotImplementedError
+
+    def boot(self, m: Machine) -> Vm:
+        raise NotImplementedError
+
+    def powered_off(self, vm: Vm) -> None:
+        """What the cloud does when the machine powers itself off."""
+        raise NotImplementedError
+
+    def publish_console(self, vm: Vm) -> None:
+        """Make what the machine printed its console output (where the cloud keeps one)."""
 
     def _power_cut(self, vm: Vm) -> None:
         if vm.gone:
             return
         vm.gone = True
-        self._publish_console(vm)
+        self.publish_console(vm)
         vm.machine.stop()
-        vm.imds.stop()
+        if vm.service:
+            vm.service.stop()
+
+
+class Ec2BootEmulator(BootEmulator):
+    """EC2: IMDSv2 per VM; power-off terminates or stops as the instance was launched."""
+
+    def __init__(self, ec2: Ec2Server, install: CondorInstall, folder: Path, **kw: Any) -> None:
+        super().__init__(install, folder, **kw)
+        self.ec2 = ec2
+
+    def machines(self) -> list[Machine]:
+        return [Machine(str(i["id"]), i["state"] == "running", i) for i in self.ec2.instances()]
+
+    def boot(self, m: Machine) -> Vm:
+        user_data = base64.b64decode(str(m.info["userData"]) or "")
+        imds = Imds(m.key, int(str(m.info["launchIndex"])), user_data)
+        machine = PilotMachine(self.install, self.folder / m.key, m.key)
+        vm = Vm(m.key, machine, time.monotonic(), imds)
+        return self.boot_pilot(
+            vm, str(m.info.get("imageId")), env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}
+        )
+
+    def powered_off(self, vm: Vm) -> None:
+        self.ec2.shutdown(vm.instance_id)
+
+    def publish_console(self, vm: Vm) -> None:
+        with contextlib.suppress(OSError):
+            text = vm.machine.boot_log.read_text(errors="replace")
+            if text != vm.console:
+                self.ec2.set_console(vm.instance_id, text)
+                vm.console = text

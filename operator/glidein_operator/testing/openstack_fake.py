@@ -127,6 +127,12 @@ class FakeOpenStack:
         with self.state.lock:
             self.state.faults.append(Fault(method, pattern, status, body, times))
 
+    def set_console(self, server_id: str, text: str) -> None:
+        """What os-getConsoleOutput answers for this server from now on (a VM's console)."""
+        with self.state.lock:
+            if server_id in self.state.servers:
+                self.state.servers[server_id]["_console"] = text
+
     def shut_off(self, server_id: str) -> None:
         with self.state.lock:
             self.state.servers[server_id]["status"] = "SHUTOFF"
@@ -393,7 +399,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(204)
             if method == "POST" and action:
                 if "os-getConsoleOutput" in body:
-                    return self._send(200, {"output": server["_console"]})
+                    # Nova's length: that many lines from the end (all without it).
+                    length = (body["os-getConsoleOutput"] or {}).get("length")
+                    lines = str(server["_console"]).splitlines(keepends=True)
+                    tail = lines[-int(length) :] if length else lines
+                    return self._send(200, {"output": "".join(tail)})
                 return self._send(202)
         return self._send(404, {"itemNotFound": {"code": 404, "message": f"no route {path}"}})
 
@@ -455,6 +465,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "addresses": {},
                     "links": [],
                     "config_drive": "True" if req.get("config_drive") else "",
+                    # Nova (2.3+) shows it to admins in base64; the boot emulator reads it.
+                    "OS-EXT-SRV-ATTR:user_data": req.get("user_data") or None,
                     "OS-EXT-SRV-ATTR:reservation_id": reservation,
                     "OS-EXT-SRV-ATTR:launch_index": n - 1,
                     "_console": f"[fake-nova] booting {name}\ncloud-init: user data {len(req.get('user_data') or '')} bytes\n",

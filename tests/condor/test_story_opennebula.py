@@ -1,0 +1,257 @@
+"""The story on OpenNebula, real: jobs on a real schedd, the operator (its own process, a
+real kube-apiserver) instantiates VMs on the OpenNebula double, each boots the real pilot
+from its context disk (testing/boot_opennebula), which joins the real pool with the
+operator's token, posts its boot log through OneGate, runs the jobs, goes idle and powers
+off; the VM sits in POWEROFF (OpenNebula has no terminate-on-shutdown) until the
+operator reaps it, and nothing is left."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from glidein_operator.api.cloudentry import OpenNebulaSettings
+from glidein_operator.clouds.opennebula import OpenNebulaDriver
+from glidein_operator.testing.boot_opennebula import OpenNebulaBootEmulator
+from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
+from glidein_operator.testing.opennebula_fake import FakeOpenNebula
+from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
+from tests.condor.support import eventually
+from tests.condor.test_story_ec2 import story_pool  # noqa: F401  (the fixture)
+from tests.conftest import Cluster
+from tests.integration.process_world import OperatorProcess
+
+pytestmark = pytest.mark.integration
+
+JOBS = 4
+MAX_PILOTS = 4
+USER, PASSWORD = "glidein", "secret"
+IMAGE_ID = "1342"  # the fake's image
+TEMPLATE_ID = 42  # the fake's VM template
+
+
+@dataclass
+class OneStory:
+    cluster: Cluster
+    namespace: str
+    pool: CondorPool
+    one: FakeOpenNebula
+    boot: OpenNebulaBootEmulator
+    operator: OperatorProcess
+    operator_id: str
+    entry: str
+
+    def status(self) -> dict[str, Any]:
+        out = self.cluster.kubectl("get", "greq", "vo", "-n", self.namespace, "-o", "json")
+        return dict(json.loads(out.stdout).get("status", {}))
+
+    def driver(self) -> OpenNebulaDriver:
+        """The operator's own driver for the entry, to read what it reads."""
+        return OpenNebulaDriver(
+            self.entry,
+            OpenNebulaSettings(endpoint=self.one.endpoint, templateId=TEMPLATE_ID),
+            username=USER,
+            password=PASSWORD,
+            operator_id=self.operator_id,
+        )
+
+
+def _request(ns: str, pool: CondorPool, entry: str, td: str) -> list[Any]:
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "one", "namespace": ns},
+            "stringData": {"username": USER, "password": PASSWORD},
+        },
+        {
+            # The POOL file as the collector wrote it: binary, as --from-file keeps it.
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "pool-key", "namespace": ns},
+            "data": {"signingKey": base64.b64encode(pool.signing_key()).decode()},
+        },
+        {
+            "apiVersion": G,
+            "kind": "GlideinRequest",
+            "metadata": {"name": "vo", "namespace": ns},
+            "spec": {
+                "collector": pool.collector,
+                "schedds": [{"name": pool.schedd_name}],
+                "jobConstraint": 'Story =?= "opennebula"',
+                "entries": {"names": [entry]},
+                "credentials": [
+                    {
+                        "trustDomain": td,
+                        "type": "opennebula-user-password",
+                        "secretRef": {"name": "one"},
+                    }
+                ],
+                "pilot": {
+                    "tokenSecretRef": {"name": "pool-key"},
+                    "idleTimeout": "20s",
+                    "registrationTimeout": "3m",
+                    "lifetime": "2h",
+                    "retireBeforeEnd": "10m",
+                },
+                "limits": {"maxPilots": MAX_PILOTS, "maxIdlePilots": MAX_PILOTS},
+            },
+        },
+    ]
+
+
+@contextmanager
+def one_story(
+    cluster: Cluster, namespace: str, condor: CondorInstall, condor_tmp: Path, pool: CondorPool
+) -> Iterator[OneStory]:
+    """One OpenNebula entry (1-cpu instances), a request on the real pool, the boot
+    emulator and the operator process; all of it removed after (while the operator runs,
+    so finalizers let go)."""
+    entry, td, image = f"{namespace}-one", f"{namespace}-onetd", f"{namespace}-oneimg"
+    operator_id = f"story-{namespace}"
+    with (
+        FakeOpenNebula(users={USER: PASSWORD}) as one,
+        OpenNebulaBootEmulator(one, condor, condor_tmp / f"one-vms-{namespace}") as boot,
+    ):
+        docs = [
+            trust_domain(td, ["opennebula-user-password"]),
+            vm_image(image, [{"cloud": "opennebula", "region": "default", "imageId": IMAGE_ID}]),
+            cloud_entry(
+                entry,
+                {
+                    "type": "opennebula",
+                    "trustDomain": td,
+                    "site": "NEBULA",
+                    "vmImage": image,
+                    "opennebula": {"endpoint": one.endpoint, "templateId": TEMPLATE_ID},
+                    "instanceTypes": [
+                        {"name": "one.small", "cpus": 1, "memory": "2Gi", "disk": "10Gi"}
+                    ],
+                    "limits": {"maxPilots": 10},
+                },
+            ),
+            *_request(namespace, pool, entry, td),
+        ]
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+        operator = OperatorProcess(
+            {
+                **os.environ,
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "GLIDEIN_OPERATOR_ID": operator_id,
+                "GLIDEIN_RECONCILE_INTERVAL": "1",
+                "GLIDEIN_CREDENTIAL_DIR": str(condor_tmp / f"creds-{namespace}"),
+            },
+            condor_tmp / f"operator-{namespace}.log",
+        )
+        operator.start()
+        s = OneStory(cluster, namespace, pool, one, boot, operator, operator_id, entry)
+        try:
+            yield s
+        except BaseException:
+            _diagnose(s)
+            raise
+        finally:
+            for kind, name, ns in (
+                ("greq", "vo", namespace),
+                ("cloudentry", entry, None),
+                ("vmimage", image, None),
+                ("trustdomain", td, None),
+            ):
+                where = ["-n", ns] if ns else []
+                cluster.kubectl("delete", kind, name, *where, "--timeout=60s", check=False)
+            operator.stop()
+
+
+def test_jobs_run_on_opennebula_pilots_which_power_off_and_are_reaped(
+    cluster: Cluster,
+    namespace: str,
+    condor: CondorInstall,
+    condor_tmp: Path,
+    story_pool: CondorPool,  # noqa: F811
+) -> None:
+    pool = story_pool
+    with one_story(cluster, namespace, condor, condor_tmp, pool) as s:
+        t0 = time.monotonic()
+        cluster_id = pool.submit(
+            job(
+                arguments="5",
+                extra=['+Story = "opennebula"', "job_machine_attrs = GLIDEIN_Entry_Name"],
+            ),
+            JOBS,
+        )
+        first_running: float | None = None
+
+        def all_done() -> bool:
+            nonlocal first_running
+            out = pool.tool("condor_history", str(cluster_id), "-af", "JobStatus").stdout.split()
+            q = pool.tool("condor_q", str(cluster_id), "-af", "JobStatus").stdout.split()
+            if first_running is None and ("2" in q or out):
+                first_running = time.monotonic() - t0
+            return len(out) == JOBS
+
+        eventually(all_done, 180, f"{JOBS} jobs done", interval=2)
+        all_done_after = time.monotonic() - t0
+        history = pool.tool(
+            "condor_history",
+            str(cluster_id),
+            "-af",
+            "JobStatus",
+            "ExitCode",
+            "MachineAttrGLIDEIN_Entry_Name0",
+        ).stdout.split("\n")
+        rows = [line.split() for line in history if line.strip()]
+        # Every job ran, on a pilot of the OpenNebula entry.
+        assert rows == [["4", "0", s.entry]] * JOBS
+
+        launched = sorted(s.one.vms)
+        assert 1 <= len(launched) <= MAX_PILOTS
+        assert (
+            sorted(int(k) for k in s.boot.vms) == launched
+        )  # every VM the operator made booted a pilot
+        # Each pilot found its payload on the context disk and said so through OneGate;
+        # the operator's driver reads it back as the VM's console.
+        driver = s.driver()
+        pilots = driver.list_pilots()
+        assert sorted(int(p.cloud_id) for p in pilots) == launched
+        for p in pilots:
+            console = driver.console_log(p)
+            assert "from opennebula-context" in console, console
+            assert f"pilot {p.pilot_id}," in console, console
+        # Idle pilots power off: the VMs go POWEROFF, and the operator reaps them.
+        eventually(lambda: s.one.live() == [], 120, "no VM left alive", interval=1)
+        reaped_after = time.monotonic() - t0
+        assert s.boot.errors == []
+        assert all(vm.machine.powered_off for vm in s.boot.vms.values())
+        assert s.one.calls["vm.action"] >= len(launched)  # terminated by the operator
+        print(
+            f"\nOpenNebula story: first job running after {first_running:.1f}s, all {JOBS} "
+            f"done after {all_done_after:.1f}s, {len(launched)} pilots launched "
+            f"(max {MAX_PILOTS}), every VM powered off and reaped after {reaped_after:.1f}s"
+        )
+
+
+def _diagnose(s: OneStory) -> None:
+    """What a reader of a failed run needs: the request's status, the operator's last
+    words, the VMs, and each VM's boot log."""
+    print(
+        s.cluster.kubectl("get", "greq", "vo", "-n", s.namespace, "-o", "yaml", check=False).stdout
+    )
+    print("--- operator log (tail)")
+    print("\n".join(s.operator.log.read_text(errors="replace").splitlines()[-60:]))
+    print("--- VMs", [(v.id, v.name, v.state, v.lcm_state) for v in s.one.vms.values()])
+    print("--- boot emulator errors", s.boot.errors)
+    for vm in s.boot.vms.values():
+        print(vm.machine.logs()[-3000:])
+        pilot_out = vm.machine.folder / "pilot.out"
+        if pilot_out.exists():
+            print(pilot_out.read_text(errors="replace")[-1500:])

@@ -1,0 +1,249 @@
+"""The story on OpenStack, real: jobs on a real schedd, the operator (its own process, a
+real kube-apiserver) creates servers on the Nova fake, each boots the real pilot (boot
+emulator: the payload from Nova's metadata service or the config drive), which joins the
+real pool, runs the jobs, goes idle and powers off; the server goes SHUTOFF and stays, as
+on OpenStack, and the operator deletes it and its batch's key pair: nothing is left."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from glidein_operator.api.cloudentry import OpenStackSettings
+from glidein_operator.clouds.base import PilotState
+from glidein_operator.clouds.openstack import OpenStackDriver
+from glidein_operator.provisioning.lifecycle import Reap
+from glidein_operator.testing.boot_openstack import OpenStackBootEmulator
+from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
+from glidein_operator.testing.openstack_fake import FakeOpenStack
+from glidein_operator.testing.resources import cloud_entry, trust_domain, vm_image
+from tests.condor.support import eventually
+from tests.condor.test_story_ec2 import _request, story_pool  # noqa: F401 (a fixture)
+from tests.conftest import Cluster
+from tests.integration.process_world import OperatorProcess
+
+pytestmark = pytest.mark.integration
+
+JOBS = 4
+MAX_PILOTS = 4
+FLAVOR = "g1.small"  # one vcpu
+CREDENTIALS = {"username": "glidein", "password": "secret"}
+
+
+@dataclass
+class OpenStackStory:
+    cluster: Cluster
+    namespace: str
+    pool: CondorPool
+    nova: FakeOpenStack
+    boot: OpenStackBootEmulator
+    operator: OpenStackDriver
+    process: OperatorProcess
+    entry: str
+
+    def status(self) -> dict[str, Any]:
+        out = self.cluster.kubectl("get", "greq", "vo", "-n", self.namespace, "-o", "json")
+        return dict(json.loads(out.stdout).get("status", {}))
+
+    def servers(self) -> list[dict[str, Any]]:
+        with self.nova.state.lock:
+            return [dict(s) for s in self.nova.state.servers.values()]
+
+    def key_pairs(self) -> list[str]:
+        with self.nova.state.lock:
+            return sorted(self.nova.state.keypairs)
+
+
+@contextmanager
+def openstack_story(
+    cluster: Cluster, namespace: str, condor: CondorInstall, condor_tmp: Path, pool: CondorPool
+) -> Iterator[OpenStackStory]:
+    """One OpenStack entry (with a config drive), a request on the real pool, the boot
+    emulator and the operator process; all of it removed after, while the operator runs."""
+    entry, td, image = f"{namespace}-nova", f"{namespace}-os", f"{namespace}-img"
+    operator_id = f"story-{namespace}"
+    with (
+        FakeOpenStack() as nova,
+        OpenStackBootEmulator(nova, condor, condor_tmp / f"vms-{namespace}") as boot,
+    ):
+        nova.add_flavor(FLAVOR, 1, 2048, 20)
+        settings = {
+            "authUrl": nova.auth_url,
+            "region": "RegionOne",
+            "projectName": nova.state.project,
+            "configDrive": True,
+        }
+        request = _request(namespace, pool, entry, td, {})
+        request[0]["stringData"] = CREDENTIALS  # the Secret the request names
+        spec = request[-1]["spec"]
+        spec["jobConstraint"] = 'Story =?= "openstack"'
+        spec["credentials"][0]["type"] = "openstack-password"
+        docs = [
+            trust_domain(td, ["openstack-password"]),
+            vm_image(
+                image, [{"cloud": "openstack", "region": "RegionOne", "imageId": nova.image_id}]
+            ),
+            cloud_entry(
+                entry,
+                {
+                    "type": "openstack",
+                    "trustDomain": td,
+                    "site": "NOVA",
+                    "vmImage": image,
+                    "openstack": settings,
+                    "instanceTypes": [{"name": FLAVOR, "cpus": 1, "memory": "2Gi", "disk": "10Gi"}],
+                    "limits": {"maxPilots": 10},
+                },
+            ),
+            *request,
+        ]
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+        process = OperatorProcess(
+            {
+                **os.environ,
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "GLIDEIN_OPERATOR_ID": operator_id,
+                "GLIDEIN_RECONCILE_INTERVAL": "1",
+                "GLIDEIN_CREDENTIAL_DIR": str(condor_tmp / f"creds-{namespace}"),
+            },
+            condor_tmp / f"operator-{namespace}.log",
+        )
+        process.start()
+        # The operator's own driver, as the test reads the cloud (console output).
+        driver = OpenStackDriver(
+            entry,
+            OpenStackSettings.model_validate(settings),
+            credentials=CREDENTIALS,
+            operator_id=operator_id,
+        )
+        s = OpenStackStory(cluster, namespace, pool, nova, boot, driver, process, entry)
+        try:
+            yield s
+        except BaseException:
+            _diagnose(s)
+            raise
+        finally:
+            for kind, name, ns in (
+                ("greq", "vo", namespace),
+                ("cloudentry", entry, None),
+                ("vmimage", image, None),
+                ("trustdomain", td, None),
+            ):
+                where = ["-n", ns] if ns else []
+                cluster.kubectl("delete", kind, name, *where, "--timeout=60s", check=False)
+            process.stop()
+
+
+def test_jobs_run_on_openstack_pilots_which_shut_off_and_are_reaped(
+    cluster: Cluster,
+    namespace: str,
+    condor: CondorInstall,
+    condor_tmp: Path,
+    story_pool: CondorPool,  # noqa: F811 (the fixture imported above)
+) -> None:
+    pool = story_pool
+    with openstack_story(cluster, namespace, condor, condor_tmp, pool) as s:
+        t0 = time.monotonic()
+        cluster_id = pool.submit(
+            job(
+                arguments="5",
+                extra=['+Story = "openstack"', "job_machine_attrs = GLIDEIN_Entry_Name"],
+            ),
+            JOBS,
+        )
+        first_running: float | None = None
+        console = ""
+
+        def all_done() -> bool:
+            nonlocal first_running, console
+            out = pool.tool("condor_history", str(cluster_id), "-af", "JobStatus").stdout.split()
+            q = pool.tool("condor_q", str(cluster_id), "-af", "JobStatus").stdout.split()
+            if first_running is None and ("2" in q or out):
+                first_running = time.monotonic() - t0
+            if not console:  # a running pilot's console, through the operator's driver
+                running = [p for p in s.operator.list_pilots() if p.state is PilotState.RUNNING]
+                for p in running:
+                    text = s.operator.console_log(p)
+                    if "glidein-pilot: payload" in text:
+                        console = text
+            return len(out) == JOBS
+
+        eventually(all_done, 240, f"{JOBS} jobs done", interval=2)
+        all_done_after = time.monotonic() - t0
+        history = pool.tool(
+            "condor_history",
+            str(cluster_id),
+            "-af",
+            "JobStatus",
+            "ExitCode",
+            "MachineAttrGLIDEIN_Entry_Name0",
+        ).stdout.split("\n")
+        rows = [line.split() for line in history if line.strip()]
+        # Every job ran, on a pilot of the OpenStack entry.
+        assert rows == [["4", "0", s.entry]] * JOBS
+        # The VM's boot log is the server's console output, as the operator reads it.
+        assert "[fake-nova] booting glidein-" in console
+        assert "glidein-pilot: payload v" in console
+
+        launched = len(s.boot.vms)
+        assert 1 <= launched <= MAX_PILOTS
+        assert launched == len({vm.machine.name for vm in s.boot.vms.values()})
+        # Each pilot found its payload where it was pointed: Nova's metadata service, or
+        # (every other server) the config drive.
+        logs = {sid: vm.machine.boot_log.read_text() for sid, vm in s.boot.vms.items()}
+        for sid, where in s.boot.sources.items():
+            source = {"metadata": "openstack-metadata", "drive": "openstack-config-drive"}[where]
+            assert f"from {source}: pilot " in logs[sid], logs[sid]
+        if launched >= 2:
+            assert set(s.boot.sources.values()) == {"metadata", "drive"}
+
+        # Idle pilots power off; their servers go SHUTOFF and the operator deletes them,
+        # and each batch's key pair with its last server.
+        eventually(lambda: s.servers() == [], 150, "every server reaped", interval=1)
+        eventually(lambda: s.key_pairs() == [], 60, "no key pair left", interval=1)
+        assert all(vm.machine.powered_off for vm in s.boot.vms.values())
+        # Each server went SHUTOFF by its pilot's power-off, and was reaped as such.
+        assert sorted(s.boot.shut_off) == sorted(s.boot.vms)
+        reaped = s.cluster.kubectl(
+            "get",
+            "events",
+            "-n",
+            s.namespace,
+            "--field-selector",
+            "reason=Reaped",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ).stdout
+        assert "stopped without terminating" in reaped
+        assert not any(r.value in reaped for r in Reap if r is not Reap.SHUTDOWN), reaped
+        assert s.boot.errors == []
+        calls = s.nova.calls()
+        assert calls.get("DELETE /compute/v2.1/servers/{id}", 0) >= launched
+        print(
+            f"\nOpenStack story: first job running after {first_running:.1f}s, all {JOBS} done "
+            f"after {all_done_after:.1f}s, {launched} pilots launched (max {MAX_PILOTS}; "
+            f"payload from {sorted(s.boot.sources.values())})"
+        )
+
+
+def _diagnose(s: OpenStackStory) -> None:
+    """What a reader of a failed run needs: the request's status, the operator's last
+    words, the servers, and each VM's boot log."""
+    print(
+        s.cluster.kubectl("get", "greq", "vo", "-n", s.namespace, "-o", "yaml", check=False).stdout
+    )
+    print("--- operator log (tail)")
+    print("\n".join(s.process.log.read_text(errors="replace").splitlines()[-60:]))
+    print("--- servers", [(x["name"], x["status"]) for x in s.servers()], s.key_pairs())
+    print("--- boot emulator errors", s.boot.errors)
+    for vm in s.boot.vms.values():
+        print(vm.machine.logs()[-3000:])
