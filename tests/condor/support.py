@@ -1,14 +1,22 @@
 """Helpers for the HTCondor tier: polling with a deadline (daemons answer in their own
-time), the operator's own token."""
+time), the operator's own token, the operator process over a story's resources."""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
 
 from glidein_operator.credentials import idtokens
 from glidein_operator.testing.condor_pool import CondorPool
+from glidein_operator.testing.resources import G
+from tests.conftest import Cluster
+from tests.integration.process_world import OperatorProcess
 
 T = TypeVar("T")
 
@@ -37,3 +45,39 @@ def operator_token(pool: CondorPool) -> str:
         now=int(time.time()),
         scope="condor:/READ",
     )
+
+
+def story_operator_id(namespace: str) -> str:
+    return f"story-{namespace}"
+
+
+@contextmanager
+def operator_on(
+    cluster: Cluster, namespace: str, condor_tmp: Path, docs: list[dict[str, Any]]
+) -> Iterator[OperatorProcess]:
+    """Apply ``docs`` and run the operator as its own process. On the way out every
+    resource of ours among them is deleted while the operator still runs (so its
+    finalizers let go: other tests count what is in the session's cluster), then it stops."""
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    operator = OperatorProcess(
+        {
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "GLIDEIN_OPERATOR_ID": story_operator_id(namespace),
+            "GLIDEIN_RECONCILE_INTERVAL": "1",
+            "GLIDEIN_CREDENTIAL_DIR": str(condor_tmp / f"creds-{namespace}"),
+        },
+        condor_tmp / f"operator-{namespace}.log",
+    )
+    operator.start()
+    try:
+        yield operator
+    finally:
+        for doc in reversed(docs):
+            if doc.get("apiVersion") != G:
+                continue  # Secrets go with the namespace
+            meta = doc["metadata"]
+            where = ["-n", meta["namespace"]] if meta.get("namespace") else []
+            kind = doc["kind"].lower()
+            cluster.kubectl("delete", kind, meta["name"], *where, "--timeout=60s", check=False)
+        operator.stop()

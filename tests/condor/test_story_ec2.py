@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from glidein_operator.testing.boot import Ec2BootEmulator
 from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
 from glidein_operator.testing.ec2server import Ec2Server
 from glidein_operator.testing.resources import G, ec2_entry, trust_domain, vm_image
-from tests.condor.support import eventually
+from tests.condor.support import eventually, operator_on
 from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
 
@@ -145,34 +143,13 @@ def story(
             *_request(namespace, pool, entry, td, pilot or {}),
         ]
         docs[-1]["spec"].update(spec or {})
-        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
-        operator = OperatorProcess(
-            {
-                **os.environ,
-                "KUBECONFIG": str(cluster.kubeconfig),
-                "GLIDEIN_OPERATOR_ID": f"story-{namespace}",
-                "GLIDEIN_RECONCILE_INTERVAL": "1",
-                "GLIDEIN_CREDENTIAL_DIR": str(condor_tmp / f"creds-{namespace}"),
-            },
-            condor_tmp / f"operator-{namespace}.log",
-        )
-        operator.start()
-        s = Story(cluster, namespace, pool, ec2, boot, operator, entry)
-        try:
-            yield s
-        except BaseException:
-            _diagnose(s)
-            raise
-        finally:
-            for kind, name, ns in (
-                ("greq", "vo", namespace),
-                ("cloudentry", entry, None),
-                ("vmimage", image, None),
-                ("trustdomain", td, None),
-            ):
-                where = ["-n", ns] if ns else []
-                cluster.kubectl("delete", kind, name, *where, "--timeout=60s", check=False)
-            operator.stop()
+        with operator_on(cluster, namespace, condor_tmp, docs) as operator:
+            s = Story(cluster, namespace, pool, ec2, boot, operator, entry)
+            try:
+                yield s
+            except BaseException:
+                _diagnose(s)
+                raise
 
 
 def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(

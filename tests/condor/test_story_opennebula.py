@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from glidein_operator.api.cloudentry import OpenNebulaSettings
 from glidein_operator.clouds.opennebula import OpenNebulaDriver
@@ -26,7 +24,7 @@ from glidein_operator.testing.boot_opennebula import OpenNebulaBootEmulator
 from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
 from glidein_operator.testing.opennebula_fake import FakeOpenNebula
 from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
-from tests.condor.support import eventually
+from tests.condor.support import eventually, operator_on, story_operator_id
 from tests.condor.test_story_ec2 import story_pool  # noqa: F401  (the fixture)
 from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
@@ -118,7 +116,7 @@ def one_story(
     emulator and the operator process; all of it removed after (while the operator runs,
     so finalizers let go)."""
     entry, td, image = f"{namespace}-one", f"{namespace}-onetd", f"{namespace}-oneimg"
-    operator_id = f"story-{namespace}"
+    operator_id = story_operator_id(namespace)
     with (
         FakeOpenNebula(users={USER: PASSWORD}) as one,
         OpenNebulaBootEmulator(one, condor, condor_tmp / f"one-vms-{namespace}") as boot,
@@ -142,34 +140,13 @@ def one_story(
             ),
             *_request(namespace, pool, entry, td),
         ]
-        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
-        operator = OperatorProcess(
-            {
-                **os.environ,
-                "KUBECONFIG": str(cluster.kubeconfig),
-                "GLIDEIN_OPERATOR_ID": operator_id,
-                "GLIDEIN_RECONCILE_INTERVAL": "1",
-                "GLIDEIN_CREDENTIAL_DIR": str(condor_tmp / f"creds-{namespace}"),
-            },
-            condor_tmp / f"operator-{namespace}.log",
-        )
-        operator.start()
-        s = OneStory(cluster, namespace, pool, one, boot, operator, operator_id, entry)
-        try:
-            yield s
-        except BaseException:
-            _diagnose(s)
-            raise
-        finally:
-            for kind, name, ns in (
-                ("greq", "vo", namespace),
-                ("cloudentry", entry, None),
-                ("vmimage", image, None),
-                ("trustdomain", td, None),
-            ):
-                where = ["-n", ns] if ns else []
-                cluster.kubectl("delete", kind, name, *where, "--timeout=60s", check=False)
-            operator.stop()
+        with operator_on(cluster, namespace, condor_tmp, docs) as operator:
+            s = OneStory(cluster, namespace, pool, one, boot, operator, operator_id, entry)
+            try:
+                yield s
+            except BaseException:
+                _diagnose(s)
+                raise
 
 
 def test_jobs_run_on_opennebula_pilots_which_power_off_and_are_reaped(

@@ -7,7 +7,6 @@ on OpenStack, and the operator deletes it and its batch's key pair: nothing is l
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from glidein_operator.api.cloudentry import OpenStackSettings
 from glidein_operator.clouds.base import PilotState
@@ -26,7 +24,7 @@ from glidein_operator.testing.boot_openstack import OpenStackBootEmulator
 from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
 from glidein_operator.testing.openstack_fake import FakeOpenStack
 from glidein_operator.testing.resources import cloud_entry, trust_domain, vm_image
-from tests.condor.support import eventually
+from tests.condor.support import eventually, operator_on, story_operator_id
 from tests.condor.test_story_ec2 import _request, story_pool  # noqa: F401 (a fixture)
 from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
@@ -70,7 +68,6 @@ def openstack_story(
     """One OpenStack entry (with a config drive), a request on the real pool, the boot
     emulator and the operator process; all of it removed after, while the operator runs."""
     entry, td, image = f"{namespace}-nova", f"{namespace}-os", f"{namespace}-img"
-    operator_id = f"story-{namespace}"
     with (
         FakeOpenStack() as nova,
         OpenStackBootEmulator(nova, condor, condor_tmp / f"vms-{namespace}") as boot,
@@ -106,41 +103,20 @@ def openstack_story(
             ),
             *request,
         ]
-        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
-        process = OperatorProcess(
-            {
-                **os.environ,
-                "KUBECONFIG": str(cluster.kubeconfig),
-                "GLIDEIN_OPERATOR_ID": operator_id,
-                "GLIDEIN_RECONCILE_INTERVAL": "1",
-                "GLIDEIN_CREDENTIAL_DIR": str(condor_tmp / f"creds-{namespace}"),
-            },
-            condor_tmp / f"operator-{namespace}.log",
-        )
-        process.start()
         # The operator's own driver, as the test reads the cloud (console output).
         driver = OpenStackDriver(
             entry,
             OpenStackSettings.model_validate(settings),
             credentials=CREDENTIALS,
-            operator_id=operator_id,
+            operator_id=story_operator_id(namespace),
         )
-        s = OpenStackStory(cluster, namespace, pool, nova, boot, driver, process, entry)
-        try:
-            yield s
-        except BaseException:
-            _diagnose(s)
-            raise
-        finally:
-            for kind, name, ns in (
-                ("greq", "vo", namespace),
-                ("cloudentry", entry, None),
-                ("vmimage", image, None),
-                ("trustdomain", td, None),
-            ):
-                where = ["-n", ns] if ns else []
-                cluster.kubectl("delete", kind, name, *where, "--timeout=60s", check=False)
-            process.stop()
+        with operator_on(cluster, namespace, condor_tmp, docs) as process:
+            s = OpenStackStory(cluster, namespace, pool, nova, boot, driver, process, entry)
+            try:
+                yield s
+            except BaseException:
+                _diagnose(s)
+                raise
 
 
 def test_jobs_run_on_openstack_pilots_which_shut_off_and_are_reaped(
