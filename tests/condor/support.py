@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -81,3 +82,46 @@ def operator_on(
             kind = doc["kind"].lower()
             cluster.kubectl("delete", kind, meta["name"], *where, "--timeout=60s", check=False)
         operator.stop()
+
+
+@dataclass
+class JobsRun:
+    first_running: float  # seconds from the start of the wait
+    all_done: float
+    rows: list[list[str]]  # condor_history: JobStatus ExitCode MachineAttrGLIDEIN_Entry_Name0
+
+
+def wait_for_jobs(
+    pool: CondorPool,
+    cluster_id: int,
+    count: int,
+    timeout: float,
+    each: Callable[[], None] = lambda: None,
+) -> JobsRun:
+    """Wait until ``count`` jobs of the cluster are in the history (calling ``each`` every
+    look, e.g. to watch the request's status); when the first ran, when all were done,
+    and where each ran (submit them with ``job_machine_attrs = GLIDEIN_Entry_Name``)."""
+    t0 = time.monotonic()
+    first: float | None = None
+
+    def done() -> bool:
+        nonlocal first
+        each()
+        out = pool.tool("condor_history", str(cluster_id), "-af", "JobStatus").stdout.split()
+        q = pool.tool("condor_q", str(cluster_id), "-af", "JobStatus").stdout.split()
+        if first is None and ("2" in q or out):
+            first = time.monotonic() - t0
+        return len(out) == count
+
+    eventually(done, timeout, f"{count} jobs done", interval=2)
+    all_done = time.monotonic() - t0
+    history = pool.tool(
+        "condor_history",
+        str(cluster_id),
+        "-af",
+        "JobStatus",
+        "ExitCode",
+        "MachineAttrGLIDEIN_Entry_Name0",
+    ).stdout.split("\n")
+    rows = [line.split() for line in history if line.strip()]
+    return JobsRun(first or all_done, all_done, rows)

@@ -21,7 +21,7 @@ from glidein_operator.testing.boot import Ec2BootEmulator
 from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
 from glidein_operator.testing.ec2server import Ec2Server
 from glidein_operator.testing.resources import G, ec2_entry, trust_domain, vm_image
-from tests.condor.support import eventually, operator_on
+from tests.condor.support import eventually, operator_on, wait_for_jobs
 from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
 
@@ -161,7 +161,6 @@ def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
 ) -> None:
     pool = story_pool
     with story(cluster, namespace, condor, condor_tmp, pool) as s:
-        t0 = time.monotonic()
         cluster_id = pool.submit(
             job(arguments="5", extra=['+Story = "ec2"', "job_machine_attrs = GLIDEIN_Entry_Name"]),
             JOBS,
@@ -171,28 +170,13 @@ def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
             job(arguments="1", requirements="TARGET.HAS_QUANTUM =?= true", extra=['+Story = "ec2"'])
         )
         seen_running = 0
-        first_running: float | None = None
 
-        def all_done() -> bool:
-            nonlocal seen_running, first_running
+        def watch() -> None:
+            nonlocal seen_running
             seen_running = max(seen_running, int(s.status().get("totals", {}).get("running", 0)))
-            out = pool.tool("condor_history", str(cluster_id), "-af", "JobStatus").stdout.split()
-            q = pool.tool("condor_q", str(cluster_id), "-af", "JobStatus").stdout.split()
-            if first_running is None and ("2" in q or out):
-                first_running = time.monotonic() - t0
-            return len(out) == JOBS
 
-        eventually(all_done, 300, f"{JOBS} jobs done", interval=2)
-        all_done_after = time.monotonic() - t0
-        history = pool.tool(
-            "condor_history",
-            str(cluster_id),
-            "-af",
-            "JobStatus",
-            "ExitCode",
-            "MachineAttrGLIDEIN_Entry_Name0",
-        ).stdout.split("\n")
-        rows = [line.split() for line in history if line.strip()]
+        run = wait_for_jobs(pool, cluster_id, JOBS, 300, watch)
+        first_running, all_done_after, rows = run.first_running, run.all_done, run.rows
         # Every job ran, on a pilot of the entry the plan chose.
         assert rows == [["4", "0", s.entry]] * JOBS
         assert seen_running >= 1, "kubectl get greq never showed a running pilot"

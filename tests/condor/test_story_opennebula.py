@@ -24,7 +24,7 @@ from glidein_operator.testing.boot_opennebula import OpenNebulaBootEmulator
 from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
 from glidein_operator.testing.opennebula_fake import FakeOpenNebula
 from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
-from tests.condor.support import eventually, operator_on, story_operator_id
+from tests.condor.support import eventually, operator_on, story_operator_id, wait_for_jobs
 from tests.condor.test_story_ec2 import story_pool  # noqa: F401  (the fixture)
 from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
@@ -158,7 +158,6 @@ def test_jobs_run_on_opennebula_pilots_which_power_off_and_are_reaped(
 ) -> None:
     pool = story_pool
     with one_story(cluster, namespace, condor, condor_tmp, pool) as s:
-        t0 = time.monotonic()
         cluster_id = pool.submit(
             job(
                 arguments="5",
@@ -166,27 +165,9 @@ def test_jobs_run_on_opennebula_pilots_which_power_off_and_are_reaped(
             ),
             JOBS,
         )
-        first_running: float | None = None
-
-        def all_done() -> bool:
-            nonlocal first_running
-            out = pool.tool("condor_history", str(cluster_id), "-af", "JobStatus").stdout.split()
-            q = pool.tool("condor_q", str(cluster_id), "-af", "JobStatus").stdout.split()
-            if first_running is None and ("2" in q or out):
-                first_running = time.monotonic() - t0
-            return len(out) == JOBS
-
-        eventually(all_done, 180, f"{JOBS} jobs done", interval=2)
-        all_done_after = time.monotonic() - t0
-        history = pool.tool(
-            "condor_history",
-            str(cluster_id),
-            "-af",
-            "JobStatus",
-            "ExitCode",
-            "MachineAttrGLIDEIN_Entry_Name0",
-        ).stdout.split("\n")
-        rows = [line.split() for line in history if line.strip()]
+        t0 = time.monotonic()
+        run = wait_for_jobs(pool, cluster_id, JOBS, 180)
+        first_running, all_done_after, rows = run.first_running, run.all_done, run.rows
         # Every job ran, on a pilot of the OpenNebula entry.
         assert rows == [["4", "0", s.entry]] * JOBS
 

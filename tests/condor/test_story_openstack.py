@@ -7,7 +7,6 @@ on OpenStack, and the operator deletes it and its batch's key pair: nothing is l
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from glidein_operator.testing.boot_openstack import OpenStackBootEmulator
 from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
 from glidein_operator.testing.openstack_fake import FakeOpenStack
 from glidein_operator.testing.resources import cloud_entry, trust_domain, vm_image
-from tests.condor.support import eventually, operator_on, story_operator_id
+from tests.condor.support import eventually, operator_on, story_operator_id, wait_for_jobs
 from tests.condor.test_story_ec2 import _request, story_pool  # noqa: F401 (a fixture)
 from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
@@ -128,7 +127,6 @@ def test_jobs_run_on_openstack_pilots_which_shut_off_and_are_reaped(
 ) -> None:
     pool = story_pool
     with openstack_story(cluster, namespace, condor, condor_tmp, pool) as s:
-        t0 = time.monotonic()
         cluster_id = pool.submit(
             job(
                 arguments="5",
@@ -136,34 +134,19 @@ def test_jobs_run_on_openstack_pilots_which_shut_off_and_are_reaped(
             ),
             JOBS,
         )
-        first_running: float | None = None
         console = ""
 
-        def all_done() -> bool:
-            nonlocal first_running, console
-            out = pool.tool("condor_history", str(cluster_id), "-af", "JobStatus").stdout.split()
-            q = pool.tool("condor_q", str(cluster_id), "-af", "JobStatus").stdout.split()
-            if first_running is None and ("2" in q or out):
-                first_running = time.monotonic() - t0
+        def read_console() -> None:
+            nonlocal console
             if not console:  # a running pilot's console, through the operator's driver
                 running = [p for p in s.operator.list_pilots() if p.state is PilotState.RUNNING]
                 for p in running:
                     text = s.operator.console_log(p)
                     if "glidein-pilot: payload" in text:
                         console = text
-            return len(out) == JOBS
 
-        eventually(all_done, 240, f"{JOBS} jobs done", interval=2)
-        all_done_after = time.monotonic() - t0
-        history = pool.tool(
-            "condor_history",
-            str(cluster_id),
-            "-af",
-            "JobStatus",
-            "ExitCode",
-            "MachineAttrGLIDEIN_Entry_Name0",
-        ).stdout.split("\n")
-        rows = [line.split() for line in history if line.strip()]
+        run = wait_for_jobs(pool, cluster_id, JOBS, 240, read_console)
+        first_running, all_done_after, rows = run.first_running, run.all_done, run.rows
         # Every job ran, on a pilot of the OpenStack entry.
         assert rows == [["4", "0", s.entry]] * JOBS
         # The VM's boot log is the server's console output, as the operator reads it.
