@@ -63,6 +63,13 @@ class Story:
         out = self.cluster.kubectl("get", "greq", "vo", "-n", self.namespace, "-o", "json")
         return dict(json.loads(out.stdout).get("status", {}))
 
+    def degraded(self, reason: str) -> str | None:
+        """The request's Degraded message when it names ``reason``."""
+        for c in self.status().get("conditions", []):
+            if c["type"] == "Degraded" and reason in c.get("message", ""):
+                return str(c["message"])
+        return None
+
 
 def _request(ns: str, pool: CondorPool, entry: str, td: str, pilot: dict[str, Any]) -> list[Any]:
     return [
@@ -229,13 +236,12 @@ def test_pilots_the_collector_refuses_are_reaped_and_the_reason_is_said(
     ) as s:
         pool.submit(job(arguments="5", extra=['+Story = "ec2"']), 2)
 
-        def refused() -> str | None:
-            for c in s.status().get("conditions", []):
-                if c["type"] == "Degraded" and "PilotsRefused" in c.get("message", ""):
-                    return str(c["message"])
-            return None
-
-        message = eventually(refused, 180, "a Degraded condition naming the refusal", interval=2)
+        message = eventually(
+            lambda: s.degraded("PilotsRefused"),
+            180,
+            "a Degraded condition naming the refusal",
+            interval=2,
+        )
         spent_then = len(s.ec2.instances())
         assert "Failed to authenticate using IDTOKENS" in message
         logs = s.status().get("pilotLogs", [])
@@ -265,13 +271,12 @@ def test_an_image_that_does_not_boot_costs_one_launch_and_says_so(
     with story(cluster, namespace, condor, condor_tmp, pool, broken_image=True) as s:
         pool.submit(job(arguments="5", extra=['+Story = "ec2"']), 2)
 
-        def failing() -> str | None:
-            for c in s.status().get("conditions", []):
-                if c["type"] == "Degraded" and "PilotsNotRegistering" in c.get("message", ""):
-                    return str(c["message"])
-            return None
-
-        message = eventually(failing, 120, "a Degraded condition on the entry", interval=1)
+        message = eventually(
+            lambda: s.degraded("PilotsNotRegistering"),
+            120,
+            "a Degraded condition on the entry",
+            interval=1,
+        )
         assert len(s.ec2.instances()) <= 2  # the first launch's worth, then a back-off
         logs = s.status().get("pilotLogs", [])
         assert logs

@@ -29,7 +29,21 @@ from glidein_operator.testing.condor_pool import CondorInstall, PilotMachine
 from glidein_operator.testing.ec2server import Ec2Server
 
 
-class Imds:
+class LoopbackServer:
+    """An HTTP service of a cloud's (metadata, OneGate) on 127.0.0.1, a free port, served
+    from a daemon thread until ``stop``."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Imds(LoopbackServer):
     """IMDSv2 for one instance: PUT /latest/api/token, then GETs with that token."""
 
     def __init__(self, instance_id: str, launch_index: int, user_data: bytes) -> None:
@@ -65,13 +79,7 @@ class Imds:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @dataclass
@@ -79,7 +87,7 @@ class Vm:
     instance_id: str
     machine: PilotMachine
     booted: float
-    service: Imds | None = None  # the metadata service it reads, if any
+    service: LoopbackServer | None = None  # the metadata service it reads, if any
     console: str = ""
     gone: bool = False
 

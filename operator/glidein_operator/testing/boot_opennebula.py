@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import secrets
 import sys
-import threading
 import time
 import xmlrpc.client
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Self
 
-from glidein_operator.testing.boot import BootEmulator, Machine, Vm
+from glidein_operator.testing.boot import BootEmulator, LoopbackServer, Machine, Vm
 from glidein_operator.testing.condor_pool import CondorInstall, PilotMachine
 from glidein_operator.testing.opennebula_fake import (
     ACTIVE,
@@ -82,7 +81,7 @@ def context_sh(values: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class OneGate:
+class OneGate(LoopbackServer):
     """OneGate on 127.0.0.1: ``PUT /vm`` with ``X-ONEGATE-TOKEN`` and ``X-ONEGATE-VMID``;
     the body's ``KEY=VALUE`` lines go into the VM's USER_TEMPLATE through
     ``one.vm.update`` (merge), with the session OneGate holds for oned."""
@@ -122,13 +121,7 @@ class OneGate:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 class OpenNebulaBootEmulator(BootEmulator):

@@ -20,13 +20,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from glidein_operator.testing.boot import BootEmulator, Imds, Machine, Vm
+from glidein_operator.testing.boot import BootEmulator, LoopbackServer, Machine, Vm
 from glidein_operator.testing.condor_pool import CondorInstall, PilotMachine
 from glidein_operator.testing.openstack_fake import FakeOpenStack
 
@@ -52,11 +51,11 @@ def openstack_files(server: dict[str, Any], public_keys: dict[str, str]) -> dict
     return files
 
 
-class NovaMetadata(Imds):
+class NovaMetadata(LoopbackServer):
     """Nova's metadata service for one server: GET ``/openstack/latest/<file>``. Anything
     else (the pilot's EC2 attempt first: PUT ``/latest/api/token``) is a quick 404."""
 
-    def __init__(self, files: dict[str, bytes]) -> None:  # its own server, not Imds's
+    def __init__(self, files: dict[str, bytes]) -> None:
         paths = {f"/openstack/latest/{name}": body for name, body in files.items()}
         paths["/openstack/latest"] = "\n".join(sorted(files)).encode()
 
@@ -77,9 +76,7 @@ class NovaMetadata(Imds):
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(Handler)
 
 
 class OpenStackBootEmulator(BootEmulator):
