@@ -3,6 +3,7 @@ time), the operator's own token, the operator process over a story's resources."
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -125,3 +126,22 @@ def wait_for_jobs(
     ).stdout.split("\n")
     rows = [line.split() for line in history if line.strip()]
     return JobsRun(first or all_done, all_done, rows)
+
+
+def request_status(cluster: Cluster, namespace: str, name: str = "vo") -> dict[str, Any]:
+    out = cluster.kubectl("get", "greq", name, "-n", namespace, "-o", "json")
+    return dict(json.loads(out.stdout).get("status", {}))
+
+
+def degraded(status: dict[str, Any], reason: str) -> str | None:
+    """The request's Degraded message when it names ``reason``."""
+    for c in status.get("conditions", []):
+        if c["type"] == "Degraded" and reason in c.get("message", ""):
+            return str(c["message"])
+    return None
+
+
+def event_reasons(cluster: Cluster, namespace: str) -> list[str]:
+    return cluster.kubectl(
+        "get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}"
+    ).stdout.split()

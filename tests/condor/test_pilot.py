@@ -200,3 +200,66 @@ def test_a_pilot_without_htcondor_says_fatal_and_exits_2(
     assert "Traceback" not in pilot.stderr
     assert "FATAL" in m.boot_log.read_text()
     assert "condor_master" in m.boot_log.read_text()
+
+
+def test_a_pilot_at_its_lifetime_retires_lets_its_job_finish_and_goes(
+    pool: CondorPool, machine: Callable[[], PilotMachine]
+) -> None:
+    """Lifetime 75 s, retiring 50 s before the end: the 30 s job started before
+    GLIDEIN_ToRetire runs to its end (no eviction), a job queued after it never starts
+    there, and the pilot powers off when its job is done, before GLIDEIN_ToDie."""
+    m = machine()
+    batch = f"{m.name}-b3"
+    pilot_id = f"{batch}-0"
+    user_data, *_ = _payload(pool, batch, lifetime="75s", retireBeforeEnd="50s", idleTimeout="60s")
+    mine = f'TARGET.GlideinPilotId == "{pilot_id}"'
+    first = pool.submit(job(arguments="30", requirements=mine))
+    m.boot(user_data, pilot_id=pilot_id, extra_args=["--interval", "1"])
+    to_retire, to_die = (
+        int(v)
+        for v in eventually(
+            lambda: _slot(pool, pilot_id, "GLIDEIN_ToRetire", "GLIDEIN_ToDie"),
+            60,
+            "the pilot's slot in the collector",
+        )
+    )
+    assert to_die - to_retire == 50
+
+    def started() -> bool:
+        out = pool.tool("condor_q", str(first), "-af", "JobStatus").stdout.split()
+        return out == ["2"]
+
+    eventually(started, max(1.0, to_retire - time.time()), "the first job running before retiring")
+
+    # Retiring: the slot takes no new job, and the operator no longer counts it as capacity.
+    time.sleep(max(0.0, to_retire - time.time()) + 2)
+    late = pool.submit(job(arguments="1", requirements=mine))
+    client = HTCondorPool(pool.collector, operator_token(pool))
+    seen = [
+        p for p in asyncio.run(PoolReader(client).pilots(time.time())) if p.pilot_id == pilot_id
+    ]
+    assert [p.state for p in seen] == [SlotState.RETIRING]
+
+    history = eventually(
+        lambda: (
+            pool.tool(
+                "condor_history", str(first), "-af", "JobStatus", "ExitCode", "NumJobStarts"
+            ).stdout.split()
+            or None
+        ),
+        to_die - time.time() + 30,
+        "the first job in the history",
+    )
+    # Completed, exit 0, started once: it was never evicted and restarted.
+    assert history == ["4", "0", "1"]
+    eventually(lambda: m.powered_off, to_die - time.time() + 30, "the pilot's power-off")
+    powered_off_at = (m.folder / "poweroff").stat().st_mtime
+    assert powered_off_at < to_die, "the pilot waited for its hard lifetime, not its job"
+    log = m.boot_log.read_text()
+    assert "retiring before the end of the lifetime" in log
+    assert "shutting down: retired: no job left" in log
+    m.stop()
+    # The job queued after GLIDEIN_ToRetire never ran on the retiring pilot.
+    late_state = pool.tool("condor_q", str(late), "-af", "JobStatus", "NumJobStarts").stdout
+    assert late_state.split() == ["1", "0"], late_state
+    pool.tool("condor_rm", str(late))

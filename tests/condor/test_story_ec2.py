@@ -7,7 +7,6 @@ the pilots, the operator says why."""
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,14 @@ from glidein_operator.testing.boot import Ec2BootEmulator
 from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
 from glidein_operator.testing.ec2server import Ec2Server
 from glidein_operator.testing.resources import G, ec2_entry, trust_domain, vm_image
-from tests.condor.support import eventually, operator_on, wait_for_jobs
+from tests.condor.support import (
+    degraded,
+    event_reasons,
+    eventually,
+    operator_on,
+    request_status,
+    wait_for_jobs,
+)
 from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
 
@@ -60,15 +66,10 @@ class Story:
     entry: str
 
     def status(self) -> dict[str, Any]:
-        out = self.cluster.kubectl("get", "greq", "vo", "-n", self.namespace, "-o", "json")
-        return dict(json.loads(out.stdout).get("status", {}))
+        return request_status(self.cluster, self.namespace)
 
     def degraded(self, reason: str) -> str | None:
-        """The request's Degraded message when it names ``reason``."""
-        for c in self.status().get("conditions", []):
-            if c["type"] == "Degraded" and reason in c.get("message", ""):
-                return str(c["message"])
-        return None
+        return degraded(self.status(), reason)
 
 
 def _request(ns: str, pool: CondorPool, entry: str, td: str, pilot: dict[str, Any]) -> list[Any]:
@@ -253,10 +254,7 @@ def test_pilots_the_collector_refuses_are_reaped_and_the_reason_is_said(
         assert spent_then <= 2
         assert all(i["state"] == "terminated" for i in s.ec2.instances()[:spent_then])
         assert pool.tool("condor_history", "-af", "ClusterId").stdout.strip() == ""
-        reasons = s.cluster.kubectl(
-            "get", "events", "-n", s.namespace, "-o", "jsonpath={.items[*].reason}"
-        ).stdout.split()
-        assert "PilotRefused" in reasons
+        assert "PilotRefused" in event_reasons(s.cluster, s.namespace)
         print(f"\nrefusal as the operator says it: {message}")
 
 
@@ -282,10 +280,7 @@ def test_an_image_that_does_not_boot_costs_one_launch_and_says_so(
         assert logs
         assert {x["reason"] for x in logs} == {"ended without registering"}
         assert all("Kernel panic" in x["log"] for x in logs)
-        reasons = s.cluster.kubectl(
-            "get", "events", "-n", s.namespace, "-o", "jsonpath={.items[*].reason}"
-        ).stdout.split()
-        assert "PilotsNotRegistering" in reasons
+        assert "PilotsNotRegistering" in event_reasons(s.cluster, s.namespace)
         print(f"\nbroken image as the operator says it: {message}")
 
 

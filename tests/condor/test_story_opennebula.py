@@ -8,7 +8,6 @@ operator reaps it, and nothing is left."""
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,8 +23,16 @@ from glidein_operator.testing.boot_opennebula import OpenNebulaBootEmulator
 from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
 from glidein_operator.testing.opennebula_fake import FakeOpenNebula
 from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
-from tests.condor.support import eventually, operator_on, story_operator_id, wait_for_jobs
-from tests.condor.test_story_ec2 import story_pool  # noqa: F401  (the fixture)
+from tests.condor.support import (
+    degraded,
+    event_reasons,
+    eventually,
+    operator_on,
+    request_status,
+    story_operator_id,
+    wait_for_jobs,
+)
+from tests.condor.test_story_ec2 import open_pool, story_pool  # noqa: F401  (fixtures)
 from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
 
@@ -50,8 +57,7 @@ class OneStory:
     entry: str
 
     def status(self) -> dict[str, Any]:
-        out = self.cluster.kubectl("get", "greq", "vo", "-n", self.namespace, "-o", "json")
-        return dict(json.loads(out.stdout).get("status", {}))
+        return request_status(self.cluster, self.namespace)
 
     def driver(self) -> OpenNebulaDriver:
         """The operator's own driver for the entry, to read what it reads."""
@@ -110,7 +116,12 @@ def _request(ns: str, pool: CondorPool, entry: str, td: str) -> list[Any]:
 
 @contextmanager
 def one_story(
-    cluster: Cluster, namespace: str, condor: CondorInstall, condor_tmp: Path, pool: CondorPool
+    cluster: Cluster,
+    namespace: str,
+    condor: CondorInstall,
+    condor_tmp: Path,
+    pool: CondorPool,
+    broken_image: bool = False,
 ) -> Iterator[OneStory]:
     """One OpenNebula entry (1-cpu instances), a request on the real pool, the boot
     emulator and the operator process; all of it removed after (while the operator runs,
@@ -119,7 +130,12 @@ def one_story(
     operator_id = story_operator_id(namespace)
     with (
         FakeOpenNebula(users={USER: PASSWORD}) as one,
-        OpenNebulaBootEmulator(one, condor, condor_tmp / f"one-vms-{namespace}") as boot,
+        OpenNebulaBootEmulator(
+            one,
+            condor,
+            condor_tmp / f"one-vms-{namespace}",
+            broken_images=frozenset({IMAGE_ID} if broken_image else ()),
+        ) as boot,
     ):
         docs = [
             trust_domain(td, ["opennebula-user-password"]),
@@ -196,6 +212,36 @@ def test_jobs_run_on_opennebula_pilots_which_power_off_and_are_reaped(
             f"done after {all_done_after:.1f}s, {len(launched)} pilots launched "
             f"(max {MAX_PILOTS}), every VM powered off and reaped after {reaped_after:.1f}s"
         )
+
+
+def test_an_image_that_does_not_boot_on_opennebula_costs_one_launch_and_says_so(
+    cluster: Cluster,
+    namespace: str,
+    condor: CondorInstall,
+    condor_tmp: Path,
+    open_pool: CondorPool,  # noqa: F811
+) -> None:
+    """As on EC2, with OpenNebula's own end: the VM panics and sits in POWEROFF; the
+    operator judges it (it never registered), backs off, says so, and terminates it."""
+    pool = open_pool
+    with one_story(cluster, namespace, condor, condor_tmp, pool, broken_image=True) as s:
+        pool.submit(job(arguments="5", extra=['+Story = "opennebula"']), 2)
+        message = eventually(
+            lambda: degraded(s.status(), "PilotsNotRegistering"),
+            120,
+            "a Degraded condition on the entry",
+            interval=1,
+        )
+        spent = sorted(s.one.vms)
+        assert 1 <= len(spent) <= 2  # the first launch's worth, then a back-off
+        logs = s.status().get("pilotLogs", [])
+        assert logs
+        assert {x["reason"] for x in logs} == {"ended without registering"}
+        assert "PilotsNotRegistering" in event_reasons(s.cluster, s.namespace)
+        eventually(
+            lambda: not (set(s.one.live()) & set(spent)), 60, "the dead VMs reaped", interval=1
+        )
+        print(f"\nbroken image on OpenNebula as the operator says it: {message}")
 
 
 def _diagnose(s: OneStory) -> None:

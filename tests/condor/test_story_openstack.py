@@ -6,7 +6,6 @@ on OpenStack, and the operator deletes it and its batch's key pair: nothing is l
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,8 +22,16 @@ from glidein_operator.testing.boot_openstack import OpenStackBootEmulator
 from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
 from glidein_operator.testing.openstack_fake import FakeOpenStack
 from glidein_operator.testing.resources import cloud_entry, trust_domain, vm_image
-from tests.condor.support import eventually, operator_on, story_operator_id, wait_for_jobs
-from tests.condor.test_story_ec2 import _request, story_pool  # noqa: F401 (a fixture)
+from tests.condor.support import (
+    degraded,
+    event_reasons,
+    eventually,
+    operator_on,
+    request_status,
+    story_operator_id,
+    wait_for_jobs,
+)
+from tests.condor.test_story_ec2 import _request, open_pool, story_pool  # noqa: F401 (fixtures)
 from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
 
@@ -48,8 +55,7 @@ class OpenStackStory:
     entry: str
 
     def status(self) -> dict[str, Any]:
-        out = self.cluster.kubectl("get", "greq", "vo", "-n", self.namespace, "-o", "json")
-        return dict(json.loads(out.stdout).get("status", {}))
+        return request_status(self.cluster, self.namespace)
 
     def servers(self) -> list[dict[str, Any]]:
         with self.nova.state.lock:
@@ -62,7 +68,13 @@ class OpenStackStory:
 
 @contextmanager
 def openstack_story(
-    cluster: Cluster, namespace: str, condor: CondorInstall, condor_tmp: Path, pool: CondorPool
+    cluster: Cluster,
+    namespace: str,
+    condor: CondorInstall,
+    condor_tmp: Path,
+    pool: CondorPool,
+    spec: dict[str, Any] | None = None,
+    pilot: dict[str, Any] | None = None,
 ) -> Iterator[OpenStackStory]:
     """One OpenStack entry (with a config drive), a request on the real pool, the boot
     emulator and the operator process; all of it removed after, while the operator runs."""
@@ -78,11 +90,12 @@ def openstack_story(
             "projectName": nova.state.project,
             "configDrive": True,
         }
-        request = _request(namespace, pool, entry, td, {})
+        request = _request(namespace, pool, entry, td, pilot or {})
         request[0]["stringData"] = CREDENTIALS  # the Secret the request names
-        spec = request[-1]["spec"]
-        spec["jobConstraint"] = 'Story =?= "openstack"'
-        spec["credentials"][0]["type"] = "openstack-password"
+        request_spec = request[-1]["spec"]
+        request_spec["jobConstraint"] = 'Story =?= "openstack"'
+        request_spec["credentials"][0]["type"] = "openstack-password"
+        request_spec.update(spec or {})
         docs = [
             trust_domain(td, ["openstack-password"]),
             vm_image(
@@ -192,6 +205,53 @@ def test_jobs_run_on_openstack_pilots_which_shut_off_and_are_reaped(
             f"after {all_done_after:.1f}s, {launched} pilots launched (max {MAX_PILOTS}; "
             f"payload from {sorted(s.boot.sources.values())})"
         )
+
+
+def test_servers_whose_pilot_the_collector_refuses_are_judged_and_reaped(
+    cluster: Cluster,
+    namespace: str,
+    condor: CondorInstall,
+    condor_tmp: Path,
+    open_pool: CondorPool,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """As on EC2, with OpenStack's own end: the pilot powers off, the server sits SHUTOFF,
+    and the operator says why (the collector's words) before it deletes it."""
+    pool = open_pool
+    with openstack_story(
+        cluster,
+        namespace,
+        condor,
+        condor_tmp,
+        pool,
+        spec={"poolTrustDomain": "cm.wrong.example.org"},
+        pilot={"registrationTimeout": "40s"},
+    ) as s:
+        pool.submit(job(arguments="5", extra=['+Story = "openstack"']), 2)
+        message = eventually(
+            lambda: degraded(s.status(), "PilotsRefused"),
+            180,
+            "a Degraded condition naming the refusal",
+            interval=2,
+        )
+        assert "Failed to authenticate using IDTOKENS" in message
+        spent = sorted(s.boot.vms)
+        assert 1 <= len(spent) <= 2  # the first launch's worth, then a back-off
+        logs = s.status().get("pilotLogs", [])
+        assert logs
+        assert {x["reason"] for x in logs} == {"ended without registering"}
+        assert all("the collector refused this pilot's ad" in x["log"] for x in logs)
+        assert all("[fake-nova] booting glidein-" in x["log"] for x in logs)  # Nova's console
+        assert "PilotRefused" in event_reasons(s.cluster, s.namespace)
+        # Each went SHUTOFF by its own pilot, and the operator deleted it.
+        assert set(spent) <= set(s.boot.shut_off)
+        eventually(
+            lambda: not ({x["id"] for x in s.servers()} & set(spent)),
+            60,
+            "the refused servers deleted",
+            interval=1,
+        )
+        assert pool.tool("condor_history", "-af", "ClusterId").stdout.strip() == ""
+        print(f"\nOpenStack refusal as the operator says it: {message}")
 
 
 def _diagnose(s: OpenStackStory) -> None:

@@ -618,13 +618,16 @@ def test_decisions_over_a_pilot_life() -> None:
     p = _payload(lifetime=10_000, retire_before_end=1_000, idle_timeout=600)
     busy = lifecycle.State(boot=0, idle_since=None)
     assert lifecycle.decide(p, busy, 5_000)[0] is lifecycle.Action.NONE
-    assert lifecycle.decide(p, busy, 9_000)[0] is lifecycle.Action.DRAIN
+    assert lifecycle.decide(p, busy, 9_000)[0] is lifecycle.Action.RETIRE
     assert lifecycle.decide(p, busy, 10_000)[0] is lifecycle.Action.SHUTDOWN
     idle = lifecycle.State(boot=0, idle_since=4_000)
     assert lifecycle.decide(p, idle, 4_500)[0] is lifecycle.Action.NONE
     assert lifecycle.decide(p, idle, 4_600) == (lifecycle.Action.SHUTDOWN, "idle for 600s")
-    drained = lifecycle.State(boot=0, idle_since=9_100, draining=True)
-    assert lifecycle.decide(p, drained, 9_100)[0] is lifecycle.Action.SHUTDOWN
+    retired = lifecycle.State(boot=0, idle_since=9_100, retiring=True)
+    assert lifecycle.decide(p, retired, 9_100) == (
+        lifecycle.Action.SHUTDOWN,
+        "retired: no job left",
+    )
 
 
 STARTD_ADDRESS = "<10.0.0.7:9618?addrs=10.0.0.7-9618&alias=pilot&sock=startd_1234_abcd>"
@@ -632,14 +635,14 @@ STARTD_ADDRESS = "<10.0.0.7:9618?addrs=10.0.0.7-9618&alias=pilot&sock=startd_123
 
 @pytest.fixture
 def fake_condor(tmp_path: Path) -> Path:
-    """condor_status / condor_drain / condor_off / condor_config_val / poweroff as scripts
+    """condor_status / condor_off / condor_config_val / poweroff as scripts
     that record calls; condor_status prints the slot states written in a state file (one
     line per slot, as ``-af State`` does). The startd's address file exists: it is up."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (tmp_path / "slot").write_text("Unclaimed\n")
     (tmp_path / "startd_address").write_text(f"{STARTD_ADDRESS}\n$CondorVersion: 25.14.0 $\n")
-    for name in ("condor_status", "condor_drain", "condor_off", "condor_config_val", "poweroff"):
+    for name in ("condor_status", "condor_off", "condor_config_val", "poweroff"):
         script = bindir / name
         body = f'echo "{name} $*" >> {tmp_path}/calls\n'
         if name == "condor_status":
@@ -680,7 +683,7 @@ def _timeout_runner(tmp: Path):  # type: ignore[no-untyped-def]
     )
 
 
-def test_supervisor_drains_then_powers_off(fake_condor: Path) -> None:
+def test_supervisor_retires_lets_the_job_end_then_powers_off(fake_condor: Path) -> None:
     p = _payload(lifetime=10_000, retire_before_end=1_000, idle_timeout=600)
     log: list[str] = []
     sup = lifecycle.Supervisor(
@@ -688,22 +691,22 @@ def test_supervisor_drains_then_powers_off(fake_condor: Path) -> None:
     )
     (fake_condor / "slot").write_text("Unclaimed\nClaimed\n")  # a dynamic slot holds a job
     assert sup.tick(5_000) is lifecycle.Action.NONE
-    assert sup.tick(9_100) is lifecycle.Action.DRAIN
+    assert sup.tick(9_100) is lifecycle.Action.RETIRE
     assert sup.tick(9_200) is lifecycle.Action.NONE  # still running its job: wait
-    (fake_condor / "slot").write_text("Drained\n")  # job done
+    (fake_condor / "slot").write_text("Unclaimed\n")  # job done
     assert sup.tick(9_300) is lifecycle.Action.SHUTDOWN
     calls = (fake_condor / "calls").read_text()
     assert f"condor_status -direct {STARTD_ADDRESS} -af State" in calls
-    reason = "retiring before the end of the lifetime"
-    assert f"condor_drain -graceful -start False -reason {reason} {STARTD_ADDRESS}" in calls
+    # Retiring sends the startd nothing: its START is false from GLIDEIN_ToRetire on.
+    assert "drain" not in calls
     assert "condor_off -graceful -daemon master" in calls
     assert calls.strip().endswith("poweroff")
     assert sup.powered_off is True
     assert not sup.fatal
     assert log == [
         f"startd up at {STARTD_ADDRESS}",
-        "draining: retiring before the end of the lifetime",
-        "shutting down: drained: no job left",
+        "retiring before the end of the lifetime: no new jobs, the running ones may finish",
+        "shutting down: retired: no job left",
     ]
 
 
@@ -842,26 +845,6 @@ def test_failed_condor_off_still_powers_off(fake_condor: Path, how: str) -> None
     assert any(line.startswith("condor_off failed, powering off anyway") for line in log)
     assert (fake_condor / "calls").read_text().strip().endswith("poweroff")
     assert sup.powered_off is True
-
-
-@pytest.mark.parametrize("how", ["exit", "hang", "missing"])
-def test_failed_condor_drain_still_retires_and_powers_off(fake_condor: Path, how: str) -> None:
-    p = _payload(lifetime=10_000, retire_before_end=1_000, idle_timeout=600)
-    log: list[str] = []
-    sup = lifecycle.Supervisor(
-        p,
-        lifecycle.State(boot=0, idle_since=None),
-        runner=_timeout_runner(fake_condor),
-        log=log.append,
-    )
-    _break(fake_condor, "condor_drain", how)
-    (fake_condor / "slot").write_text("Claimed\n")
-    assert sup.tick(9_100) is lifecycle.Action.DRAIN
-    assert sup.state.draining
-    assert log[-1].startswith("condor_drain failed, retiring without it")
-    (fake_condor / "slot").write_text("Unclaimed\n")
-    assert sup.tick(9_200) is lifecycle.Action.SHUTDOWN
-    assert (fake_condor / "calls").read_text().strip().endswith("poweroff")
 
 
 def test_a_failed_power_off_is_reported(fake_condor: Path) -> None:

@@ -92,8 +92,8 @@ class PilotSettings(ApiModel):
     lifetime: Duration = Field(
         default="24h",
         description=(
-            "Hard lifetime: the pilot drains and shuts down after it, and the operator "
-            "terminates what outlives it."
+            "Hard lifetime: the pilot shuts down at its end, stopping any job still "
+            "running, and the operator terminates what outlives it."
         ),
     )
     idle_timeout: Duration = Field(
@@ -108,7 +108,10 @@ class PilotSettings(ApiModel):
     )
     retire_before_end: Duration = Field(
         default="1h",
-        description="Stop accepting new jobs this long before the lifetime ends (drain time).",
+        description=(
+            "Retire window: this long before the lifetime ends the pilot takes no new job; "
+            "the running ones may finish within it, then the pilot shuts down."
+        ),
     )
     start_expression: str = Field(
         default="true",

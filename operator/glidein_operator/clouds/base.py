@@ -204,8 +204,8 @@ class CloudPilot:
     ended_at: dt.datetime | None = None
     # A spot pilot the cloud took back (EC2 Server.SpotInstanceTermination).
     interrupted: bool = False
-    # It powered itself off (EC2 Client.InstanceInitiatedShutdown): it ended by its own
-    # decision, not the operator's or the cloud's.
+    # It powered itself off (EC2 Client.InstanceInitiatedShutdown, OpenStack SHUTOFF,
+    # OpenNebula POWEROFF): it ended by its own decision, not the operator's or the cloud's.
     shut_itself_down: bool = False
 
 

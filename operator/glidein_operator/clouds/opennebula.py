@@ -49,7 +49,8 @@ BOOT_LOG = "GLIDEIN_BOOT_LOG"
 
 # VM STATE and LCM_STATE numbers (OpenNebula's VirtualMachine::VmState / LcmState)
 _PENDING_STATES = {0, 1, 2, 10}  # INIT, PENDING, HOLD, CLONING
-_SHUTDOWN_STATES = {4, 5, 8, 9}  # STOPPED, SUSPENDED, POWEROFF, UNDEPLOYED
+POWEROFF = 8
+_SHUTDOWN_STATES = {4, 5, POWEROFF, 9}  # STOPPED, SUSPENDED, POWEROFF, UNDEPLOYED
 _DONE, _ACTIVE, _CLONING_FAILURE = 6, 3, 11
 _LCM_RUNNING, _LCM_UNKNOWN = 3, 16
 _LCM_FAILURES = {36, 37, 38, 39, 40, 41, 44, 46, 47, 48, 50, 61}
@@ -207,6 +208,10 @@ class OpenNebulaDriver:
             state=pilot_state(state, lcm),
             launched_at=dt.datetime.fromtimestamp(int(vm.STIME), dt.UTC) if vm.STIME else None,
             raw_state=f"{STATE_NAMES.get(state, state)}/{lcm}",
+            # The operator never powers a VM off, it terminates: POWEROFF is the guest's
+            # own. OpenNebula does not say when in the VM's body (the judgement of pilots
+            # that ended unregistered then goes by the launch time).
+            shut_itself_down=state == POWEROFF,
         )
 
     def terminate(self, pilots: Sequence[CloudPilot]) -> None:

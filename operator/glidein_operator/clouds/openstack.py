@@ -240,6 +240,11 @@ class OpenStackDriver:
             raw_state=raw,
             extra={"request": meta.get(TAG_REQUEST, "")},
             price_per_hour=price_from_tags(meta),
+            # The operator never stops a server, it deletes: SHUTOFF is the guest's own
+            # power-off (its pilot's, or a kernel that gave up), and Nova's `updated` is
+            # when that status was set.
+            shut_itself_down=status == "SHUTOFF",
+            ended_at=_parse_time(server.updated_at) if status == "SHUTOFF" else None,
         )
 
     def terminate(self, pilots: Sequence[CloudPilot]) -> None:

@@ -579,8 +579,7 @@ async def _judge_unregistered(
             and p.shut_itself_down
             and p.pilot_id not in seen
             and p.cloud_id not in rt.judged
-            and p.ended_at is not None
-            and p.ended_at >= rt.started
+            and _ended_while_watched(p, rt.started)
         ]
         if not failed:
             continue
@@ -603,6 +602,14 @@ async def _judge_unregistered(
             + (f"; the collector refused them: {refused}" if refused else "")
             + f"; launches there wait {wait:.0f}s; console logs kept in .status.pilotLogs",
         )
+
+
+def _ended_while_watched(p: CloudPilot, started: dt.datetime) -> bool:
+    """Whether it ended after this process started watching, so that "never seen
+    registered" means something. Where the cloud does not say when a VM stopped
+    (OpenNebula), a pilot launched since then ended since then too."""
+    when = p.ended_at or p.launched_at
+    return when is not None and when >= started
 
 
 def ended_batches(listing: list[CloudPilot], uid: str) -> set[str]:

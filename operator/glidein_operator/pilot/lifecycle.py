@@ -1,4 +1,4 @@
-"""Idle timeout and hard lifetime, enforced from inside: drain, then shut down.
+"""Idle timeout and hard lifetime, enforced from inside: retire, then shut down.
 
 ``decide`` is pure (time comes in); ``Supervisor`` applies it through the HTCondor
 commands and the machine's power-off, both replaceable in tests.
@@ -17,7 +17,7 @@ from glidein_operator.pilot.payload import Payload
 
 class Action(enum.StrEnum):
     NONE = "none"
-    DRAIN = "drain"
+    RETIRE = "retire"
     SHUTDOWN = "shutdown"
 
 
@@ -25,18 +25,18 @@ class Action(enum.StrEnum):
 class State:
     boot: float
     idle_since: float | None  # None while a job runs
-    draining: bool = False
+    retiring: bool = False
 
 
 def decide(payload: Payload, state: State, now: float) -> tuple[Action, str]:
     if now >= state.boot + payload.lifetime:
         return Action.SHUTDOWN, "hard lifetime reached"
-    if state.draining and state.idle_since is not None:
-        return Action.SHUTDOWN, "drained: no job left"
+    if state.retiring and state.idle_since is not None:
+        return Action.SHUTDOWN, "retired: no job left"
     if state.idle_since is not None and now - state.idle_since >= payload.idle_timeout:
         return Action.SHUTDOWN, f"idle for {int(now - state.idle_since)}s"
-    if not state.draining and now >= state.boot + payload.lifetime - payload.retire_before_end:
-        return Action.DRAIN, "retiring before the end of the lifetime"
+    if not state.retiring and now >= state.boot + payload.lifetime - payload.retire_before_end:
+        return Action.RETIRE, "retiring before the end of the lifetime"
     return Action.NONE, ""
 
 
@@ -91,9 +91,6 @@ def refusal_in_console(console: str) -> str | None:
 
 class QueryError(RuntimeError):
     """The startd's slots could not be read this time."""
-
-
-_FAILURES: tuple[type[Exception], ...] = (QueryError, *COMMAND_ERRORS)
 
 
 class Supervisor:
@@ -246,24 +243,15 @@ class Supervisor:
         # Unknown: idle_since stays as it was, so neither a job's end nor its start is
         # made up; the lifetime still counts.
         action, why = decide(self.payload, self.state, now)
-        if action is Action.DRAIN:
-            self.log(f"draining: {why}")
-            try:
-                self.runner(
-                    [
-                        "condor_drain",
-                        "-graceful",
-                        "-start",
-                        "False",
-                        "-reason",
-                        why,
-                        self.startd_address(),
-                    ]
-                )
-            except _FAILURES as exc:
-                # START turns false at GLIDEIN_ToRetire by itself: no new job starts anyway.
-                self.log(f"condor_drain failed, retiring without it: {_describe(exc)}")
-            self.state.draining = True
+        if action is Action.RETIRE:
+            # Nothing to send: START turned false at GLIDEIN_ToRetire by itself (the
+            # startd's own configuration), so no new job starts and the running ones go
+            # on until they end or GLIDEIN_ToDie, as GlideinWMS's glideins do. Not
+            # condor_drain: on HTCondor 25.14 `condor_drain -graceful` evicted the running
+            # job at once ("badput caused by draining"), even with MAXJOBRETIREMENTTIME
+            # set to the retire window.
+            self.log(f"{why}: no new jobs, the running ones may finish")
+            self.state.retiring = True
         elif action is Action.SHUTDOWN:
             return self.shutdown(why)
         return action

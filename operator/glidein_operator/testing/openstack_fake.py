@@ -137,6 +137,7 @@ class FakeOpenStack:
         with self.state.lock:
             self.state.servers[server_id]["status"] = "SHUTOFF"
             self.state.servers[server_id]["OS-EXT-STS:vm_state"] = "stopped"
+            self.state.servers[server_id]["updated"] = _now()
 
     def calls(self) -> dict[str, int]:
         with self.state.lock:
