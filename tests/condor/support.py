@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from glidein_operator.credentials import idtokens
+from glidein_operator.testing.boot import Vm
 from glidein_operator.testing.condor_pool import CondorPool
 from glidein_operator.testing.resources import G
 from tests.conftest import Cluster
@@ -145,3 +147,37 @@ def event_reasons(cluster: Cluster, namespace: str) -> list[str]:
     return cluster.kubectl(
         "get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}"
     ).stdout.split()
+
+
+@dataclass
+class Registrations:
+    """When each VM's startd first showed in the collector (looked at every ``look``),
+    against when its VM booted: the pilot's boot-to-registration time, to within the
+    looking interval."""
+
+    pool: CondorPool
+    first_seen: dict[str, float] = field(default_factory=dict)  # slot Name -> monotonic
+
+    def look(self) -> None:
+        now = time.monotonic()
+        for name in self.pool.tool("condor_status", "-af", "Name").stdout.split():
+            self.first_seen.setdefault(name, now)
+
+    def seconds(self, vms: list[Vm]) -> list[float]:
+        out = []
+        for vm in vms:
+            # slot1@<STARTD_NAME>@<host>: HTCondor adds the host to a name without one.
+            mark = f"@{vm.machine.name}@"
+            seen = [t for n, t in self.first_seen.items() if mark in f"{n}@"]
+            if seen:
+                out.append(min(seen) - vm.booted)
+        return out
+
+    def summary(self, vms: list[Vm]) -> str:
+        got = self.seconds(vms)
+        if not got:
+            return "boot to registration: not seen"
+        return (
+            f"boot to registration median {statistics.median(got):.1f}s "
+            f"(max {max(got):.1f}s, {len(got)} pilots)"
+        )

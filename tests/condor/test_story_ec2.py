@@ -21,6 +21,7 @@ from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
 from glidein_operator.testing.ec2server import Ec2Server
 from glidein_operator.testing.resources import G, ec2_entry, trust_domain, vm_image
 from tests.condor.support import (
+    Registrations,
     degraded,
     event_reasons,
     eventually,
@@ -178,10 +179,12 @@ def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
             job(arguments="1", requirements="TARGET.HAS_QUANTUM =?= true", extra=['+Story = "ec2"'])
         )
         seen_running = 0
+        registrations = Registrations(pool)
 
         def watch() -> None:
             nonlocal seen_running
             seen_running = max(seen_running, int(s.status().get("totals", {}).get("running", 0)))
+            registrations.look()
 
         run = wait_for_jobs(pool, cluster_id, JOBS, 300, watch)
         first_running, all_done_after, rows = run.first_running, run.all_done, run.rows
@@ -212,7 +215,8 @@ def test_jobs_run_on_pilots_the_operator_launched_and_nothing_is_left(
         assert all(vm.machine.powered_off for vm in s.boot.vms.values())
         print(
             f"\nEC2 story: first job running after {first_running:.1f}s, all {JOBS} done "
-            f"after {all_done_after:.1f}s, {len(launched)} pilots launched (max {MAX_PILOTS})"
+            f"after {all_done_after:.1f}s, {len(launched)} pilots launched (max {MAX_PILOTS}), "
+            + registrations.summary(list(s.boot.vms.values()))
         )
 
 

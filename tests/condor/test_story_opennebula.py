@@ -24,6 +24,7 @@ from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
 from glidein_operator.testing.opennebula_fake import FakeOpenNebula
 from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
 from tests.condor.support import (
+    Registrations,
     degraded,
     event_reasons,
     eventually,
@@ -182,7 +183,8 @@ def test_jobs_run_on_opennebula_pilots_which_power_off_and_are_reaped(
             JOBS,
         )
         t0 = time.monotonic()
-        run = wait_for_jobs(pool, cluster_id, JOBS, 180)
+        registrations = Registrations(pool)
+        run = wait_for_jobs(pool, cluster_id, JOBS, 180, registrations.look)
         first_running, all_done_after, rows = run.first_running, run.all_done, run.rows
         # Every job ran, on a pilot of the OpenNebula entry.
         assert rows == [["4", "0", s.entry]] * JOBS
@@ -210,7 +212,8 @@ def test_jobs_run_on_opennebula_pilots_which_power_off_and_are_reaped(
         print(
             f"\nOpenNebula story: first job running after {first_running:.1f}s, all {JOBS} "
             f"done after {all_done_after:.1f}s, {len(launched)} pilots launched "
-            f"(max {MAX_PILOTS}), every VM powered off and reaped after {reaped_after:.1f}s"
+            f"(max {MAX_PILOTS}), every VM powered off and reaped after {reaped_after:.1f}s, "
+            + registrations.summary(list(s.boot.vms.values()))
         )
 
 

@@ -23,6 +23,7 @@ from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
 from glidein_operator.testing.openstack_fake import FakeOpenStack
 from glidein_operator.testing.resources import cloud_entry, trust_domain, vm_image
 from tests.condor.support import (
+    Registrations,
     degraded,
     event_reasons,
     eventually,
@@ -148,9 +149,11 @@ def test_jobs_run_on_openstack_pilots_which_shut_off_and_are_reaped(
             JOBS,
         )
         console = ""
+        registrations = Registrations(pool)
 
         def read_console() -> None:
             nonlocal console
+            registrations.look()
             if not console:  # a running pilot's console, through the operator's driver
                 running = [p for p in s.operator.list_pilots() if p.state is PilotState.RUNNING]
                 for p in running:
@@ -203,7 +206,8 @@ def test_jobs_run_on_openstack_pilots_which_shut_off_and_are_reaped(
         print(
             f"\nOpenStack story: first job running after {first_running:.1f}s, all {JOBS} done "
             f"after {all_done_after:.1f}s, {launched} pilots launched (max {MAX_PILOTS}; "
-            f"payload from {sorted(s.boot.sources.values())})"
+            f"payload from {sorted(s.boot.sources.values())}), "
+            + registrations.summary(list(s.boot.vms.values()))
         )
 
 
