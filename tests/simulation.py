@@ -50,7 +50,7 @@ def entry_spec(region: str, price: Decimal) -> CloudEntrySpec:
                     "cpus": 4,
                     "memory": "16Gi",
                     "disk": "100Gi",
-                    "pricePerHour": str(price),
+                    "pricePerHour": price,
                 }
             ],
             "limits": {"maxPilots": 100, "maxLaunchPerCycle": 100},

@@ -43,7 +43,7 @@ def entries(n: int, types_per_entry: int = 3, seed: int = 1) -> list[Candidate]:
                         "cpus": cpus,
                         "memory": mem,
                         "disk": "200Gi",
-                        "pricePerHour": str(
+                        "pricePerHour": (
                             Decimal(price) * Decimal(rng.choice(["0.9", "1.0", "1.1"]))
                         ),
                     }

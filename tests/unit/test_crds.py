@@ -77,3 +77,30 @@ def test_cel_rules_reach_the_schema() -> None:
     entry = crdgen.openapi_schema(KINDS[1])["properties"]["spec"]
     rules = [r["rule"] for r in entry["x-kubernetes-validations"]]
     assert "(self.type == 'ec2') == has(self.ec2)" in rules
+
+
+# What JSON Schema calls these, pydantic spells ge, le, min_length...: a pydantic name in a
+# CRD means a constraint the API server silently ignores.
+PYDANTIC_WORDS = {"ge", "le", "gt", "lt", "min_length", "max_length", "multiple_of", "strict"}
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_every_constraint_is_spelt_as_the_server_reads_it(kind: Kind) -> None:
+    schema = crdgen.openapi_schema(kind)
+    for path, node in _walk(schema):
+        assert not PYDANTIC_WORDS & node.keys(), f"{kind.kind}{path}: {node.keys()}"
+
+
+def test_every_duration_is_bounded_on_the_server() -> None:
+    pilot = crdgen.openapi_schema(KINDS[0])["properties"]["spec"]["properties"]["pilot"]
+    durations = {
+        name: node
+        for name, node in pilot["properties"].items()
+        if node.get("pattern", "").endswith("(ms|s|m|h))+$")
+    }
+    assert set(durations) == {"lifetime", "idleTimeout", "registrationTimeout", "retireBeforeEnd"}
+    for name, node in durations.items():
+        [rule] = node["x-kubernetes-validations"]
+        assert "duration('8760h')" in rule["rule"], name
+        assert rule["message"].startswith("must be between"), name
+        assert node["maxLength"] <= 20, name

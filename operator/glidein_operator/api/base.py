@@ -4,29 +4,40 @@ Two audiences read these models: Python (the operator validates every object it 
 with them) and the API server (the CRD schema is generated from them, see ``crdgen``).
 Anything that must be rejected at ``kubectl apply`` is therefore expressed twice in one
 place: as a JSON-schema constraint or a CEL rule (``cel_rules``) for the server, and as a
-pydantic validator for Python. ``tests/unit/test_malformed.py`` runs one corpus of bad
-resources through both so the two cannot drift apart.
+pydantic validator for Python. ``tests/malformed_cases.py`` runs one corpus of bad
+resources through both, and ``tests/integration/test_validation_agreement.py`` draws
+mutations of the examples by property, so the two cannot drift apart.
+
+The one exception is ClassAd expressions (``classad``): the API server cannot parse them,
+the validating admission webhook (which calls ``objects.parse``) does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, cast
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     PlainSerializer,
+    Strict,
     WithJsonSchema,
+    model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, core_schema
 
 API_GROUP = "glidein.dev"
 API_VERSION = "v1alpha1"
@@ -51,8 +62,26 @@ class CelRule:
         return out
 
 
+def _as_sent(value: Any) -> Any:
+    """A value as the API server receives it from kubectl: null members pruned (none of
+    our fields is nullable, so the server drops them before defaulting) and integral
+    floats written as integers (Go's JSON encoder writes YAML's 4.0 as 4)."""
+    if isinstance(value, Mapping):
+        return {k: _as_sent(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_as_sent(v) for v in value]
+    if type(value) is float and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    return value
+
+
 class ApiModel(BaseModel):
     """Base of every spec/status model: camelCase on the wire, unknown fields refused.
+
+    Types are strict, as the API server's are: ``"1.5"`` is not a price, ``"true"`` not a
+    boolean, ``1`` not a string (pydantic's lax mode would convert them; the server, with
+    ``type: number`` or ``boolean``, refuses them). The few types whose JSON form is not
+    their Python type (integers, money, dates, timestamps) convert explicitly below.
 
     Subclasses list the CEL rules that mirror their cross-field validators in
     ``cel_rules``; the CRD generator attaches them to the object's schema.
@@ -65,9 +94,21 @@ class ApiModel(BaseModel):
         frozen=False,
         use_enum_values=True,
         validate_default=True,
+        strict=True,
+        allow_inf_nan=False,
     )
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_the_server_reads_it(cls, data: Any) -> Any:
+        # `limits:` left empty in YAML means the defaults, not an error, and `cpus: 4.0` is
+        # 4, as they are to the API server. kopf hands specs over as Mappings, not dicts,
+        # which strict mode would refuse.
+        if isinstance(data, Mapping):
+            return _as_sent(data)
+        return data
 
     @classmethod
     def __get_pydantic_json_schema__(
@@ -83,36 +124,165 @@ class ApiModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+# --- numbers ----------------------------------------------------------------------------
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class _Int64:
+    """Bounds an integer to Go's int64, which is how the API server decodes integers (it
+    refuses anything wider). A field's own ge/le take precedence, whichever pydantic
+    applies first; the CRD generator leaves the int64 bounds implicit."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        schema = handler(source)
+        if schema["type"] != "int":
+            raise TypeError(f"Int annotates int, not {schema['type']}")
+        bounds = cast(dict[str, Any], schema)
+        bounds.setdefault("ge", INT64_MIN)
+        bounds.setdefault("le", INT64_MAX)
+        return schema
+
+
+Int = Annotated[int, _Int64()]
+
+
+def _json_number(value: Any) -> Any:
+    # A YAML or JSON number, never a string: the schema says `type: number`. Floats go
+    # through their shortest repr so 0.192 is Decimal("0.192"), not its binary neighbour.
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be a number, not {type(value).__name__} {str(value)[:40]!r}")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, not {value}")
+        number = Decimal(repr(value))
+    else:
+        number = Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"must be a finite number, not {number}")
+    return number
+
+
+# Money is Decimal in Python (accounting must add up to the cent) but a plain JSON number
+# in YAML, which is what people write; floats never enter arithmetic.
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_json_number),
+    Field(ge=0),
+    PlainSerializer(lambda d: float(d), return_type=float, when_used="json"),
+    WithJsonSchema({"type": "number", "minimum": 0}),
+]
+
+
+# --- dates and times --------------------------------------------------------------------
+
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}.*")
+
+
+def _full_date(value: Any) -> Any:
+    # `format: date` on the server is RFC 3339's full-date and nothing else: not 20261115,
+    # not a timestamp (YAML reads an unquoted 2026-11-15 as a date, which is fine).
+    if isinstance(value, dt.datetime):
+        raise ValueError("must be a date written YYYY-MM-DD, not a timestamp")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and _FULL_DATE.fullmatch(value):
+        return dt.date.fromisoformat(value)
+    raise ValueError(f"must be a date written YYYY-MM-DD, not {str(value)[:40]!r}")
+
+
+Date = Annotated[dt.date, BeforeValidator(_full_date)]
+
+
+def _timestamp_text(value: Any) -> Any:
+    # JSON carries timestamps as RFC 3339 text; a bare number would be read as Unix time.
+    if isinstance(value, dt.datetime) or (isinstance(value, str) and _DATE_TIME.fullmatch(value)):
+        return value
+    raise ValueError(f"must be an RFC 3339 timestamp, not {str(value)[:40]!r}")
+
+
+Timestamp = Annotated[dt.datetime, Strict(False), BeforeValidator(_timestamp_text)]
+
+
 # --- durations --------------------------------------------------------------------------
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
+_DURATION_PART = re.compile(r"([0-9]+(?:[.][0-9]+)?)(ms|s|m|h)")
 # Go durations (what Kubernetes users write: 90s, 1h30m, 48h), and nothing wider, so that
-# CEL's duration() in the CRD parses every value the pattern lets through. The pattern goes
+# CEL's duration() in the CRD parses every value the pattern lets through. Numbers of at
+# most six digits in at most 20 characters keep every such value below Go's limit
+# (2562047h, int64 nanoseconds), so duration() never overflows either. The pattern goes
 # into the CRD so `kubectl apply` rejects "ten minutes" before the operator sees it.
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+DURATION_PATTERN = r"^([0-9]{1,6}([.][0-9]+)?(ms|s|m|h))+$"
+DURATION_MAX_LENGTH = 20
+# The longest duration any field takes: a year, far inside Python's timedelta, CEL's
+# duration and Go's time.Duration.
+MAX_DURATION = "8760h"
 
 
 def parse_duration(text: str) -> dt.timedelta:
     """Parse ``1h30m``-style text; raise ValueError naming the bad text otherwise."""
-    if not re.fullmatch(DURATION_PATTERN, text):
+    if len(text) > DURATION_MAX_LENGTH or not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(
-            f"{text!r} is not a duration: use numbers with units ms, s, m or h, e.g. 90s, 1h30m or 48h"
+            f"{text[:40]!r} is not a duration: use numbers of up to six digits with units "
+            "ms, s, m or h, e.g. 90s, 1h30m or 48h"
         )
-    seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
-    return dt.timedelta(seconds=seconds)
+    seconds = sum(Decimal(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+    return dt.timedelta(microseconds=int(seconds * 1_000_000))
 
 
-def _check_duration(text: str) -> str:
-    parse_duration(text)
-    return text
+def cel_is_duration(expr: str) -> str:
+    """A CEL test that ``expr`` (a string) matches the duration pattern."""
+    return f"{expr}.matches('{DURATION_PATTERN}')"
 
 
-Duration = Annotated[
-    str,
-    AfterValidator(_check_duration),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "maxLength": 32}),
-]
+@dataclass(frozen=True)
+class DurationRange:
+    """A duration field's bounds: checked here and by a CEL rule on the field, so both
+    name the field and say the same thing."""
+
+    minimum: str
+    maximum: str = MAX_DURATION
+
+    @property
+    def message(self) -> str:
+        return f"must be between {self.minimum} and {self.maximum}"
+
+    def check(self, text: str) -> str:
+        if not parse_duration(self.minimum) <= parse_duration(text) <= parse_duration(self.maximum):
+            raise ValueError(f"{self.message}, not {text}")
+        return text
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # A value the pattern refuses is reported by the pattern; the guard keeps CEL from
+        # adding an evaluation error about the same value.
+        rule = (
+            f"!{cel_is_duration('self')} || "
+            f"(duration(self) >= duration('{self.minimum}') && "
+            f"duration(self) <= duration('{self.maximum}'))"
+        )
+        return {
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "maxLength": DURATION_MAX_LENGTH,
+            "x-kubernetes-validations": [{"rule": rule, "message": self.message}],
+        }
+
+
+# A duration with no bound of its own: from 0s to the common maximum.
+Duration = Annotated[str, DurationRange("0s")]
 
 
 # --- quantities -------------------------------------------------------------------------
@@ -126,7 +296,7 @@ def parse_quantity(text: str) -> int:
     """Kubernetes-style byte quantity (``16Gi``, ``500M``, ``1024``) to bytes."""
     m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?", text)
     if not m:
-        raise ValueError(f"{text!r} is not a quantity of bytes: write e.g. 16Gi, 500M or 1024")
+        raise ValueError(f"{text[:40]!r} is not a quantity of bytes: write e.g. 16Gi, 500M or 1024")
     number, unit = m.groups()
     factor = _BINARY.get(unit or "", 0) or _DECIMAL.get(unit or "", 1)
     return int(Decimal(number) * factor)
@@ -144,20 +314,139 @@ ByteQuantity = Annotated[
 ]
 
 
-# --- money ------------------------------------------------------------------------------
+# --- names ------------------------------------------------------------------------------
 
-# Money is Decimal in Python (accounting must add up to the cent) but a plain JSON number
-# in YAML, which is what people write; floats never enter arithmetic.
-Money = Annotated[
-    Decimal,
-    Field(ge=0),
-    PlainSerializer(lambda d: float(d), return_type=float, when_used="json"),
-    WithJsonSchema({"type": "number", "minimum": 0}),
+# Kubernetes object names (DNS-1123 subdomain) for references to other resources, and
+# namespace names (DNS-1123 label), as the API server checks metadata.name and namespace.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+NAME_MAX_LENGTH = 253
+LABEL_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+LABEL_NAME_MAX_LENGTH = 63
+ObjectName = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN)]
+NamespaceName = Annotated[
+    str, Field(min_length=1, max_length=LABEL_NAME_MAX_LENGTH, pattern=LABEL_NAME_PATTERN)
 ]
 
-# Kubernetes object names (DNS-1123 subdomain) for references to other resources.
-NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
+
+def name_problem(name: str, *, label: bool = False) -> str | None:
+    """Why ``name`` is not a valid object (or, with ``label``, namespace) name, or None."""
+    pattern, limit = (
+        (LABEL_NAME_PATTERN, LABEL_NAME_MAX_LENGTH) if label else (NAME_PATTERN, NAME_MAX_LENGTH)
+    )
+    if len(name) > limit:
+        return f"must be no more than {limit} characters"
+    if not re.fullmatch(pattern, name):
+        return (
+            "must consist of lower case letters, digits and '-'"
+            + ("" if label else ", in parts separated by '.'")
+            + ", and start and end with a letter or digit"
+        )
+    return None
+
+
+def at_most(value: dict[str, Any], max_properties: int) -> None:
+    # The schema's maxProperties, which keeps the CEL rule over the keys within the API
+    # server's cost budget.
+    if len(value) > max_properties:
+        raise ValueError(f"at most {max_properties} entries, not {len(value)}")
+
+
+@dataclass(frozen=True)
+class MapKeys:
+    """Keys of a map field that must be names of other objects (e.g. CloudEntries):
+    checked here and, since a schema cannot constrain map keys, by a CEL rule."""
+
+    what: str
+    max_properties: int = 256
+
+    def check(self, value: dict[str, Any]) -> dict[str, Any]:
+        at_most(value, self.max_properties)
+        for key in value:
+            problem = name_problem(key)
+            if problem:
+                raise ValueError(f"key {key[:60]!r} is not {self.what}: {problem}")
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        out = handler(schema)
+        out["maxProperties"] = self.max_properties
+        out["x-kubernetes-validations"] = [
+            {
+                "rule": f"self.all(k, k.size() <= {NAME_MAX_LENGTH} && k.matches('{NAME_PATTERN}'))",
+                "message": f"every key must be {self.what} (a DNS-1123 subdomain)",
+            }
+        ]
+        return out
+
+
+# --- lists the API server treats as maps or sets ----------------------------------------
+
+
+def _wire_key(item: Any, keys: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(getattr(item, to_snake(k)) for k in keys)
+
+
+@dataclass(frozen=True)
+class ListMap:
+    """A list of objects keyed by ``keys`` (``x-kubernetes-list-type: map``). The API
+    server refuses two items with the same key; so does this."""
+
+    keys: tuple[str, ...]
+
+    def check(self, items: list[Any]) -> list[Any]:
+        seen: dict[tuple[Any, ...], int] = {}
+        for i, item in enumerate(items):
+            key = _wire_key(item, self.keys)
+            if key in seen:
+                shown = ", ".join(f"{k}={v!r}" for k, v in zip(self.keys, key, strict=True))
+                raise ValueError(f"[{i}] duplicates [{seen[key]}]: both have {shown}")
+            seen[key] = i
+        return items
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        out = handler(schema)
+        out["x-kubernetes-list-type"] = "map"
+        out["x-kubernetes-list-map-keys"] = list(self.keys)
+        return out
+
+
+@dataclass(frozen=True)
+class ListSet:
+    """A list of scalars without repeats (``x-kubernetes-list-type: set``)."""
+
+    def check(self, items: list[Any]) -> list[Any]:
+        seen: dict[Any, int] = {}
+        for i, item in enumerate(items):
+            if item in seen:
+                raise ValueError(f"[{i}] duplicates [{seen[item]}]: {item!r}")
+            seen[item] = i
+        return items
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        out = handler(schema)
+        out["x-kubernetes-list-type"] = "set"
+        return out
 
 
 # --- status building blocks -------------------------------------------------------------
@@ -178,25 +467,21 @@ class Condition(ApiModel):
     message: str = Field(
         default="", description="What a person needs to know, naming the field or object at fault."
     )
-    last_transition_time: dt.datetime | None = Field(
+    last_transition_time: Timestamp | None = Field(
         default=None, description="When status last changed."
     )
-    observed_generation: int | None = Field(
+    observed_generation: Int | None = Field(
         default=None, ge=0, description="The .metadata.generation this condition was computed for."
     )
 
 
-CONDITIONS_FIELD_EXTRA: dict[str, Any] = {
-    "x-kubernetes-list-type": "map",
-    "x-kubernetes-list-map-keys": ["type"],
-}
+Conditions = Annotated[list[Condition], ListMap(("type",))]
 
 
 def conditions_field() -> Any:
     return Field(
         default_factory=list,
         description="Latest observations of the resource's state (Ready, Degraded, ...).",
-        json_schema_extra=CONDITIONS_FIELD_EXTRA,
     )
 
 

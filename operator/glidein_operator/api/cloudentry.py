@@ -8,7 +8,7 @@ that jobs' Requirements are evaluated against.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -16,11 +16,15 @@ from glidein_operator.api.base import (
     ApiModel,
     ByteQuantity,
     CelRule,
-    Condition,
+    Conditions,
+    Int,
+    ListMap,
     Money,
+    NamespaceName,
     ObjectName,
     conditions_field,
 )
+from glidein_operator.api.classad import AttributeMap, ConfigClassAdExpression, SubmitCommands
 
 EntryType = Literal["ec2", "openstack", "opennebula", "grid", "kubernetes"]
 ENTRY_TYPES: tuple[str, ...] = ("ec2", "openstack", "opennebula", "grid", "kubernetes")
@@ -38,12 +42,12 @@ class InstanceType(ApiModel):
             "OpenNebula template size label, or a label for grid/pod shapes."
         ),
     )
-    cpus: int = Field(ge=1, le=1024, description="Cores a pilot of this type offers.")
+    cpus: Int = Field(ge=1, le=1024, description="Cores a pilot of this type offers.")
     memory: ByteQuantity = Field(description="Memory, as a quantity (e.g. 16Gi).")
     disk: ByteQuantity = Field(
         default="20Gi", description="Scratch disk for jobs, as a quantity (e.g. 100Gi)."
     )
-    gpus: int = Field(default=0, ge=0, le=64, description="GPUs a pilot of this type offers.")
+    gpus: Int = Field(default=0, ge=0, le=64, description="GPUs a pilot of this type offers.")
     price_per_hour: Money = Field(
         default=Decimal(0),
         description="On-demand price per hour, in the budget's currency. 0 for grid and owned sites.",
@@ -67,21 +71,21 @@ class SpotOptions(ApiModel):
 class EntryLimits(ApiModel):
     """Limits the entry's admins set, whatever the requests ask for."""
 
-    max_pilots: int | None = Field(
+    max_pilots: Int | None = Field(
         default=None, ge=0, description="Most pilots alive at this entry, all requests together."
     )
-    max_idle_pilots: int | None = Field(
+    max_idle_pilots: Int | None = Field(
         default=None,
         ge=0,
         description="Most pilots launched but not yet running jobs (booting or idle) at once.",
     )
-    max_launch_per_cycle: int = Field(
+    max_launch_per_cycle: Int = Field(
         default=100,
         ge=1,
         le=10000,
         description="Most pilots started in one reconcile cycle (batch size).",
     )
-    launches_per_minute: int = Field(
+    launches_per_minute: Int = Field(
         default=600, ge=1, description="Rate limit on launch calls to this entry's API."
     )
 
@@ -161,8 +165,8 @@ class OpenNebulaSettings(ApiModel):
         max_length=64,
         description="Label of this OpenNebula zone, matched against VMImage locations.",
     )
-    template_id: int = Field(ge=0, description="VM template to instantiate.")
-    network_ids: list[int] = Field(default_factory=list, description="Virtual networks to attach.")
+    template_id: Int = Field(ge=0, description="VM template to instantiate.")
+    network_ids: list[Int] = Field(default_factory=list, description="Virtual networks to attach.")
 
 
 class GridSettings(ApiModel):
@@ -180,9 +184,13 @@ class GridSettings(ApiModel):
     batch_system: Literal["slurm", "pbs", "sge", "lsf", "condor"] | None = Field(
         default=None, description="Batch system behind a batch-type CE."
     )
-    submit_attributes: dict[str, str] = Field(
+    submit_attributes: Annotated[dict[str, str], SubmitCommands()] = Field(
         default_factory=dict,
-        description="Extra submit-description commands for the grid job (e.g. +maxWallTime).",
+        description=(
+            "Extra submit-description commands for the grid job (e.g. +maxWallTime). Those "
+            "setting a job attribute (+Name, MY.Name) take a ClassAd expression, checked "
+            "with HTCondor's ClassAd parser."
+        ),
     )
 
     cel_rules = (
@@ -203,7 +211,7 @@ class GridSettings(ApiModel):
 class KubernetesSettings(ApiModel):
     """Pilots as pods on this or another cluster."""
 
-    namespace: ObjectName = Field(description="Namespace the pilot pods run in.")
+    namespace: NamespaceName = Field(description="Namespace the pilot pods run in.")
     pilot_image: str = Field(
         min_length=1,
         max_length=1024,
@@ -238,17 +246,21 @@ class CloudEntrySpec(ApiModel):
         default=None,
         description="Name of the VMImage pilots boot from (required for ec2, openstack, opennebula).",
     )
-    instance_types: list[InstanceType] = Field(
+    instance_types: Annotated[list[InstanceType], ListMap(("name",))] = Field(
         min_length=1,
         max_length=64,
-        description="Machine shapes this entry offers; the smallest that fits a job cluster is used.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description=(
+            "Machine shapes this entry offers, one item per name; the smallest that fits a "
+            "job cluster is used."
+        ),
     )
-    attributes: dict[str, str] = Field(
+    attributes: Annotated[dict[str, ConfigClassAdExpression], AttributeMap()] = Field(
         default_factory=dict,
         description=(
             "Extra ClassAd attributes of this entry's machine ad, as ClassAd expressions, "
-            'e.g. {HAS_SINGULARITY: "true", GLIDEIN_Country: "\\"US\\""}.'
+            'e.g. {HAS_SINGULARITY: "true", GLIDEIN_Country: "\\"US\\""}. Names are '
+            "ClassAd attribute names; values one line each, checked with HTCondor's ClassAd "
+            "parser."
         ),
     )
     limits: EntryLimits = Field(default_factory=EntryLimits, description="The entry's own limits.")
@@ -315,10 +327,10 @@ class CloudEntrySpec(ApiModel):
 class CloudEntryStatus(ApiModel):
     """What the operator observed about this entry."""
 
-    observed_generation: int | None = Field(
+    observed_generation: Int | None = Field(
         default=None, ge=0, description="The .metadata.generation last reconciled."
     )
-    pilots: int | None = Field(
+    pilots: Int | None = Field(
         default=None, ge=0, description="Pilots alive at this entry, all requests together."
     )
-    conditions: list[Condition] = conditions_field()
+    conditions: Conditions = conditions_field()

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from glidein_operator.api.base import INT64_MAX, INT64_MIN
 from glidein_operator.api.resources import CATEGORY, KINDS, Kind
 
 _DROP = {"title", "discriminator", "examples"}
@@ -80,6 +81,13 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], where: str) -> dict[
         out[key] = copy.deepcopy(value)
     if "type" not in out:
         raise SchemaError(f"{where}: no type (structural schemas need one everywhere)")
+    if out["type"] == "integer":
+        # The server reads integers as int64 anyway; stated, the bounds would be float64s,
+        # and 2**63-1 rounds to 2**63, which it refuses as an integer bound.
+        if out.get("minimum") == INT64_MIN:
+            del out["minimum"]
+        if out.get("maximum") == INT64_MAX:
+            del out["maximum"]
     if out["type"] == "number" and isinstance(out.get("default"), str):
         # pydantic writes Decimal defaults as strings; the server wants a number.
         number = float(out["default"])

@@ -6,23 +6,30 @@ what pilots look like, and the limits and budget that bound the whole.
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from glidein_operator.api.base import (
     ApiModel,
     CelRule,
-    Condition,
+    Conditions,
     Duration,
+    DurationRange,
+    Int,
+    ListMap,
+    ListSet,
+    MapKeys,
     Money,
     ObjectName,
     SecretKeyRef,
+    Timestamp,
+    cel_is_duration,
     conditions_field,
     parse_duration,
 )
+from glidein_operator.api.classad import ClassAdExpression, ConfigClassAdExpression
 from glidein_operator.api.trustdomain import CredentialType
 
 
@@ -53,10 +60,8 @@ class EntrySelection(ApiModel):
     """Which CloudEntries may serve this request. Empty means every entry whose trust domain
     accepts one of the request's credentials."""
 
-    names: list[ObjectName] = Field(
-        default_factory=list,
-        description="Entries by name.",
-        json_schema_extra={"x-kubernetes-list-type": "set"},
+    names: Annotated[list[ObjectName], ListSet()] = Field(
+        default_factory=list, description="Entries by name."
     )
     selector: LabelSelector | None = Field(default=None, description="Entries by label.")
 
@@ -89,34 +94,45 @@ class Credential(ApiModel):
 class PilotSettings(ApiModel):
     """What every pilot of this request looks like and how long it lives."""
 
-    lifetime: Duration = Field(
+    # Bounds (see DurationRange): each minimum is the least that still means something
+    # for the field; the maximum, a year, fits every consumer (timedelta, CEL, Go).
+    lifetime: Annotated[str, DurationRange("1m")] = Field(
         default="24h",
         description=(
             "Hard lifetime: the pilot shuts down at its end, stopping any job still "
-            "running, and the operator terminates what outlives it."
+            "running, and the operator terminates what outlives it. From 1m (a pilot "
+            "needs that to boot, register and run anything) to 8760h."
         ),
     )
-    idle_timeout: Duration = Field(
-        default="20m", description="A pilot with no job for this long shuts down."
+    idle_timeout: Annotated[str, DurationRange("1s")] = Field(
+        default="20m",
+        description=(
+            "A pilot with no job for this long shuts down. From 1s (HTCondor counts whole "
+            "seconds) to 8760h."
+        ),
     )
-    registration_timeout: Duration = Field(
+    registration_timeout: Annotated[str, DurationRange("1s")] = Field(
         default="15m",
         description=(
             "A pilot not registered in the collector this long after launch is stuck: its "
-            "console log is kept and it is terminated."
+            "console log is kept and it is terminated. From 1s to 8760h; a VM usually needs "
+            "a few minutes to boot and register."
         ),
     )
-    retire_before_end: Duration = Field(
+    retire_before_end: Annotated[str, DurationRange("10s")] = Field(
         default="1h",
         description=(
             "Retire window: this long before the lifetime ends the pilot takes no new job; "
-            "the running ones may finish within it, then the pilot shuts down."
+            "the running ones may finish within it, then the pilot shuts down. From 10s "
+            "(time to stop matching before the end) to 8760h, and shorter than lifetime."
         ),
     )
-    start_expression: str = Field(
+    start_expression: ConfigClassAdExpression = Field(
         default="true",
-        max_length=4096,
-        description="ClassAd expression used as the pilot's START: which jobs it accepts.",
+        description=(
+            "ClassAd expression used as the pilot's START: which jobs it accepts. One line; "
+            "checked with HTCondor's ClassAd parser."
+        ),
     )
     partitionable: bool = Field(
         default=True, description="One partitionable slot sized to the machine, shared by jobs."
@@ -153,7 +169,10 @@ class PilotSettings(ApiModel):
 
     cel_rules = (
         CelRule(
-            "duration(self.retireBeforeEnd) < duration(self.lifetime)",
+            # A value the pattern refuses is reported there; duration() would only add a
+            # conversion error about it.
+            f"!({cel_is_duration('self.retireBeforeEnd')} && {cel_is_duration('self.lifetime')})"
+            " || duration(self.retireBeforeEnd) < duration(self.lifetime)",
             "retireBeforeEnd must be shorter than lifetime",
             ".retireBeforeEnd",
         ),
@@ -169,13 +188,13 @@ class PilotSettings(ApiModel):
 class RequestLimits(ApiModel):
     """Limits over all entries of the request (GlideinWMS group limits)."""
 
-    min_pilots: int = Field(
+    min_pilots: Int = Field(
         default=0, ge=0, description="Pilots kept alive even with an empty queue (warm pool)."
     )
-    max_pilots: int = Field(
+    max_pilots: Int = Field(
         default=100, ge=0, description="Most pilots alive, all entries together."
     )
-    max_idle_pilots: int | None = Field(
+    max_idle_pilots: Int | None = Field(
         default=None,
         ge=0,
         description=(
@@ -183,15 +202,15 @@ class RequestLimits(ApiModel):
             "only maxPilots bounds them."
         ),
     )
-    curb_idle_pilots: int | None = Field(
+    curb_idle_pilots: Int | None = Field(
         default=None,
         ge=0,
         description="Past this many idle pilots, ask for new ones more slowly (GlideinWMS curb).",
     )
-    reserve_idle_pilots: int = Field(
+    reserve_idle_pilots: Int = Field(
         default=0, ge=0, description="Idle pilots kept beyond what the queue needs, for bursts."
     )
-    max_pilots_per_entry: int | None = Field(
+    max_pilots_per_entry: Int | None = Field(
         default=None, ge=0, description="Most pilots of this request at any one entry."
     )
 
@@ -255,15 +274,16 @@ class Budget(ApiModel):
         default=False,
         description="Drain and terminate all cloud pilots of this request now ('we are going over budget').",
     )
-    per_entry: dict[str, Money] = Field(
+    per_entry: Annotated[dict[str, Money], MapKeys("a CloudEntry name")] = Field(
         default_factory=dict,
-        description="Optional limit per period for individual entries, by name.",
+        description="Optional limit per period for individual entries, by CloudEntry name.",
     )
     kill_grace_period: Duration = Field(
         default="10m",
         description=(
             "Once the kill switch is on, pilots running jobs get this long to finish before "
-            "they are terminated; idle and booting pilots go at once."
+            "they are terminated; idle and booting pilots go at once. From 0s (terminate "
+            "at once) to 8760h."
         ),
     )
 
@@ -313,34 +333,33 @@ class GlideinRequestSpec(ApiModel):
             "queries without authenticating, which works where the pool lets anyone READ."
         ),
     )
-    schedds: list[ScheddRef] = Field(
-        min_length=1,
-        description="Schedds whose idle jobs count.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    schedds: Annotated[list[ScheddRef], ListMap(("name",))] = Field(
+        min_length=1, description="Schedds whose idle jobs count; one item per name."
     )
-    job_constraint: str = Field(
+    job_constraint: ClassAdExpression = Field(
         default="true",
-        max_length=4096,
-        description="ClassAd constraint selecting which idle jobs this request serves.",
+        description=(
+            "ClassAd constraint selecting which idle jobs this request serves; checked with "
+            "HTCondor's ClassAd parser."
+        ),
     )
-    match_expression: str = Field(
+    match_expression: ClassAdExpression = Field(
         default="true",
-        max_length=4096,
         description=(
             "ClassAd expression evaluated with MY = the entry's machine ad and TARGET = the "
-            "job cluster, ANDed with the jobs' own Requirements."
+            "job cluster, ANDed with the jobs' own Requirements; checked with HTCondor's "
+            "ClassAd parser."
         ),
     )
     entries: EntrySelection = Field(
         default_factory=EntrySelection, description="Which CloudEntries may serve this request."
     )
-    credentials: list[Credential] = Field(
+    credentials: Annotated[list[Credential], ListMap(("trustDomain", "type"))] = Field(
         min_length=1,
-        description="Credentials per trust domain, from Secrets in this namespace.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["trustDomain", "type"],
-        },
+        description=(
+            "Credentials per trust domain, from Secrets in this namespace; one item per "
+            "trust domain and type."
+        ),
     )
     pilot: PilotSettings = Field(default_factory=PilotSettings, description="Pilot settings.")
     limits: RequestLimits = Field(default_factory=RequestLimits, description="Request-wide limits.")
@@ -367,14 +386,14 @@ class EntryStatus(ApiModel):
     """The request's figures at one entry, with the reason for the number wanted."""
 
     name: str = Field(description="CloudEntry name.")
-    idle_jobs: int = Field(default=0, ge=0, description="Idle jobs matched to this entry.")
-    wanted: int = Field(default=0, ge=0, description="Pilots the plan wants here.")
-    launching: int = Field(default=0, ge=0, description="Pilots launched, not yet registered.")
-    running: int = Field(default=0, ge=0, description="Pilots registered and running jobs.")
-    idle: int = Field(default=0, ge=0, description="Pilots registered with no job.")
-    stuck: int = Field(default=0, ge=0, description="Pilots that never registered in time.")
+    idle_jobs: Int = Field(default=0, ge=0, description="Idle jobs matched to this entry.")
+    wanted: Int = Field(default=0, ge=0, description="Pilots the plan wants here.")
+    launching: Int = Field(default=0, ge=0, description="Pilots launched, not yet registered.")
+    running: Int = Field(default=0, ge=0, description="Pilots registered and running jobs.")
+    idle: Int = Field(default=0, ge=0, description="Pilots registered with no job.")
+    stuck: Int = Field(default=0, ge=0, description="Pilots that never registered in time.")
     bound_by: str = Field(default="", description="The limit or reason that set 'wanted'.")
-    last_batch: int | None = Field(
+    last_batch: Int | None = Field(
         default=None,
         ge=0,
         description=(
@@ -387,11 +406,11 @@ class EntryStatus(ApiModel):
 class RequestTotals(ApiModel):
     """Totals over all entries, shown by kubectl get."""
 
-    idle_jobs: int = Field(default=0, ge=0, description="Idle jobs this request serves.")
-    wanted: int = Field(default=0, ge=0, description="Pilots wanted.")
-    launching: int = Field(default=0, ge=0, description="Pilots booting.")
-    running: int = Field(default=0, ge=0, description="Pilots running jobs.")
-    idle: int = Field(default=0, ge=0, description="Pilots idle.")
+    idle_jobs: Int = Field(default=0, ge=0, description="Idle jobs this request serves.")
+    wanted: Int = Field(default=0, ge=0, description="Pilots wanted.")
+    launching: Int = Field(default=0, ge=0, description="Pilots booting.")
+    running: Int = Field(default=0, ge=0, description="Pilots running jobs.")
+    idle: Int = Field(default=0, ge=0, description="Pilots idle.")
 
 
 class Usage(ApiModel):
@@ -411,8 +430,8 @@ class EntrySpend(Usage):
 class PeriodSpend(Usage):
     """Accounting of a closed period."""
 
-    start: dt.datetime = Field(description="Start of the period.")
-    end: dt.datetime = Field(description="End of the period.")
+    start: Timestamp = Field(description="Start of the period.")
+    end: Timestamp = Field(description="End of the period.")
 
 
 class SpendStatus(Usage):
@@ -421,14 +440,12 @@ class SpendStatus(Usage):
     period: Literal["daily", "weekly", "monthly"] = Field(
         default="monthly", description="Accounting period (the budget's, monthly without one)."
     )
-    period_start: dt.datetime | None = Field(default=None, description="Start of the period.")
-    accounted_until: dt.datetime | None = Field(
+    period_start: Timestamp | None = Field(default=None, description="Start of the period.")
+    accounted_until: Timestamp | None = Field(
         default=None, description="Pilot time is accounted up to this instant."
     )
-    entries: list[EntrySpend] = Field(
-        default_factory=list,
-        description="Accounting per entry.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    entries: Annotated[list[EntrySpend], ListMap(("name",))] = Field(
+        default_factory=list, description="Accounting per entry."
     )
     previous_period: PeriodSpend | None = Field(default=None, description="The last period.")
     limit: Money | None = Field(default=None, description="The budget limit for the period.")
@@ -447,21 +464,19 @@ class PilotLog(ApiModel):
     cloud_id: str = Field(default="", description="The back end's id (instance, server, VM, job).")
     reason: str = Field(description="Why it was reaped.")
     state: str = Field(default="", description="Its state as the back end reported it.")
-    at: dt.datetime = Field(description="When it was reaped.")
+    at: Timestamp = Field(description="When it was reaped.")
     log: str = Field(max_length=8192, description="The end of its console log.")
 
 
 class GlideinRequestStatus(ApiModel):
     """What the operator observed and decided for this request."""
 
-    observed_generation: int | None = Field(
+    observed_generation: Int | None = Field(
         default=None, ge=0, description="The .metadata.generation last reconciled."
     )
     totals: RequestTotals = Field(default_factory=RequestTotals, description="Totals.")
-    entries: list[EntryStatus] = Field(
-        default_factory=list,
-        description="Figures per entry.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    entries: Annotated[list[EntryStatus], ListMap(("name",))] = Field(
+        default_factory=list, description="Figures per entry."
     )
     spend: SpendStatus | None = Field(default=None, description="Budget period spend.")
     pilot_logs: list[PilotLog] = Field(
@@ -469,4 +484,4 @@ class GlideinRequestStatus(ApiModel):
         max_length=20,
         description="Console logs of the last pilots reaped as stuck or failed, newest last.",
     )
-    conditions: list[Condition] = conditions_field()
+    conditions: Conditions = conditions_field()

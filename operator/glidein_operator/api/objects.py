@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from glidein_operator.api.base import API_GROUP_VERSION, ApiModel
+from glidein_operator.api.base import API_GROUP_VERSION, ApiModel, name_problem
 from glidein_operator.api.resources import KINDS_BY_NAME, Kind
 
 
@@ -49,6 +49,23 @@ def describe_errors(exc: ValidationError, prefix: str = "spec") -> list[str]:
     return out
 
 
+def _metadata_errors(meta: dict[str, Any], namespaced: bool) -> list[str]:
+    """What the API server would refuse in metadata.name and metadata.namespace."""
+    out = []
+    for member, value, label in (
+        ("name", meta.get("name"), False),
+        ("namespace", meta.get("namespace") if namespaced else None, True),
+    ):
+        if value is None:
+            continue
+        problem = name_problem(value, label=label) if isinstance(value, str) else "must be a string"
+        if problem:
+            out.append(f"metadata.{member}: {problem}")
+    if meta.get("name") is None and not meta.get("generateName"):
+        out.append("metadata.name: required")
+    return out
+
+
 def parse(obj: dict[str, Any]) -> Resource:
     """Validate one object of our group; raise InvalidResource naming what is wrong."""
     kind_name = obj.get("kind", "")
@@ -57,10 +74,13 @@ def parse(obj: dict[str, Any]) -> Resource:
     kind = KINDS_BY_NAME.get(kind_name)
     if kind is None or obj.get("apiVersion") != API_GROUP_VERSION:
         raise InvalidResource(kind_name or "<no kind>", name, [f"not a {API_GROUP_VERSION} kind"])
+    errors = _metadata_errors(meta, kind.scope == "Namespaced")
     try:
         spec = kind.spec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
-        raise InvalidResource(kind.kind, name, describe_errors(exc)) from None
+        raise InvalidResource(kind.kind, name, errors + describe_errors(exc)) from None
+    if errors:
+        raise InvalidResource(kind.kind, name, errors)
     return Resource(
         kind=kind,
         name=name,

@@ -7,11 +7,11 @@ it holds a credential of a type the entry's trust domain accepts.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from glidein_operator.api.base import ApiModel, Condition, conditions_field
+from glidein_operator.api.base import ApiModel, Conditions, Int, ListSet, conditions_field
 
 CredentialType = Literal[
     "ec2-access-key",
@@ -54,23 +54,22 @@ class TrustDomainSpec(ApiModel):
     """Which credential types the entries of this trust domain accept."""
 
     description: str = Field(default="", description="Free text for admins.", max_length=1024)
-    credential_types: list[CredentialType] = Field(
+    credential_types: Annotated[list[CredentialType], ListSet()] = Field(
         min_length=1,
         description=(
-            "Credential types accepted by every entry in this trust domain. A GlideinRequest "
-            "needs a credential of one of these types to use the entries."
+            "Credential types accepted by every entry in this trust domain, each once. A "
+            "GlideinRequest needs a credential of one of these types to use the entries."
         ),
-        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
 
 
 class TrustDomainStatus(ApiModel):
     """What the operator observed about this trust domain."""
 
-    observed_generation: int | None = Field(
+    observed_generation: Int | None = Field(
         default=None, ge=0, description="The .metadata.generation last reconciled."
     )
-    entries: int | None = Field(
+    entries: Int | None = Field(
         default=None, ge=0, description="How many CloudEntries name this trust domain."
     )
-    conditions: list[Condition] = conditions_field()
+    conditions: Conditions = conditions_field()

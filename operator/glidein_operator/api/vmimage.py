@@ -7,12 +7,21 @@ VMImage answers those questions for one image version, and lists where it is sta
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from glidein_operator.api.base import ApiModel, CelRule, Condition, ObjectName, conditions_field
+from glidein_operator.api.base import (
+    ApiModel,
+    CelRule,
+    Conditions,
+    Date,
+    Int,
+    ListMap,
+    ObjectName,
+    conditions_field,
+)
+from glidein_operator.api.classad import AttributeMap, ConfigClassAdExpression
 
 ImageCloud = Literal["ec2", "openstack", "opennebula"]
 
@@ -64,27 +73,24 @@ class VMImageSpec(ApiModel):
 
     owner: ImageOwner = Field(description="Who owns, patches and answers for the image.")
     version: str = Field(min_length=1, max_length=64, description="Image version, e.g. 2026.11.1.")
-    patch_date: dt.date = Field(description="Date of the last security patch applied (YYYY-MM-DD).")
+    patch_date: Date = Field(description="Date of the last security patch applied (YYYY-MM-DD).")
     description: str = Field(default="", max_length=4096, description="Free text.")
     os: OperatingSystem | None = Field(default=None, description="Operating system of the image.")
     arch: Literal["X86_64", "aarch64", "ppc64le"] = Field(
         default="X86_64", description="CPU architecture, in HTCondor's spelling (Arch attribute)."
     )
-    provides: dict[str, str] = Field(
+    provides: Annotated[dict[str, ConfigClassAdExpression], AttributeMap()] = Field(
         default_factory=dict,
         description=(
             "ClassAd attributes the image provides, merged into the machine ad jobs match "
-            'against, e.g. {HAS_CVMFS: "true", HTCONDOR_VERSION: "\\"24.0\\""}. Values are '
-            "ClassAd expressions."
+            'against, e.g. {HAS_CVMFS: "true", HTCONDOR_VERSION: "\\"24.0\\""}. Names are '
+            "ClassAd attribute names; values are ClassAd expressions, one line each, checked "
+            "with HTCondor's ClassAd parser."
         ),
     )
-    locations: list[ImageLocation] = Field(
+    locations: Annotated[list[ImageLocation], ListMap(("cloud", "region"))] = Field(
         min_length=1,
-        description="Where the image is staged: one entry per cloud and region.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["cloud", "region"],
-        },
+        description="Where the image is staged: one item per cloud and region.",
     )
     deprecated: bool = Field(
         default=False,
@@ -118,7 +124,7 @@ class VMImageSpec(ApiModel):
 class VMImageStatus(ApiModel):
     """What the operator observed about this image."""
 
-    observed_generation: int | None = Field(
+    observed_generation: Int | None = Field(
         default=None, ge=0, description="The .metadata.generation last reconciled."
     )
-    conditions: list[Condition] = conditions_field()
+    conditions: Conditions = conditions_field()
