@@ -53,6 +53,9 @@ from glidein_operator.clouds.base import (
 )
 
 USER_DATA_LIMIT = 16 * 1024  # bytes, before base64 (EC2's limit)
+# Seconds. EC2 answers in well under a second; RunInstances of a large batch in a few.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
 KeyPairMode = Literal["perBatch", "perVM", "none"]
 
 _STATES = {
@@ -137,6 +140,8 @@ class Ec2Driver:
         key_pairs: KeyPairMode = "perBatch",
         page_size: int = 1000,
         max_attempts: int = 4,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         self.entry = entry
         self.settings = settings
@@ -149,10 +154,13 @@ class Ec2Driver:
             endpoint_url=settings.endpoint_url,
             aws_access_key_id=access_key_id,
             aws_secret_access_key=secret_access_key,
+            # botocore retries a timed-out attempt (with the same ClientToken): an endpoint
+            # that accepts and never answers costs up to max_attempts * read_timeout (and
+            # the retry waits) per request.
             config=Config(
                 retries={"mode": "standard", "total_max_attempts": max_attempts},
-                connect_timeout=5,
-                read_timeout=30,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
                 max_pool_connections=10,
             ),
         )

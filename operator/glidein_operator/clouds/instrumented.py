@@ -2,7 +2,12 @@
 after failures, and counted.
 
 The SDKs block, and a blocking call inside an ``async def`` freezes the operator,
-watches included (kopf's docs/async.rst), so calls run in worker threads. Launches are
+watches included (kopf's docs/async.rst), so calls run in worker threads: each entry's
+on threads of its own (``max_threads``), not on the event loop's shared default executor,
+where a few calls to an endpoint that accepts and never answers would hold every thread
+(six on two cores) until the SDK's timeout, and every entry and every other
+``asyncio.to_thread`` user with them. A hung entry exhausts only its own threads; its
+later calls queue behind them, and the drivers' connect/read timeouts end them. Launches are
 rate-limited per entry (``launchesPerMinute``, a token bucket); after a retryable
 failure (throttled, capacity, quota, unavailable) the entry backs off exponentially
 (capped, with jitter) before the next launch, so a sick cloud is not hammered and the
@@ -13,9 +18,12 @@ what exists and removing it must keep working while launches wait.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -24,6 +32,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from glidein_operator.clouds.base import CloudPilot, Driver, DriverError, LaunchBatch
 
 T = TypeVar("T")
+
+# Calls of one entry at once: a listing, a launch or two, a termination, console logs.
+MAX_THREADS = 4
 
 
 class DriverMetrics:
@@ -115,6 +126,7 @@ class InstrumentedDriver:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         backoff: Backoff | None = None,
+        max_threads: int = MAX_THREADS,
     ) -> None:
         self.driver = driver
         self.entry = driver.entry
@@ -131,11 +143,21 @@ class InstrumentedDriver:
         # that does not boot): launching more would only spend more. Separate from the
         # cloud's own failures, which a successful launch call clears.
         self.boot_backoff = Backoff(base=self.backoff.base)
+        self._threads = ThreadPoolExecutor(
+            max_workers=max_threads, thread_name_prefix=f"driver-{self.entry}"
+        )
+
+    def close(self) -> None:
+        """Let this entry's threads go once their calls end (a replaced driver's). Calls
+        already queued still run: their callers are waiting for them."""
+        self._threads.shutdown(wait=False)
 
     async def _call(self, operation: str, fn: Callable[[], T]) -> T:
         started = time.perf_counter()
+        # As asyncio.to_thread does: the call sees the caller's context variables.
+        call = functools.partial(contextvars.copy_context().run, fn)
         try:
-            result = await asyncio.to_thread(fn)
+            result = await asyncio.get_running_loop().run_in_executor(self._threads, call)
         except DriverError as exc:
             self.metrics.errors.labels(self.entry, operation, exc.reason).inc()
             self.last_error = exc

@@ -18,10 +18,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+import xmlrpc.client
 from collections.abc import Sequence
 from typing import Any
 
 import pyone
+import requests
 
 from glidein_operator.api.cloudentry import OpenNebulaSettings
 from glidein_operator.clouds.base import (
@@ -67,6 +69,49 @@ STATE_NAMES = {
     10: "CLONING",
     11: "CLONING_FAILURE",
 }
+
+
+# Seconds. OpenNebula answers an XML-RPC call in well under a second, a large listing in a few.
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 30.0
+
+
+class _Transport(xmlrpc.client.Transport):
+    """pyone's XML-RPC transport (requests, one POST per call), with timeouts. pyone's own
+    ``timeout`` does not reach its requests: it sets the process-wide socket default
+    (``socket.setdefaulttimeout``), which every other client in the operator would
+    inherit, and a silent endpoint would still hold a call far longer than wanted."""
+
+    def __init__(self, endpoint: str, connect_timeout: float, read_timeout: float) -> None:
+        super().__init__()
+        self._scheme = "https" if endpoint.startswith("https") else "http"
+        self._timeout = (connect_timeout, read_timeout)
+
+    def request(
+        self,
+        host: Any,
+        handler: str,
+        request_body: Any,
+        verbose: bool = False,
+    ) -> tuple[Any, ...]:
+        url = f"{self._scheme}://{host}/{handler.lstrip('/')}"
+        response = requests.post(
+            url,
+            data=request_body,
+            headers={"Content-Type": "text/xml", "Accept": "*/*"},
+            timeout=self._timeout,
+        )
+        try:
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            raise xmlrpc.client.ProtocolError(
+                url, response.status_code, str(exc), dict(response.headers)
+            ) from exc
+        parser, unmarshaller = self.getparser()
+        parser.feed(response.content)
+        parser.close()
+        result: tuple[Any, ...] = unmarshaller.close()
+        return result
 
 
 def pilot_state(state: int, lcm: int) -> PilotState:
@@ -118,14 +163,24 @@ class OpenNebulaDriver:
         password: str,
         operator_id: str,
         page_size: int = 500,
-        timeout: float = 30,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         self.entry = entry
         self.settings = settings
         self.operator_id = operator_id
         self.page_size = page_size
+        # XML-RPC whatever ONEAPI_PROTOCOL says: the endpoint is an XML-RPC one, and so is
+        # the error handling here. No ``timeout``: see _Transport.
         self._one = pyone.OneServer(
-            settings.endpoint, session=f"{username}:{password}", timeout=timeout
+            settings.endpoint, session=f"{username}:{password}", protocol="xmlrpc"
+        )
+        # ServerProxy keeps its transport in a private attribute and pyone passes its own
+        # to the constructor: replacing it afterwards is the only way in.
+        if not hasattr(self._one, "_ServerProxy__transport"):
+            raise InvalidConfig("pyone's XML-RPC client changed shape", entry=entry)
+        self._one._ServerProxy__transport = _Transport(
+            settings.endpoint, connect_timeout, read_timeout
         )
 
     def _vms(self, batch: str | None = None) -> list[Any]:

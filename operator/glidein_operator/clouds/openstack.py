@@ -50,6 +50,9 @@ from glidein_operator.clouds.base import (
 )
 
 USER_DATA_LIMIT = 65535  # Nova's limit on base64-encoded user data
+# Seconds, connecting and reading alike: a multi-create POST of many servers can take Nova
+# a while to accept.
+TIMEOUT = 60.0
 _STATES = {
     "BUILD": PilotState.PENDING,
     "ACTIVE": PilotState.RUNNING,
@@ -110,6 +113,7 @@ class OpenStackDriver:
         credentials: dict[str, str],
         operator_id: str,
         page_size: int = 1000,
+        timeout: float = TIMEOUT,
     ) -> None:
         self.entry = entry
         self.settings = settings
@@ -138,6 +142,11 @@ class OpenStackDriver:
             rate_limit=None,
             status_code_retries=2,
             connect_retries=2,
+            # keystoneauth's one timeout, for connecting and for each read; without it a
+            # request waits forever. It reports a timed-out read as ConnectTimeout and
+            # retries it (connect_retries): a silent Nova costs up to 3 * timeout (+1.5s
+            # of waits) per request, a silent Keystone a timeout per request.
+            api_timeout=timeout,
         )
         self._flavors: dict[str, str] = {}
 

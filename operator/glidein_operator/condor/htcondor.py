@@ -1,5 +1,9 @@
 """The real Pool, on the htcondor2 bindings. Every method blocks: call off the event loop.
 
+A daemon that accepts the connection and never answers keeps a call going for about a
+minute with the GIL held, which no thread can work around: the operator runs these
+queries through ``isolated.IsolatedPool``, in a worker process with a deadline.
+
 Authentication. The operator runs in a pod: FS authentication means nothing there, so the
 client offers IDTOKENS (and SSL where a pool has it) only. A request may give the operator
 a token for its pool (``spec.operatorTokenSecretRef``, or one minted from the pool's
@@ -78,7 +82,8 @@ class HTCondorPool:
         except Exception as exc:  # the bindings raise HTCondorException subclasses
             raise CondorError(f"collector {collector!r} is not usable: {exc}") from exc
 
-    def _schedd(self, name: str) -> htcondor2.Schedd:
+    def schedd(self, name: str) -> htcondor2.Schedd:
+        """The schedd ``name`` as the collector advertises it (asks the collector)."""
         try:
             ad = self._collector.locate(htcondor2.DaemonType.Schedd, name)
         except Exception as exc:
@@ -100,7 +105,13 @@ class HTCondorPool:
         # AutoCluster query: autocluster ads count running jobs too and carry only the
         # schedd's own significant attributes, so a request's constraint on, say,
         # AcctGroup could not be evaluated on them.
-        located = self._schedd(schedd)
+        return self.query_idle(self.schedd(schedd), schedd, constraint, projection)
+
+    def query_idle(
+        self, located: htcondor2.Schedd, name: str, constraint: str, projection: Sequence[str]
+    ) -> list[classad2.ClassAd]:
+        """``idle_jobs`` once the schedd is located (asks the schedd only); apart so that
+        ``isolated.py`` can tell which of the two daemons did not answer."""
         try:
             return list(
                 located.query(
@@ -108,7 +119,7 @@ class HTCondorPool:
                 )
             )
         except Exception as exc:
-            raise CondorError(f"query of schedd {schedd!r} failed: {exc}{self.identity}") from exc
+            raise CondorError(f"query of schedd {name!r} failed: {exc}{self.identity}") from exc
 
     def slot_ads(self, constraint: str, projection: Sequence[str]) -> list[classad2.ClassAd]:
         try:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import classad2
 
@@ -25,6 +26,21 @@ from glidein_operator.condor.pilots import (
     RegisteredPilot,
     pilot_from_ad,
 )
+
+
+@runtime_checkable
+class AsyncQueries(Protocol):
+    """A Pool that waits for its answers itself, off the event loop and off the loop's
+    shared default executor (``isolated.IsolatedPool``): a pool that hangs then holds
+    only threads of its own."""
+
+    async def idle_jobs_async(
+        self, schedd: str, constraint: str, projection: Sequence[str]
+    ) -> list[classad2.ClassAd]: ...
+
+    async def slot_ads_async(
+        self, constraint: str, projection: Sequence[str]
+    ) -> list[classad2.ClassAd]: ...
 
 
 @dataclass
@@ -67,7 +83,10 @@ class PoolReader:
                 return cached.clusters
             attributes = needed | (cached.attributes if cached else frozenset())
             significant = tuple(sorted(attributes))
-            ads = await asyncio.to_thread(self.pool.idle_jobs, schedd, "true", significant)
+            if isinstance(self.pool, AsyncQueries):
+                ads = await self.pool.idle_jobs_async(schedd, "true", significant)
+            else:
+                ads = await asyncio.to_thread(self.pool.idle_jobs, schedd, "true", significant)
             clusters = await asyncio.to_thread(cluster_jobs, schedd, ads, significant)
             self._jobs[schedd] = _Entry(now, attributes, clusters)
             return clusters
@@ -76,9 +95,11 @@ class PoolReader:
         async with self._slots_lock:
             if self._slots and self.clock() - self._slots[0] < self.ttl:
                 return self._slots[1]
-            ads = await asyncio.to_thread(
-                self.pool.slot_ads, f"{PILOT_ID} =!= undefined", STARTD_PROJECTION
-            )
+            constraint = f"{PILOT_ID} =!= undefined"
+            if isinstance(self.pool, AsyncQueries):
+                ads = await self.pool.slot_ads_async(constraint, STARTD_PROJECTION)
+            else:
+                ads = await asyncio.to_thread(self.pool.slot_ads, constraint, STARTD_PROJECTION)
             pilots = [p for ad in ads if (p := pilot_from_ad(ad, now_epoch)) is not None]
             self._slots = (self.clock(), pilots)
             return pilots
