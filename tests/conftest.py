@@ -58,3 +58,18 @@ def namespace(cluster: Cluster) -> Iterator[str]:
         time.sleep(0.1)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The leak check: a cloud double that still held machines or key pairs when it was
+    stopped fails the run, naming the test that left them (testing/leakcheck.py)."""
+    from glidein_operator.testing import leakcheck
+
+    if not leakcheck.LEFT:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.section("leak check: left in the cloud doubles", red=True)
+        for line in leakcheck.LEFT:
+            reporter.line(line)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

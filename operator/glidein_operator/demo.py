@@ -49,7 +49,7 @@ from glidein_operator.testing.condor_pool import (
 )
 from glidein_operator.testing.controlplane import LocalControlPlane
 from glidein_operator.testing.ec2server import Ec2Server
-from glidein_operator.testing.kube import install_crds, kubectl
+from glidein_operator.testing.kube import OPERATOR_NAMESPACE, install_crds, kubectl
 from glidein_operator.testing.resources import ec2_entry, trust_domain, vm_image
 
 SCHEDD = "schedd@submit.demo"
@@ -305,6 +305,7 @@ def run_simulated(timeout: float, console: Console, waves: int) -> dict[str, Any
             runtime.Runtime(
                 settings=runtime.Settings(
                     operator_id="demo",
+                    namespace=OPERATOR_NAMESPACE,
                     reconcile_interval=1.0,
                     credential_dir=cp.directory / "creds",
                 ),
@@ -458,7 +459,7 @@ def run_real(
     """The demo with a real pool and real pilots (see the module docstring)."""
     import tempfile
 
-    from glidein_operator.condor.htcondor import HTCondorPool
+    from glidein_operator.condor.isolated import IsolatedPool
 
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="glidein-demo-"))
@@ -480,9 +481,12 @@ def run_real(
         runtime.install(
             runtime.Runtime(
                 settings=runtime.Settings(
-                    operator_id="demo", reconcile_interval=1.0, credential_dir=work / "creds"
+                    operator_id="demo",
+                    namespace=OPERATOR_NAMESPACE,
+                    reconcile_interval=1.0,
+                    credential_dir=work / "creds",
                 ),
-                pool_factory=lambda collector, token: HTCondorPool(collector, token, token_dir),
+                pool_factory=lambda collector, token: IsolatedPool(collector, token, token_dir),
             )
         )
         docs = resources(

@@ -18,6 +18,7 @@ import yaml
 from glidein_operator.credentials import idtokens
 from glidein_operator.testing.boot import Vm
 from glidein_operator.testing.condor_pool import CondorPool
+from glidein_operator.testing.kube import OPERATOR_NAMESPACE
 from glidein_operator.testing.resources import G
 from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
@@ -57,7 +58,11 @@ def story_operator_id(namespace: str) -> str:
 
 @contextmanager
 def operator_on(
-    cluster: Cluster, namespace: str, condor_tmp: Path, docs: list[dict[str, Any]]
+    cluster: Cluster,
+    namespace: str,
+    condor_tmp: Path,
+    docs: list[dict[str, Any]],
+    env: dict[str, str] | None = None,
 ) -> Iterator[OperatorProcess]:
     """Apply ``docs`` and run the operator as its own process. On the way out every
     resource of ours among them is deleted while the operator still runs (so its
@@ -68,8 +73,10 @@ def operator_on(
             **os.environ,
             "KUBECONFIG": str(cluster.kubeconfig),
             "GLIDEIN_OPERATOR_ID": story_operator_id(namespace),
+            "GLIDEIN_NAMESPACE": OPERATOR_NAMESPACE,
             "GLIDEIN_RECONCILE_INTERVAL": "1",
             "GLIDEIN_CREDENTIAL_DIR": str(condor_tmp / f"creds-{namespace}"),
+            **(env or {}),
         },
         condor_tmp / f"operator-{namespace}.log",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from glidein_operator.condor.grid import FakeGridSchedd
 from glidein_operator.controller import runtime
 from glidein_operator.testing.controlplane import LocalControlPlane
 from glidein_operator.testing.ec2server import Ec2Server
-from glidein_operator.testing.kube import install_crds, kubectl
+from glidein_operator.testing.kube import OPERATOR_NAMESPACE, install_crds, kubectl
 from glidein_operator.testing.resources import ec2_entry, trust_domain, vm_image
 
 SCHEDD = "schedd@submit.test"
@@ -109,10 +110,11 @@ def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "") ->
 
 @contextmanager
 def operator_env(
-    prepare: Callable[[LocalControlPlane], Path] | None = None,
+    prepare: Callable[[LocalControlPlane], Path] | None = None, webhook: bool = False
 ) -> Iterator[Env]:
     """``prepare`` may install things and return the kubeconfig the operator runs with
-    (default: the admin's)."""
+    (default: the admin's). ``webhook``: serve the validating admission webhook on
+    127.0.0.1 with a self-signed certificate, kopf writing its configuration."""
     with LocalControlPlane() as cp, Ec2Server() as ec2:
         install_crds(cp.kubeconfig)
         image = ec2.image_id()
@@ -122,9 +124,14 @@ def operator_env(
             runtime.Runtime(
                 settings=runtime.Settings(
                     operator_id="op-it",
+                    namespace=OPERATOR_NAMESPACE,
                     reconcile_interval=1.0,
                     credential_dir=cp.directory / "creds",
                     launch_backoff=1.0,  # the failure tests wait less; the doubling is the same
+                    webhook_port=_free_port() if webhook else None,
+                    webhook_host="127.0.0.1",
+                    webhook_self_signed=True,
+                    webhook_cert_dir=cp.directory / "webhook",
                 ),  # type: ignore[operator]
                 pool_factory=lambda _collector, _token: pool,
                 grid_schedd=grid,
@@ -157,6 +164,12 @@ def operator_env(
         finally:
             logging.getLogger().removeHandler(capture)
         assert runner.exception is None, runner.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class _Capture(logging.Handler):

@@ -21,7 +21,7 @@ import yaml
 from glidein_operator.condor.fake import FakePool
 from glidein_operator.testing.controlplane import LocalControlPlane
 from glidein_operator.testing.ec2server import Ec2Server
-from glidein_operator.testing.kube import install_crds, kubectl
+from glidein_operator.testing.kube import OPERATOR_NAMESPACE, install_crds, kubectl
 from glidein_operator.testing.openstack_fake import FakeOpenStack
 from glidein_operator.testing.pool_server import PoolServer
 from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
@@ -214,6 +214,7 @@ def process_world(
             **os.environ,
             "KUBECONFIG": str(cp.kubeconfig),
             "GLIDEIN_OPERATOR_ID": operator_id,
+            "GLIDEIN_NAMESPACE": OPERATOR_NAMESPACE,
             "GLIDEIN_RECONCILE_INTERVAL": "1",
             "GLIDEIN_POOL_URL": served.url,
             "GLIDEIN_CREDENTIAL_DIR": str(tmp / "creds"),

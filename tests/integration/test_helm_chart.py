@@ -17,7 +17,7 @@ import yaml
 
 from glidein_operator.testing.controlplane import LocalControlPlane
 from glidein_operator.testing.controlplane.assets import ensure_helm
-from glidein_operator.testing.kube import kubectl
+from glidein_operator.testing.kube import OPERATOR_NAMESPACE, kubectl
 from tests.integration.operator_env import (
     Env,
     delete_and_wait,
@@ -30,7 +30,9 @@ from tests.integration.operator_env import (
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm/glidein-operator"
-RELEASE, NS = "glidein", "glidein-system"
+# The release goes where the operators under test keep their credential copies (made
+# with the CRDs by install_crds).
+RELEASE, NS = "glidein", OPERATOR_NAMESPACE
 SA = f"system:serviceaccount:{NS}:{RELEASE}-glidein-operator"
 
 
@@ -100,6 +102,34 @@ def test_grafana_dashboard_ships_as_a_sidecar_configmap() -> None:
     assert shipped == json.loads((CHART / "dashboards/glidein-operator.json").read_text())
 
 
+def test_the_admission_webhook_ships_when_enabled_and_the_server_accepts_it(env: Env) -> None:
+    assert not [d for d in render() if d["kind"] == "ValidatingWebhookConfiguration"]
+    docs = render("webhook.enabled=true")
+    [config] = [d for d in docs if d["kind"] == "ValidatingWebhookConfiguration"]
+    hooks = config["webhooks"]  # type: ignore[index]
+    # One per kind, each at the path of the operator's handler for it.
+    assert sorted(h["clientConfig"]["service"]["path"] for h in hooks) == [
+        "/validate-cloudentries",
+        "/validate-glideinrequests",
+        "/validate-trustdomains",
+        "/validate-vmimages",
+    ]
+    assert {h["failurePolicy"] for h in hooks} == {"Ignore"}
+    [dep] = [d for d in docs if d["kind"] == "Deployment"]
+    container = dep["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+    variables = {e["name"]: e.get("value") for e in container["env"]}
+    assert variables["GLIDEIN_WEBHOOK_PORT"] == "9443"
+    assert {"name": "webhook", "containerPort": 9443} in container["ports"]
+    [tls] = [d for d in docs if d["kind"] == "Secret" and "webhook" in d["metadata"]["name"]]  # type: ignore[index]
+    assert set(tls["data"]) == {"tls.crt", "tls.key"}  # type: ignore[index]
+    webhook_docs = [
+        d
+        for d in docs
+        if d["kind"] in ("ValidatingWebhookConfiguration", "Service", "Secret", "Deployment")
+    ]
+    env.k("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(webhook_docs))
+
+
 def test_chart_crds_are_the_generated_ones() -> None:
     crds = {d["metadata"]["name"] for d in render() if d["kind"] == "CustomResourceDefinition"}  # type: ignore[index]
     assert {
@@ -115,7 +145,6 @@ def test_chart_crds_are_the_generated_ones() -> None:
 def _install(cp: LocalControlPlane) -> Path:
     """Apply the rendered chart, and return a kubeconfig holding the operator's own
     ServiceAccount token: from here on the operator has exactly the chart's RBAC."""
-    kubectl(cp.kubeconfig, "create", "namespace", NS)
     docs = [
         d for d in render() if d["kind"] != "CustomResourceDefinition"
     ]  # CRDs are already installed
@@ -159,6 +188,10 @@ def test_operator_works_with_only_the_charts_rbac(env: Env) -> None:
         ("create", "events", "-n=default", "yes"),
         ("get", "secrets", "-n=default", "yes"),  # by name, to read a request's credentials
         ("list", "secrets", "--all-namespaces", "no"),
+        # Copies of credentials, for cleanup: in its own namespace only.
+        ("create", "secrets", f"-n={NS}", "yes"),
+        ("create", "secrets", "-n=default", "no"),
+        ("update", "secrets", "-n=default", "no"),
         ("watch", "secrets", "-n=default", "no"),
         ("create", "pods/exec", "-n=default", "no"),
         ("create", "pods", "-n=default", "no"),  # only in pilotNamespaces

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from glidein_operator.controller import runtime
 from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
@@ -32,7 +33,7 @@ from tests.integration.operator_env import (
 def env() -> Iterator[Env]:
     if os.environ.get("GLIDEIN_TEST_KUBECONFIG"):
         pytest.skip("runs its own control plane: the operator acts cluster-wide")
-    with operator_env() as e:
+    with operator_env(webhook=True) as e:
         yield e
 
 
@@ -103,6 +104,39 @@ def test_a_broken_request_names_its_problem_and_others_keep_working(env: Env) ->
     assert env.instances(env.uid(bad, "vo")) == []
     for ns in (bad, good):
         env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
+
+
+def test_classad_expressions_are_checked_at_apply_by_the_webhook(env: Env) -> None:
+    """What CEL cannot parse, the operator's admission webhook does, with the real ClassAd
+    parser: a bad expression is refused at kubectl apply, naming the field; one bad
+    CloudEntry attribute never reaches the requests that could use the entry."""
+    ns = f"hook-{uuid.uuid4().hex[:6]}"
+    env.k("create", "namespace", ns)
+    bad = {
+        "apiVersion": "glidein.dev/v1alpha1",
+        "kind": "GlideinRequest",
+        "metadata": {"name": "vo", "namespace": ns},
+        "spec": {
+            "collector": "pool.test:9618",
+            "schedds": [{"name": SCHEDD}],
+            "jobConstraint": 'Owner == "unterminated',
+            "credentials": [
+                {"trustDomain": "aws-test", "type": "ec2-access-key", "secretRef": {"name": "aws"}}
+            ],
+        },
+    }
+    refused = env.k("apply", "-f", "-", stdin=yaml.safe_dump(bad), check=False)
+    assert refused.returncode != 0
+    assert "admission webhook" in refused.stderr, refused.stderr
+    assert "spec.jobConstraint" in refused.stderr, refused.stderr
+    entry = moto_entry("hook-entry", env.ec2.url, site="HOOK", attributes={"HAS_X": "true &&"})
+    refused = env.k("apply", "-f", "-", stdin=yaml.safe_dump(entry), check=False)
+    assert refused.returncode != 0
+    assert "spec.attributes" in refused.stderr, refused.stderr
+    # Well-formed ones pass.
+    bad["spec"]["jobConstraint"] = f'Owner == "{ns}"'
+    env.k("apply", "-f", "-", stdin=yaml.safe_dump(bad))
+    env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
 
 
 def test_no_pool_credential_means_no_launch_and_says_why(env: Env) -> None:
@@ -461,6 +495,24 @@ def test_pilots_that_never_register_are_reaped_with_their_console_log_kept(env: 
     # kubectl reads it back after the VM is gone.
     out = env.k("get", "greq", "vo", "-n", ns, "-o", "jsonpath={.status.pilotLogs[0].reason}")
     assert out.stdout == "never registered"
+
+    # No launch-then-reap churn: reaped stuck pilots back the entry's launches off, and
+    # the request says so.
+    def degraded() -> str | None:
+        for c in env.status(ns, "vo").get("conditions", []):
+            if c["type"] == "Degraded" and "PilotsNotRegistering" in c.get("message", ""):
+                return str(c["message"])
+        return None
+
+    assert "registrationTimeout" in eventually(degraded, what="launches backing off, said")
+    time.sleep(20)
+    launched = env.boto.describe_instances(
+        Filters=[{"Name": "tag:glidein.dev/request-uid", "Values": [uid]}]
+    )["Reservations"]
+    count = sum(len(r["Instances"]) for r in launched)
+    # One pilot wanted, 3 s to register: without the back-off a pilot every ~4 s (7 or
+    # more in this time); with it, waits of 1, 2, 4, 8 s... between launches.
+    assert count <= 6, f"{count} pilots launched for one wanted"
     delete_and_wait(env, ns)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from glidein_operator.provisioning.planner import Candidate, PilotPhase, Ramp, plan
@@ -129,6 +130,25 @@ def test_cancel_keeps_what_demand_still_needs() -> None:
     assert p.entry("a").launch == 0
 
 
+def test_a_lowered_max_pilots_cuts_pilots_running_no_job_never_a_busy_one() -> None:
+    # 15 pilots, 3 of them running jobs; the cap goes down to 7: 8 must go, taken from
+    # the 12 running no job; the 3 busy ones stay.
+    existing = (
+        pilots("a", PilotPhase.PENDING, 2)
+        + pilots("a", PilotPhase.BOOTING, 6)
+        + pilots("a", PilotPhase.IDLE, 4)
+        + pilots("a", PilotPhase.CLAIMED, 3)
+    )
+    p = plan(REQ, request(limits={"maxPilots": 7}), [entry("a")], jobs(60), existing, ramp=BIG)
+    assert p.entry("a").cancel == 8
+    assert p.entry("a").launch == 0
+    assert p.entry("a").wanted == 7
+    # Down to 2 with only busy pilots above it: nothing can go.
+    busy = pilots("a", PilotPhase.CLAIMED, 3)
+    p = plan(REQ, request(limits={"maxPilots": 2}), [entry("a")], jobs(60), busy, ramp=BIG)
+    assert p.entry("a").cancel == 0
+
+
 def test_entry_max_idle_counts_all_requests() -> None:
     existing = pilots("a", PilotPhase.BOOTING, 8, request_uid="other")
     p = plan(
@@ -241,7 +261,15 @@ def test_stuck_pilots_are_not_alive() -> None:
 def _priced(name: str, price: str, **kw: Any) -> Candidate:
     return entry(
         name,
-        types=[{"name": "4c", "cpus": 4, "memory": "8Gi", "disk": "40Gi", "pricePerHour": price}],
+        types=[
+            {
+                "name": "4c",
+                "cpus": 4,
+                "memory": "8Gi",
+                "disk": "40Gi",
+                "pricePerHour": Decimal(price),
+            }
+        ],
         **kw,
     )
 

@@ -8,7 +8,6 @@ before any handler runs, so the orphan collector never mistakes "not listed yet"
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -20,13 +19,12 @@ from pydantic import ValidationError
 from glidein_operator.api.base import API_GROUP, API_VERSION
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
-from glidein_operator.api.objects import describe_errors
+from glidein_operator.api.objects import InvalidResource, describe_errors, parse
 from glidein_operator.api.trustdomain import TrustDomainSpec
 from glidein_operator.api.vmimage import VMImageSpec
-from glidein_operator.clouds.base import DriverError, PilotState
-from glidein_operator.controller import runtime
+from glidein_operator.controller import cleanup, runtime, webhook
 from glidein_operator.controller import status as st
-from glidein_operator.controller.reconcile import World, _credential, reconcile
+from glidein_operator.controller.reconcile import World, reconcile
 
 G, V = API_GROUP, API_VERSION
 FINALIZER = f"{G}/finalizer"
@@ -40,6 +38,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 130
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
+    # A deleted object's finalizer goes only once its timer has stopped; kopf looks again
+    # every cancellation_polling seconds, 60 by default: every deletion took a minute.
+    settings.background.cancellation_polling = 1.0
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=G)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -47,6 +48,18 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 8
+    if rt.settings.webhook_port:
+        settings.admission.server = webhook.server(
+            rt.settings.webhook_port,
+            rt.settings.webhook_cert_dir,
+            rt.settings.webhook_host,
+            make_certificate=rt.settings.webhook_self_signed,
+        )
+        if rt.settings.webhook_self_signed:
+            settings.admission.managed = G  # the ValidatingWebhookConfiguration's name
+    else:
+        # kopf will not start with admission handlers and no server: this one serves nothing.
+        settings.admission.server = webhook.not_served
     if rt.settings.metrics_port:
         from prometheus_client import start_http_server
 
@@ -71,11 +84,37 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     )
 
 
+# --- admission: what CEL cannot check (ClassAd expressions), at kubectl apply -------------
+# Paths are the handler ids: the chart's ValidatingWebhookConfiguration names them.
+# failurePolicy Ignore: an operator that is down must not block every apply; whatever
+# slips through then gets the reconcile's InvalidSpec condition, naming the field.
+
+
+def _admit(body: kopf.Body, **_: Any) -> None:
+    try:
+        parse(dict(body))
+    except InvalidResource as exc:
+        raise kopf.AdmissionError(str(exc), code=422) from None
+
+
+for _plural in ("glideinrequests", "cloudentries", "trustdomains", "vmimages"):
+    kopf.on.validate(
+        G,
+        V,
+        _plural,
+        id=f"validate-{_plural}",
+        operations=["CREATE", "UPDATE"],
+        ignore_failures=True,
+    )(_admit)
+
+
 # --- indices ------------------------------------------------------------------------------
 
 
 @kopf.index(G, V, "cloudentries")
 def entries(name: str, spec: kopf.Spec, labels: kopf.Labels, meta: kopf.Meta, **_: Any) -> Any:
+    if meta.get("deletionTimestamp"):
+        return None  # nothing new there; its own finalizer ends what runs (remove_entry)
     try:
         return {
             name: (
@@ -211,50 +250,26 @@ async def terminate_everything(
     logger: kopf.Logger,
     **kwargs: Any,
 ) -> None:
-    """The finalizer: every pilot of this request, on every entry, goes before it does."""
+    """The finalizer: every pilot of this request, on every entry, goes before it does,
+    whatever its spec holds now and whether or not its Secrets are still there."""
     rt = runtime.get()
     assert namespace is not None
-    world = _world(kwargs)
     try:
-        parsed = GlideinRequestSpec.model_validate(dict(spec))
+        parsed: GlideinRequestSpec | None = GlideinRequestSpec.model_validate(dict(spec))
     except ValidationError:
-        return
-    left = 0
-    for entry, (espec, _labels, generation) in world.entries.items():
-        got = await _credential(rt, namespace, parsed, espec, world)
-        if isinstance(got, str):
-            continue  # never could launch there
-        ctype, sname, values, version = got
-        try:
-            driver = rt.driver(entry, espec, generation, ctype, sname, values, version)
-            mine = [
-                p
-                for p in await driver.list_pilots()
-                if p.request_uid == uid and p.state is not PilotState.TERMINATED
-            ]
-            if mine:
-                await driver.terminate(mine)
-                kopf.event(
-                    body,
-                    type="Normal",
-                    reason="Terminated",
-                    message=f"terminated {len(mine)} pilot(s) at {entry} for deletion",
-                )
-            # Key pairs and payload Secrets a kill left between create and launch, or
-            # between terminate and delete.
-            await driver.collect(uid)
-            still = [
-                p
-                for p in await driver.list_pilots()
-                if p.request_uid == uid
-                and p.state in (PilotState.PENDING, PilotState.RUNNING, PilotState.SHUTDOWN)
-            ]
-            left += len(still)
-        except DriverError as exc:
-            logger.warning("cleanup at %s failed: %s", entry, exc)
-            left += 1
-    if left:
-        raise kopf.TemporaryError(f"{left} pilot(s) still alive; retrying", delay=5)
+        parsed = None
+    sweep = await cleanup.request_pilots(rt, uid, namespace, parsed, _world(kwargs))
+    if sweep.terminated:
+        kopf.event(
+            body,
+            type="Normal",
+            reason="Terminated",
+            message=f"terminated {sweep.terminated} pilot(s) for deletion",
+        )
+    for failure in sweep.failed or []:
+        logger.warning("cleanup at %s", failure)
+    if sweep.left:
+        raise kopf.TemporaryError(f"{sweep.left} pilot(s) still alive; retrying", delay=2)
 
 
 # --- cluster-scoped kinds: validation and orphan collection -------------------------------------
@@ -308,24 +323,45 @@ async def check_entry(
         now,
     )
     # Orphans: pilots at this entry whose GlideinRequest no longer exists.
-    alive_requests = set(requests)
-    pilots = 0
-    for driver in rt.drivers_for(name):
-        try:
-            listed = [p for p in await driver.list_pilots() if p.state is not PilotState.TERMINATED]
-        except DriverError:
-            continue
-        orphans = [p for p in listed if p.request_uid and p.request_uid not in alive_requests]
-        if orphans:
-            await driver.terminate(orphans)
-        # Leftovers of any batch with no pilot alive, sparing launches in flight.
-        with contextlib.suppress(DriverError):
-            await driver.collect(None, min_age_seconds=600)
-        pilots += len(listed) - len(orphans)
-    new = {"conditions": conds, "observedGeneration": generation}
-    if rt.drivers_for(name):
-        new["pilots"] = pilots
+    live = await cleanup.orphans(
+        rt,
+        name,
+        entry,
+        generation,
+        alive_requests=set(requests),
+        request_namespaces={next(iter(v)).split("/", 1)[0] for v in requests.values() if v},
+    )
+    new: dict[str, Any] = {"conditions": conds, "observedGeneration": generation}
+    if live is not None:
+        new["pilots"] = live
     _patch_status(patch, status, new)
+
+
+@kopf.on.delete(G, V, "cloudentries")
+async def remove_entry(
+    name: str, spec: Any, meta: Any, body: kopf.Body, logger: kopf.Logger, **_: Any
+) -> None:
+    """The entry's finalizer: whichever request launched them, its pilots go first."""
+    rt = runtime.get()
+    try:
+        entry = CloudEntrySpec.model_validate(dict(spec))
+    except ValidationError:
+        return  # never usable: nothing was launched through it
+    sweep = await cleanup.entry_pilots(rt, name, entry, int(meta.get("generation") or 0))
+    if sweep.terminated:
+        kopf.event(
+            body,
+            type="Normal",
+            reason="Terminated",
+            message=(
+                f"terminated {sweep.terminated} pilot(s): the CloudEntry is being deleted; "
+                "requests that need more start them at other entries"
+            ),
+        )
+    for failure in sweep.failed or []:
+        logger.warning("cleanup at %s", failure)
+    if sweep.left:
+        raise kopf.TemporaryError(f"{sweep.left} pilot(s) still alive; retrying", delay=2)
 
 
 @kopf.timer(G, V, "trustdomains", interval=30, initial_delay=0.1)

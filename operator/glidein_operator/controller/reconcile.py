@@ -8,6 +8,7 @@ on its own: a broken entry marks itself Degraded and the others go on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -15,6 +16,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from kubernetes import client as k8s
 
 from glidein_operator.api.base import parse_duration
 from glidein_operator.api.cloudentry import CloudEntrySpec
@@ -29,6 +32,8 @@ from glidein_operator.condor.pilots import RegisteredPilot
 from glidein_operator.condor.reader import select
 from glidein_operator.controller import spending
 from glidein_operator.controller import status as st
+from glidein_operator.controller.claims import EntryClaims
+from glidein_operator.controller.keeper import Credential
 from glidein_operator.controller.runtime import Runtime
 from glidein_operator.credentials import idtokens, payloads
 from glidein_operator.money.ledger import parse_time
@@ -83,17 +88,17 @@ def next_seq(pilots: list[CloudPilot], request_uid: str, entry: str, floor: int 
 
 async def _credential(
     rt: Runtime, namespace: str, spec: GlideinRequestSpec, entry: CloudEntrySpec, world: World
-) -> tuple[str, str | None, dict[str, bytes], str] | str:
-    """(type, secret name, values, version) or the sentence saying why not."""
+) -> Credential | str:
+    """The credential the request uses at the entry, or the sentence saying why none."""
     cred, why = credential_for(spec, entry, world.domains)
     if cred is None:
         return why
     if cred.secret_ref is None:
-        return (cred.type, None, {}, "")
+        return Credential(cred.type, None, {}, "")
     found = await rt.secret(namespace, cred.secret_ref.name)
     if found is None:
         return f"Secret {cred.secret_ref.name!r} not found in namespace {namespace!r}"
-    values, version = found
+    values, _version = found
     lacking = missing_keys(cred.type, values, cred.secret_ref.key)
     if lacking:
         return f"Secret {cred.secret_ref.name!r} lacks {', '.join(lacking)} for a {cred.type} credential"
@@ -101,7 +106,9 @@ async def _credential(
     if cred.secret_ref.key and len(defined) == 1:
         # A one-value credential kept under another key (e.g. a token under "bearer").
         values = {**values, defined[0]: values[cred.secret_ref.key]}
-    return (cred.type, cred.secret_ref.name, values, version)
+    return Credential(
+        cred.type, cred.secret_ref.name, values, f"{namespace}/{cred.secret_ref.name}"
+    )
 
 
 async def reconcile(
@@ -129,20 +136,33 @@ async def reconcile(
             blocked[c.name] = got
             usable.remove(c)
             continue
-        ctype, sname, values, version = got
         try:
-            drivers[c.name] = rt.driver(
-                c.name, c.spec, world.entries[c.name][2], ctype, sname, values, version
-            )
+            drivers[c.name] = rt.driver(c.name, c.spec, world.entries[c.name][2], got)
         except DriverError as exc:
             blocked[c.name] = str(exc)
             usable.remove(c)
+            continue
+        try:
+            # Before anything is launched with it: whatever happens to the Secret, the
+            # pilots can still be found and terminated (controller/keeper.py).
+            await rt.keeper.keep(c.name, got)
+        except k8s.exceptions.ApiException as exc:
+            blocked[c.name] = (
+                f"cannot keep a copy of the credential for cleanup in namespace "
+                f"{rt.keeper.namespace!r} ({exc.status} {exc.reason}): nothing is launched "
+                "that could not be cleaned up"
+            )
+            usable.remove(c)
+            del drivers[c.name]
 
     # What exists: one listing per entry, and the collector's view.
     listings: dict[str, list[CloudPilot]] = {}
     degraded: dict[str, str] = {}
 
+    listed_at: dict[str, float] = {}
+
     async def list_one(entry: str, d: InstrumentedDriver) -> None:
+        listed_at[entry] = rt.claims.clock()
         try:
             listings[entry] = await d.list_pilots()
         except DriverError as exc:
@@ -256,6 +276,11 @@ async def reconcile(
                     + (f"the collector refused it: {refused}; " if refused else "")
                     + f"console log kept in .status.pilotLogs: {_tail(log, 3) or '(empty)'}",
                 )
+        if stuck[entry]:
+            # Reaped for never registering: like pilots that powered off unregistered, the
+            # entry's launches back off (a too short registrationTimeout, a pool that does
+            # not answer), rather than launch the same number again at once.
+            d.pilots_failed_to_register()
         try:
             await d.terminate([p for p, _ in items])
             outcome.terminated += len(items)
@@ -292,26 +317,22 @@ async def reconcile(
         str(row.get("name")): int(row.get("lastBatch") or 0)
         for row in old_status.get("entries") or []
     }
+    phase_of = {v.pilot_id: v.phase for v in classified.views if v.request_uid == uid}
     for e in result.entries:
         if e.cancel and e.entry in drivers:
-            pending = sorted(
-                (
-                    p
-                    for p in listings.get(e.entry, [])
-                    if p.request_uid == uid
-                    and p.state is PilotState.PENDING
-                    and not _registered(p, classified)
-                ),
-                key=lambda p: p.launched_at or now,
-                reverse=True,
-            )[: e.cancel]
+            doomed = cancellable(listings.get(e.entry, []), uid, phase_of, now)[: e.cancel]
+            if not doomed:
+                continue
             try:
-                await drivers[e.entry].terminate(pending)
-                outcome.terminated += len(pending)
+                await drivers[e.entry].terminate(doomed)
+                outcome.terminated += len(doomed)
+                kinds = Counter(str(phase_of.get(p.pilot_id, PilotPhase.PENDING)) for p in doomed)
                 emit(
                     "Normal",
                     "ScaledDown",
-                    f"cancelled {len(pending)} pending pilot(s) at {e.entry}: demand covered",
+                    f"cancelled {len(doomed)} pilot(s) at {e.entry} running no job "
+                    f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}): "
+                    + "; ".join(n for n in e.notes if n.startswith("cancel")),
                 )
             except DriverError as exc:
                 degraded[e.entry] = f"{exc.reason}: {exc}"
@@ -333,6 +354,8 @@ async def reconcile(
                 batch_floor,
                 pool_credential,
                 rt.settings.operator_id,
+                rt.claims,
+                listed_at[c.name],
             )
             for c in eligible
             # Without a pool credential the plan was paused: nothing to launch.
@@ -351,8 +374,9 @@ async def reconcile(
         elif d.boot_backoff.failures and entry not in degraded:
             degraded[entry] = (
                 f"PilotsNotRegistering: {d.boot_backoff.failures} time(s) in a row pilots "
-                "powered off without registering (their console logs are in "
-                ".status.pilotLogs); launches back off"
+                "ended without registering (powered off, or reaped after "
+                "registrationTimeout; their console logs are in .status.pilotLogs); "
+                "launches back off"
             )
 
     # Report.
@@ -430,10 +454,24 @@ async def reconcile(
     return outcome
 
 
-def _registered(p: CloudPilot, classified: Any) -> bool:
-    return any(
-        v.pilot_id == p.pilot_id and v.phase not in (PilotPhase.PENDING,) for v in classified.views
-    )
+# Which pilots a plan's cancel count takes: never started first, then booting, then idle;
+# newest first within each (the least work lost). Never one running a job.
+CANCEL_ORDER = {PilotPhase.PENDING: 0, PilotPhase.BOOTING: 1, PilotPhase.IDLE: 2}
+
+
+def cancellable(
+    listing: list[CloudPilot], uid: str, phase_of: Mapping[str, PilotPhase], now: dt.datetime
+) -> list[CloudPilot]:
+    found = [
+        p
+        for p in listing
+        if p.request_uid == uid
+        and p.state in (PilotState.PENDING, PilotState.RUNNING)
+        and phase_of.get(p.pilot_id, PilotPhase.PENDING) in CANCEL_ORDER
+    ]
+    found.sort(key=lambda p: (p.launched_at or now).timestamp(), reverse=True)
+    found.sort(key=lambda p: CANCEL_ORDER[phase_of.get(p.pilot_id, PilotPhase.PENDING)])
+    return found
 
 
 def _headroom(rt: Runtime, views: list[Any]) -> int | None:
@@ -462,6 +500,8 @@ async def _launch(
     batch_floor: Mapping[str, int],
     pool_credential: tuple[bytes | None, str | None],
     factory: str,
+    claims: EntryClaims,
+    listed_at: float,
 ) -> None:
     ep = result.entry(cand.name)
     allowed = driver.launch_allowance(ep.launch)
@@ -525,12 +565,22 @@ async def _launch(
             spot_max_price=spot.max_price_per_hour if spot else None,
             spot_fallback=bool(spot and spot.fall_back_to_on_demand),
         )
-        try:
-            started = await driver.launch(batch)
-        except DriverError as exc:
-            degraded[cand.name] = f"{exc.reason}: {exc}"
-            emit("Warning", "LaunchFailed", f"{cand.name}: {exc.reason}: {exc}")
-            return
+        async with claims.lock(cand.name):
+            # Other requests may have launched here since this cycle's listing began.
+            alive = sum(1 for p in listing if p.state is not PilotState.TERMINATED)
+            room = claims.room(cand.name, cand.spec.limits.max_pilots, alive, listed_at)
+            if room is not None and room < batch.count:
+                ep.notes.append(f"entry.maxPilots: {room} of {batch.count} (other requests)")
+                if room <= 0:
+                    return
+                batch = dataclasses.replace(batch, count=room)
+            claims.record(cand.name, batch.count)
+            try:
+                started = await driver.launch(batch)
+            except DriverError as exc:
+                degraded[cand.name] = f"{exc.reason}: {exc}"
+                emit("Warning", "LaunchFailed", f"{cand.name}: {exc.reason}: {exc}")
+                return
         outcome.launched += len(started)
         if batch.spot and started and not any(p.spot for p in started):
             emit(

@@ -1,6 +1,6 @@
 """What the handlers share: settings, the Kubernetes client, drivers and pool readers.
 
-Drivers are cached per (entry, its generation, the credential Secret's resourceVersion):
+Drivers are cached per (entry, its generation, the credential's source and values):
 a changed entry or rotated Secret gets a fresh driver; nothing else is rebuilt per cycle.
 """
 
@@ -27,8 +27,12 @@ from glidein_operator.clouds.instrumented import Backoff, DriverMetrics, Instrum
 from glidein_operator.condor.grid import GridSchedd
 from glidein_operator.condor.interface import Pool
 from glidein_operator.condor.reader import PoolReader
+from glidein_operator.controller.claims import EntryClaims
+from glidein_operator.controller.keeper import Credential, Keeper, fingerprint
 from glidein_operator.controller.metrics import ReconcileMetrics
 from glidein_operator.credentials import idtokens
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 # The operator's own READ tokens live an hour; they are renewed at half-life.
 QUERY_TOKEN_LIFETIME = 3600
@@ -40,6 +44,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GLIDEIN_")
 
     operator_id: str = "glidein-operator"
+    # The operator's own namespace, where it keeps copies of the credentials its pilots
+    # were launched with (controller/keeper.py). In a pod, the service account's.
+    namespace: str | None = None
     reconcile_interval: float = 5.0
     max_pilots: int | None = None
     credential_dir: Path = Path("/var/run/glidein/credentials")
@@ -47,6 +54,16 @@ class Settings(BaseSettings):
     # First wait, in seconds, before launching again at an entry after a retryable failure;
     # it doubles with each failure in a row (with jitter), up to five minutes.
     launch_backoff: float = 5.0
+    # Seconds a collector or schedd query may take before its worker is killed.
+    condor_query_deadline: float = 30.0
+    # The validating admission webhook (controller/webhook.py): the port it serves on
+    # (None: not served), the folder with the chart's tls.crt/tls.key, and, for
+    # development, a host to make a self-signed certificate for (kopf then writes the
+    # ValidatingWebhookConfiguration itself, pointing at https://host:port).
+    webhook_port: int | None = None
+    webhook_cert_dir: Path = Path("/var/run/glidein/webhook")
+    webhook_host: str | None = None
+    webhook_self_signed: bool = False
     # For tests and demos only: a simulated pool served by glidein_operator.testing.pool_server
     # instead of the real collectors and schedds.
     pool_url: str | None = None
@@ -70,6 +87,8 @@ class Runtime:
     # judged for ending without registering (reconcile._judge_unregistered).
     registered_once: dict[str, set[str]] = field(default_factory=dict)
     judged: set[str] = field(default_factory=set)
+    # Launches per entry across requests, so an entry's maxPilots holds (claims.py).
+    claims: EntryClaims = field(default_factory=EntryClaims)
     started: dt.datetime = field(init=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +97,16 @@ class Runtime:
 
     _metrics: DriverMetrics | None = None
     _reconcile_metrics: ReconcileMetrics | None = None
+    _keeper: Keeper | None = None
+
+    @property
+    def keeper(self) -> Keeper:
+        if self._keeper is None:
+            namespace = self.settings.namespace
+            if namespace is None and SERVICE_ACCOUNT_NAMESPACE.exists():
+                namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+            self._keeper = Keeper(lambda: self.core, namespace, self.settings.operator_id)
+        return self._keeper
 
     @property
     def core(self) -> k8s.CoreV1Api:
@@ -145,26 +174,24 @@ class Runtime:
         return decode_secret(s.data or {}), str(s.metadata.resource_version)
 
     def driver(
-        self,
-        entry: str,
-        spec: CloudEntrySpec,
-        generation: int,
-        credential_type: str,
-        secret_name: str | None,
-        values: dict[str, bytes],
-        secret_version: str,
+        self, entry: str, spec: CloudEntrySpec, generation: int, cred: Credential
     ) -> InstrumentedDriver:
-        key = (entry, generation, f"{credential_type}/{secret_name}", secret_version)
+        """The cached driver for an entry with one credential. Keyed by where the
+        credential comes from and its values, not the Secret's resourceVersion: the same
+        credential read from the request's Secret and from its kept copy is one driver
+        (one listing), and a rotated Secret gets a fresh one."""
+        key = (entry, generation, f"{cred.type}/{cred.source}", fingerprint(cred.type, cred.values))
         cached = self._drivers.get(key)
         if cached is None:
             for old in [k for k in self._drivers if k[0] == entry and k[2] == key[2]]:
+                # Not closed: a cycle in flight may still hold it; its threads go with it.
                 del self._drivers[old]
             raw = build_driver(
                 entry,
                 spec,
-                credential_type=credential_type,
-                secret_name=secret_name,
-                secrets=values,
+                credential_type=cred.type,
+                secret_name=cred.secret_name,
+                secrets=cred.values,
                 operator_id=self.settings.operator_id,
                 grid_schedd=self.grid_schedd,
                 credential_dir=self.settings.credential_dir,
@@ -211,12 +238,16 @@ def get() -> Runtime:
                 settings=settings, pool_factory=lambda _collector, _token: HttpPool(url)
             )
         else:
-            from glidein_operator.condor.htcondor import HTCondorPool
+            from glidein_operator.condor.isolated import IsolatedPool
 
             token_dir = settings.credential_dir / "condor-tokens"
             RUNTIME = Runtime(
                 settings=settings,
-                pool_factory=lambda collector, token: HTCondorPool(collector, token, token_dir),
+                # Each pool's queries in a worker process with a deadline: a collector
+                # that never answers costs its own requests, not the whole operator.
+                pool_factory=lambda collector, token: IsolatedPool(
+                    collector, token, token_dir, deadline=settings.condor_query_deadline
+                ),
             )
     return RUNTIME
 

@@ -94,4 +94,10 @@ def candidates(
             blocked[e.name] = why
             continue
         usable.append(Candidate(e.name, e.spec, image))
+    known = {e.name for e in entries}
+    for name in request.entries.names:
+        if name not in known:
+            # Named but not there: a typo, not applied yet, being deleted, or invalid
+            # (its own status then says which field).
+            blocked[name] = f"CloudEntry {name!r} does not exist (or is invalid, or being deleted)"
     return usable, blocked

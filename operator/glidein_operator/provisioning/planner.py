@@ -11,8 +11,9 @@ GlideinWMS's frontend rules, with its known failures designed out:
   capacity);
 * no demand, no launch (#443), except the explicit warm pool ``minPilots``; the reserve
   of idle pilots applies only while there is demand;
-* only pilots that have not started yet are ever cancelled by the plan, never more than
-  the excess of this request, so a removal can never drain a pool (#282);
+* only pilots that have not started yet are cancelled for covered demand, never more than
+  the excess of this request, so a removal can never drain a pool (#282); over a lowered
+  ``maxPilots``, booting and idle pilots go too, never one running a job;
 * limits, from the entry's, the request's and the operator's, each recorded by name when
   it is what bound the number.
 """
@@ -84,7 +85,9 @@ class EntryPlan:
     capacity: float = 0.0  # pilot-equivalents already there for them
     launch: int = 0
     launch_by_type: dict[str, int] = field(default_factory=dict)
-    cancel: int = 0  # pending pilots to cancel
+    # Pilots to cancel: pending ones first, then (over a lowered maxPilots) booting and
+    # idle ones; never one running a job.
+    cancel: int = 0
     phases: dict[str, int] = field(default_factory=dict)
     bound_by: str = ""
     notes: list[str] = field(default_factory=list)
@@ -328,6 +331,22 @@ def plan(
             spare_floor -= cancel
             over_max = max(0, over_max - cancel)
             w.plan.notes.append(f"cancel {cancel} pending: demand covered")
+    # --- a lowered maxPilots: pilots running no job go too ---------------------------------
+    # Past the pending ones: booting, then idle (newest first, the act picks them), so the
+    # new cap holds within a cycle or two. A pilot running a job is never touched: it
+    # leaves when its job is done and nothing replaces it.
+    for name, w in work.items():
+        if over_max <= 0 or spare_floor <= 0:
+            break
+        phases = mine_by_entry.get(name, Counter())
+        started = phases[PilotPhase.BOOTING] + phases[PilotPhase.IDLE]
+        pending_left = phases[PilotPhase.PENDING] - w.plan.cancel
+        cut = min(started + pending_left, over_max, spare_floor)
+        if cut:
+            w.plan.cancel += cut
+            spare_floor -= cut
+            over_max -= cut
+            w.plan.notes.append(f"cancel {cut} running no job: over request.maxPilots")
 
     for name, w in work.items():
         if w.spilled:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from glidein_operator.testing import leakcheck
 from glidein_operator.testing.controlplane.cluster import free_port
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -238,10 +239,25 @@ class FaultInjector:
         elif path == "/_glidein/shutdown" and method == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             out = {"state": _shutdown(json.loads(environ["wsgi.input"].read(length))["instance"])}
+        elif path == "/_glidein/leftovers":
+            out = _leftovers()
         elif path == "/_glidein/health":
             out = {"ok": True}
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(out).encode()]
+
+
+def _leftovers() -> dict[str, list[str]]:
+    """Instances not terminated, and key pairs, in every region (the leak check)."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    machines, pairs = [], []
+    for backend in ec2_backends[DEFAULT_ACCOUNT_ID].values():
+        for reservation in list(backend.reservations.values()):
+            machines += [i.id for i in reservation.instances if i.state != "terminated"]
+        pairs += list(backend.key_pairs)
+    return {"machines": machines, "keyPairs": pairs}
 
 
 def _states() -> dict[str, int]:
@@ -357,6 +373,8 @@ class Ec2Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
         self._image = ""
+        # The suite's leak check (testing/leakcheck.py); off where tests start from reset().
+        self.check_leaks = True
 
     def start(self) -> Ec2Server:
         self._proc = subprocess.Popen(
@@ -377,6 +395,7 @@ class Ec2Server:
 
     def stop(self) -> None:
         if self._proc and self._proc.poll() is None:
+            self._note_leftovers()
             self._proc.terminate()
             self._proc.wait(10)
 
@@ -463,8 +482,18 @@ class Ec2Server:
     def calls(self) -> dict[str, int]:
         return dict(self._get("/_glidein/calls"))
 
+    def _note_leftovers(self) -> None:
+        if not self.check_leaks:
+            return
+        try:
+            left = self._get("/_glidein/leftovers")
+        except OSError:
+            return  # a server a test broke on purpose says nothing
+        leakcheck.note("the EC2 test server", left["machines"], left["keyPairs"])
+
     def reset(self) -> None:
         """Forget every instance, key pair, fault and count."""
+        self._note_leftovers()
         self._get("/_glidein/calls", "DELETE")
         self.clear_faults()
         req = urllib.request.Request(self.url + "/moto-api/reset", method="POST")  # noqa: S310

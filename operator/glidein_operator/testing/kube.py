@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -63,8 +64,14 @@ def apply_text(kubeconfig: Path, manifest: str, *, check: bool = True) -> Result
     return kubectl(kubeconfig, "apply", "-f", "-", stdin=manifest, check=check)
 
 
+# Where operators under test keep their copies of credentials (controller/keeper.py), as
+# the chart's release namespace does in a cluster.
+OPERATOR_NAMESPACE = "glidein-system"
+
+
 def install_crds(kubeconfig: Path) -> None:
-    """Apply the generated CRDs (from the models, not from disk) and wait until served."""
+    """Apply the generated CRDs (from the models, not from disk) and wait until served;
+    create the operators' own namespace."""
     from glidein_operator.api import crdgen
     from glidein_operator.api.resources import KINDS
 
@@ -77,3 +84,5 @@ def install_crds(kubeconfig: Path) -> None:
         "--timeout=60s",
         *(f"crd/{k.crd_name}" for k in KINDS),
     )
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(namespace))

@@ -24,6 +24,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
+from glidein_operator.testing import leakcheck
 from glidein_operator.testing.controlplane.cluster import free_port
 
 AUTH, AUTHZ, NO_EXISTS, ACTION = 0x0100, 0x0200, 0x0400, 0x0800
@@ -51,6 +52,7 @@ class FakeOpenNebula:
         self.endpoint = f"http://127.0.0.1:{self.port}/RPC2"
         self.users = users or {"glidein": "secret"}
         self.vm_quota = vm_quota
+        self.check_leaks = True  # testing/leakcheck.py
         self.vms: dict[int, _Vm] = {}
         self.images = {1342: "glidein-el9"}
         self.templates = {42: "glidein-base"}
@@ -94,6 +96,8 @@ class FakeOpenNebula:
         return self
 
     def stop(self) -> None:
+        if self.check_leaks:
+            leakcheck.note("the OpenNebula double", [str(v) for v in self.live()], [])
         self._server.shutdown()
         self._server.server_close()
 

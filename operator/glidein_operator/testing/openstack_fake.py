@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from glidein_operator.testing import leakcheck
 from glidein_operator.testing.controlplane.cluster import free_port
 
 MAX_LIMIT = 1000
@@ -78,6 +79,7 @@ class FakeOpenStack:
         self.base = f"http://127.0.0.1:{self.port}"
         self.auth_url = f"{self.base}/identity/v3"
         self.state = OpenStackState()
+        self.check_leaks = True  # testing/leakcheck.py
         self.add_flavor("m1.small", 1, 2048, 20)
         self.add_flavor("m5.large", 2, 8192, 20)
         self.add_flavor("m1.xlarge", 8, 16384, 80)
@@ -145,6 +147,10 @@ class FakeOpenStack:
 
     def reset(self) -> None:
         with self.state.lock:
+            if self.check_leaks:
+                leakcheck.note(
+                    "the OpenStack double", sorted(self.state.servers), sorted(self.state.keypairs)
+                )
             self.state.servers.clear()
             self.state.keypairs.clear()
             self.state.faults.clear()
@@ -155,6 +161,11 @@ class FakeOpenStack:
         return self
 
     def stop(self) -> None:
+        with self.state.lock:
+            if self.check_leaks:
+                leakcheck.note(
+                    "the OpenStack double", sorted(self.state.servers), sorted(self.state.keypairs)
+                )
         self._server.shutdown()
         self._server.server_close()
 
