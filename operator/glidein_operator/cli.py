@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -77,6 +77,13 @@ def run(
     peering: Annotated[
         str, typer.Option(help="Peering object name for leader election among replicas.")
     ] = "glidein-operator",
+    lease: Annotated[
+        str | None,
+        typer.Option(
+            help="Leader election by this coordination.k8s.io Lease in GLIDEIN_NAMESPACE: "
+            "one replica acts, the others stand by (implies no kopf peering)."
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log every handler run.")
     ] = False,
@@ -90,45 +97,89 @@ def run(
 
     # What kopf's own CLI does: a log format with the object each line is about.
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
-    asyncio.run(
-        kopf.operator(
+
+    async def operator(stop: asyncio.Event | None = None) -> None:
+        await kopf.operator(
             clusterwide=not namespace,
             namespaces=namespace or [],
             liveness_endpoint=liveness,
-            standalone=standalone,
+            standalone=standalone or lease is not None,
             # An explicit peering name makes kopf wait for the peering CRDs, even standalone.
-            peering_name=None if standalone else peering,
+            peering_name=None if standalone or lease is not None else peering,
+            stop_flag=stop,
         )
+
+    if lease is None:
+        asyncio.run(operator())
+        return
+    from kubernetes import client as k8s
+
+    from glidein_operator.controller import leader, runtime
+
+    rt = runtime.get()
+    if rt.keeper.namespace is None:
+        console.print("[red]error:[/red] --lease needs GLIDEIN_NAMESPACE (where the Lease lives)")
+        raise typer.Exit(2)
+    times = leader.LeaseTimes(
+        rt.settings.lease_duration, rt.settings.lease_renew_deadline, rt.settings.lease_retry
     )
+    elected = leader.Lease(
+        k8s.CoordinationV1Api(runtime.api_client()),
+        lease,
+        rt.keeper.namespace,
+        leader.identity(),
+        times,
+    )
+    asyncio.run(leader.hold_and_run(elected, operator, time.monotonic))
 
 
 @app.command()
-def cleanup(
+def teardown(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Delete the GlideinRequests of this namespace."),
+    ] = None,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Every namespace (say it explicitly).")
+    ] = False,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for every request to be gone.")
-    ] = 900,
+        float, typer.Option(help="Seconds to wait for them to be gone (Helm waits 300).")
+    ] = 240,
 ) -> None:
-    """Delete every GlideinRequest and wait while the operator terminates their pilots
-    (the Helm chart's pre-delete hook runs this)."""
+    """Empty the clouds on purpose: delete the GlideinRequests of these namespaces and wait
+    while the (running) operator terminates their pilots. Uninstalling the operator never
+    does this by itself."""
     from kubernetes import client as k8s
 
     from glidein_operator.controller.runtime import api_client
 
+    if not namespace and not all_namespaces:
+        console.print("[red]error:[/red] name the namespaces (--namespace), or --all-namespaces")
+        raise typer.Exit(2)
     api = k8s.CustomObjectsApi(api_client())
     group, version, plural = "glidein.dev", "v1alpha1", "glideinrequests"
-    items = api.list_cluster_custom_object(group, version, plural)["items"]
-    for item in items:
+
+    def requests() -> list[dict[str, Any]]:
+        if all_namespaces:
+            return list(api.list_cluster_custom_object(group, version, plural)["items"])
+        return [
+            item
+            for ns in namespace or []
+            for item in api.list_namespaced_custom_object(group, version, ns, plural)["items"]
+        ]
+
+    for item in requests():
         meta = item["metadata"]
         api.delete_namespaced_custom_object(group, version, meta["namespace"], plural, meta["name"])
         console.print(f"deleting GlideinRequest {meta['namespace']}/{meta['name']}")
     deadline = time.monotonic() + timeout
-    while left := api.list_cluster_custom_object(group, version, plural)["items"]:
+    while left := requests():
         if time.monotonic() > deadline:
             names = ", ".join(f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in left)
             console.print(f"[red]still present after {timeout:.0f}s:[/red] {names}")
             raise typer.Exit(1)
         time.sleep(2)
-    console.print("every GlideinRequest is gone, and with it every pilot")
+    console.print("those GlideinRequests are gone, and with them their pilots")
 
 
 @app.command()
@@ -148,7 +199,7 @@ def demo(
     from glidein_operator.demo import run as run_demo
 
     summary = run_demo(timeout=timeout, waves=waves, simulated=simulated)
-    if summary["idle_jobs_left"] or summary["instances_left"]:
+    if summary["idle_jobs_left"] or summary["instances_left"] or summary["key_pairs_left"]:
         raise typer.Exit(1)
 
 

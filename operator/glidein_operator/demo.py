@@ -336,7 +336,12 @@ def run_simulated(timeout: float, console: Console, waves: int) -> dict[str, Any
                     if iid in by_id:
                         clients[by_id[iid]["_region"]].terminate_instances(InstanceIds=[iid])
                 live.update(_view(cp.kubeconfig, pool, instances, submitted))
-                if not wave_at and not pool.fake.schedds[SCHEDD] and not instances:
+                if (
+                    not wave_at
+                    and not pool.fake.schedds[SCHEDD]
+                    and not instances
+                    and not _key_pairs(clients)
+                ):
                     break
                 time.sleep(0.5)
         left = _instances(clients)
@@ -348,6 +353,7 @@ def run_simulated(timeout: float, console: Console, waves: int) -> dict[str, Any
             "peak_pilots": peak,
             "idle_jobs_left": len(pool.fake.schedds[SCHEDD]),
             "instances_left": len(left),
+            "key_pairs_left": _key_pairs(clients),
             "spent": _spent(cp.kubeconfig),
         }
         print_summary(console, summary)
@@ -371,6 +377,7 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
         "peak_pilots": "most pilots at once",
         "idle_jobs_left": "idle jobs left",
         "instances_left": "instances left in the cloud",
+        "key_pairs_left": "key pairs left in the cloud",
         "spent": "spent (entries' currency)",
     }
     for key, label in labels.items():
@@ -378,7 +385,7 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
             value = summary[key]
             t.add_row(label, f"{value:.4f}" if key == "spent" else str(value))
     console.print(t)
-    ok = not summary["idle_jobs_left"] and not summary["instances_left"]
+    ok = not (summary["idle_jobs_left"] or summary["instances_left"] or summary["key_pairs_left"])
     console.print(
         "Every job ran and nothing is left running." if ok else "Not finished: see above."
     )
@@ -388,6 +395,10 @@ def _spent(kubeconfig: Path) -> float:
     """What the operator accounted for the demo's pilots (in the entries' currency)."""
     obj = json.loads(kubectl(kubeconfig, "get", "greq", "demo", "-n", NS, "-o", "json").stdout)
     return float(((obj.get("status") or {}).get("spend") or {}).get("spent", 0))
+
+
+def _key_pairs(clients: dict[str, Any]) -> int:
+    return sum(len(c.describe_key_pairs()["KeyPairs"]) for c in clients.values())
 
 
 def _instances(clients: dict[str, Any]) -> list[dict[str, Any]]:
@@ -518,7 +529,14 @@ def run_real(
                 if first_running is None and (jobs.running or jobs.done):
                     first_running = time.monotonic() - started
                 live.update(_real_view(cp.kubeconfig, jobs, instances, boot))
-                if not wave_at and jobs.done == jobs.submitted and not instances:
+                # Done when the jobs are, and the cloud is empty: instances and key pairs
+                # (a batch's key pair goes at the operator's next look after its last VM).
+                if (
+                    not wave_at
+                    and jobs.done == jobs.submitted
+                    and not instances
+                    and not _key_pairs(clients)
+                ):
                     break
                 time.sleep(1.0)
         left = _instances(clients)
@@ -531,6 +549,7 @@ def run_real(
             "peak_pilots": peak,
             "idle_jobs_left": jobs.idle,
             "instances_left": len(left),
+            "key_pairs_left": _key_pairs(clients),
             "spent": _spent(cp.kubeconfig),
         }
         print_summary(console, summary)

@@ -26,6 +26,7 @@ def test_the_demo_runs_real_jobs_on_real_pilots(condor: CondorInstall) -> None:
     assert summary["jobs_done"] == summary["jobs_submitted"], text[-3000:]
     assert 0 < summary["pilots_launched"] <= 8
     assert summary["instances_left"] == 0
+    assert summary["key_pairs_left"] == 0
     assert summary["spent"] > 0
     assert "Demo summary" in text
     assert "Every job ran and nothing is left running." in text

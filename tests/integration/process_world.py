@@ -32,15 +32,17 @@ SCHEDD = "schedd@process.test"
 class OperatorProcess:
     """``glidein-operator run --standalone`` as a child process, killed and restarted at will."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
+    def __init__(
+        self, env: dict[str, str], log: Path, args: tuple[str, ...] = ("--standalone",)
+    ) -> None:
+        self.env, self.log, self.args = env, log, args
         self.proc: subprocess.Popen[bytes] | None = None
         self.kills = 0
 
     def start(self) -> None:
         handle = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "glidein_operator", "run", "--standalone"],
+            [sys.executable, "-m", "glidein_operator", "run", *self.args],
             env=self.env,
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -112,6 +114,68 @@ class World:
             RequestMemory=1000,
             Requirements=classad2.ExprTree("TARGET.Cpus >= RequestCpus"),
         )
+
+    def add_request(
+        self,
+        ns: str,
+        entry: str,
+        jobs: int,
+        *,
+        max_pilots: int = 50,
+        secret: dict[str, Any] | None = None,
+    ) -> str:
+        """A namespace with its Secrets and a request on one entry for its own ``jobs``
+        (Owner == the namespace); the request's uid."""
+        self.pool.submit(
+            SCHEDD,
+            jobs,
+            Owner=ns,
+            RequestCpus=1,
+            RequestMemory=1000,
+            Requirements=classad2.ExprTree("TARGET.Cpus >= RequestCpus"),
+        )
+        docs = [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "aws", "namespace": ns},
+                **(
+                    secret
+                    or {"stringData": {"accessKeyId": "testing", "secretAccessKey": "testing"}}
+                ),
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "pool-key", "namespace": ns},
+                "stringData": {"signingKey": f"{ns}-key"},
+            },
+            {
+                "apiVersion": G,
+                "kind": "GlideinRequest",
+                "metadata": {"name": "vo", "namespace": ns},
+                "spec": {
+                    "collector": "pool.test:9618",
+                    "schedds": [{"name": SCHEDD}],
+                    "jobConstraint": f'Owner == "{ns}"',
+                    "entries": {"names": [entry]},
+                    "credentials": [
+                        {
+                            "trustDomain": "aws",
+                            "type": "ec2-access-key",
+                            "secretRef": {"name": "aws"},
+                        }
+                    ],
+                    "pilot": {"tokenSecretRef": {"name": "pool-key"}},
+                    "limits": {"maxPilots": max_pilots, "maxIdlePilots": max_pilots},
+                },
+            },
+        ]
+        kubectl(self.cp.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+        return kubectl(
+            self.cp.kubeconfig, "get", "greq", "vo", "-n", ns, "-o", "jsonpath={.metadata.uid}"
+        ).stdout
 
     def request(self, max_pilots: int) -> None:
         doc = {

@@ -23,6 +23,7 @@ def test_demo_runs_to_an_empty_queue() -> None:
     assert summary["pilots_launched"] > 0
     assert summary["idle_jobs_left"] == 0
     assert summary["instances_left"] == 0  # nothing left running in the cloud
+    assert summary["key_pairs_left"] == 0
     assert summary["spent"] > 0  # every pilot accounted for, at the entries' prices
     text = out.getvalue()
     assert text.startswith("The demo runs on a simulated pool")

@@ -17,7 +17,8 @@ import yaml
 
 from glidein_operator.testing.controlplane import LocalControlPlane
 from glidein_operator.testing.controlplane.assets import ensure_helm
-from glidein_operator.testing.kube import OPERATOR_NAMESPACE, kubectl
+from glidein_operator.testing.kube import kubectl
+from tests.integration.chart import CHART, NS, RELEASE, SA, helm, render, sa_kubeconfig
 from tests.integration.operator_env import (
     Env,
     delete_and_wait,
@@ -29,24 +30,6 @@ from tests.integration.operator_env import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm/glidein-operator"
-# The release goes where the operators under test keep their credential copies (made
-# with the CRDs by install_crds).
-RELEASE, NS = "glidein", OPERATOR_NAMESPACE
-SA = f"system:serviceaccount:{NS}:{RELEASE}-glidein-operator"
-
-
-def helm(*args: str) -> str:
-    proc = subprocess.run([str(ensure_helm()), *args], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def render(*sets: str) -> list[dict[str, object]]:
-    args = ["template", RELEASE, str(CHART), "-n", NS, "--kube-version", "1.36.3", "--include-crds"]
-    for s in sets:
-        args += ["--set", s]
-    return [d for d in yaml.safe_load_all(helm(*args)) if d]
 
 
 def test_chart_lints_strictly() -> None:
@@ -81,13 +64,12 @@ def test_deployment_is_hardened() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert "--standalone" in container["args"]
     assert "resources" in container
-    two = next(d for d in render("replicas=2") if d["kind"] == "Deployment")
-    assert (
-        f"--peering={RELEASE}-glidein-operator"
-        in two["spec"]["template"]["spec"]["containers"][0]["args"]
-    )  # type: ignore[index]
+    # Two replicas, one acting by a Lease; a PodDisruptionBudget keeps one through drains.
+    assert dep["spec"]["replicas"] == 2  # type: ignore[index]
+    assert f"--lease={RELEASE}-glidein-operator" in container["args"]
+    [pdb] = [d for d in render() if d["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["minAvailable"] == 1  # type: ignore[index]
 
 
 def test_grafana_dashboard_ships_as_a_sidecar_configmap() -> None:
@@ -137,9 +119,7 @@ def test_chart_crds_are_the_generated_ones() -> None:
         "cloudentries.glidein.dev",
         "trustdomains.glidein.dev",
         "vmimages.glidein.dev",
-        "clusterkopfpeerings.kopf.dev",
-        "kopfpeerings.kopf.dev",
-    } <= crds
+    } == crds  # kopf's peering CRDs no more: a Lease elects the active replica
 
 
 def _install(cp: LocalControlPlane) -> Path:
@@ -149,14 +129,7 @@ def _install(cp: LocalControlPlane) -> Path:
         d for d in render() if d["kind"] != "CustomResourceDefinition"
     ]  # CRDs are already installed
     kubectl(cp.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
-    token = kubectl(
-        cp.kubeconfig, "create", "token", f"{RELEASE}-glidein-operator", "-n", NS, "--duration=2h"
-    ).stdout.strip()
-    cfg = yaml.safe_load(cp.kubeconfig.read_text())
-    cfg["users"][0]["user"] = {"token": token}
-    path = cp.kubeconfig.parent / "operator-sa.kubeconfig"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return sa_kubeconfig(cp.kubeconfig)
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +175,8 @@ def test_operator_works_with_only_the_charts_rbac(env: Env) -> None:
         ("impersonate", "serviceaccounts", "", "no"),
         ("delete", "nodes", "", "no"),
         ("get", "configmaps", "-n=kube-system", "no"),
+        ("update", "leases.coordination.k8s.io", f"-n={NS}", "yes"),
+        ("update", "leases.coordination.k8s.io", "-n=kube-system", "no"),
     ],
 )
 def test_can_i_matrix(env: Env, verb: str, resource: str, where: str, allowed: str) -> None:
@@ -212,11 +187,10 @@ def test_can_i_matrix(env: Env, verb: str, resource: str, where: str, allowed: s
     assert out == allowed, f"{SA} can-i {verb} {resource} {where}: {out}"
 
 
-def test_pre_delete_hook_command_removes_every_request_and_pilot(env: Env) -> None:
-    # What the chart's pre-delete Job runs, run here with the admin's kubeconfig (no
-    # kubelet runs Jobs on this control plane): every request is deleted, and it waits
-    # until the operator has terminated their pilots.
-    namespaces = [f"hook-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+def test_teardown_empties_the_clouds_of_the_namespaces_named_and_no_other(env: Env) -> None:
+    # The explicit teardown an admin runs before uninstalling, if they want the clouds
+    # emptied: only the namespaces named, and it waits until the pilots are gone.
+    namespaces = [f"td-{uuid.uuid4().hex[:6]}" for _ in range(3)]
     uids = []
     for ns in namespaces:
         submit(env, ns, 4)
@@ -224,15 +198,49 @@ def test_pre_delete_hook_command_removes_every_request_and_pilot(env: Env) -> No
         uids.append(env.uid(ns, "vo"))
     for uid in uids:
         eventually(lambda uid=uid: len(env.instances(uid)) == 1, what="a pilot per request")
+    named, spared = namespaces[:2], namespaces[2]
     proc = subprocess.run(
-        [sys.executable, "-m", "glidein_operator", "cleanup", "--timeout", "120"],
+        [
+            sys.executable,
+            "-m",
+            "glidein_operator",
+            "teardown",
+            *(f"--namespace={ns}" for ns in named),
+            "--timeout",
+            "120",
+        ],
         env={**os.environ, "KUBECONFIG": str(env.kubeconfig)},
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "every GlideinRequest is gone" in proc.stderr
-    assert env.k("get", "greq", "-A", "-o", "name").stdout.strip() == ""
-    for uid in uids:
+    assert "those GlideinRequests are gone" in proc.stderr
+    for ns, uid in zip(named, uids[:2], strict=True):
+        assert env.k("get", "greq", "-n", ns, "-o", "name").stdout.strip() == ""
         assert env.instances(uid) == []
+    assert env.k("get", "greq", "vo", "-n", spared, "-o", "name").stdout.strip()
+    assert len(env.instances(uids[2])) == 1
+    # Without a namespace it refuses: emptying every cloud is said explicitly.
+    refused = subprocess.run(
+        [sys.executable, "-m", "glidein_operator", "teardown"],
+        env={**os.environ, "KUBECONFIG": str(env.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    delete_and_wait(env, spared)
+
+
+def test_the_chart_has_no_hook_that_deletes_anything() -> None:
+    docs = render()
+    hooks = [d for d in docs if "helm.sh/hook" in (d["metadata"].get("annotations") or {})]  # type: ignore[union-attr]
+    assert hooks == []
+    for d in docs:
+        if d["kind"] in ("ClusterRole", "Role"):
+            for rule in d["rules"]:  # type: ignore[index]
+                if "delete" in rule["verbs"]:
+                    # Only what the operator itself makes: pilot pods, payload Secrets and
+                    # its kept credential copies, all in namespaces it owns.
+                    assert d["kind"] == "Role", d["metadata"]

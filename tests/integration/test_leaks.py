@@ -18,8 +18,8 @@ import yaml
 
 from glidein_operator.controller.keeper import ANNOTATION_ORIGIN
 from glidein_operator.testing.kube import OPERATOR_NAMESPACE, kubectl
-from glidein_operator.testing.resources import G, cloud_entry
-from tests.integration.process_world import SCHEDD, World, live_instances, process_world
+from glidein_operator.testing.resources import cloud_entry
+from tests.integration.process_world import World, live_instances, process_world
 
 pytestmark = pytest.mark.integration
 
@@ -94,60 +94,6 @@ def _entry(w: World, name: str, max_pilots: int) -> None:
     )
 
 
-def _request(
-    w: World,
-    ns: str,
-    entry: str,
-    jobs: int,
-    *,
-    max_pilots: int = 50,
-    secret: dict[str, Any] | None = None,
-) -> str:
-    """A namespace with its Secrets and a request on one entry for its own ``jobs``; the
-    request's uid."""
-    w.pool.submit(
-        SCHEDD,
-        jobs,
-        Owner=ns,
-        RequestCpus=1,
-        RequestMemory=1000,
-        Requirements=classad2.ExprTree("TARGET.Cpus >= RequestCpus"),
-    )
-    _apply(
-        w,
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "aws", "namespace": ns},
-            **(secret or {"stringData": {"accessKeyId": "testing", "secretAccessKey": "testing"}}),
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "pool-key", "namespace": ns},
-            "stringData": {"signingKey": f"{ns}-key"},
-        },
-        {
-            "apiVersion": G,
-            "kind": "GlideinRequest",
-            "metadata": {"name": "vo", "namespace": ns},
-            "spec": {
-                "collector": "pool.test:9618",
-                "schedds": [{"name": SCHEDD}],
-                "jobConstraint": f'Owner == "{ns}"',
-                "entries": {"names": [entry]},
-                "credentials": [
-                    {"trustDomain": "aws", "type": "ec2-access-key", "secretRef": {"name": "aws"}}
-                ],
-                "pilot": {"tokenSecretRef": {"name": "pool-key"}},
-                "limits": {"maxPilots": max_pilots, "maxIdlePilots": max_pilots},
-            },
-        },
-    )
-    return str(_k(w, "get", "greq", "vo", "-n", ns, "-o", "jsonpath={.metadata.uid}").stdout)
-
-
 def _gone(w: World, *what: str) -> bool:
     return _k(w, "get", *what, "--ignore-not-found", "-o", "name").stdout.strip() == ""
 
@@ -157,7 +103,9 @@ def _delete_request(w: World, ns: str) -> float:
     t0 = time.monotonic()
     _k(w, "delete", "greq", "vo", "-n", ns, "--wait=false")
     _until(lambda: _gone(w, "greq", "vo", "-n", ns), 90, f"{ns}/vo deleted")
-    return time.monotonic() - t0
+    took = time.monotonic() - t0
+    print(f"\ndeleting {ns}/vo took {took:.1f}s")
+    return took
 
 
 def _events(w: World, name: str) -> list[dict[str, Any]]:
@@ -168,7 +116,7 @@ def _events(w: World, name: str) -> list[dict[str, Any]]:
 def test_deleting_an_entry_under_running_pilots_terminates_them_first(world: World) -> None:
     w = world
     _entry(w, "doomed", 10)
-    uid = _request(w, "leak-entry", "doomed", 5)
+    uid = w.add_request("leak-entry", "doomed", 5)
     _until(lambda: len(_alive(w, uid=uid)) == 5, 60, "5 pilots at the entry")
     _k(w, "delete", "cloudentry", "doomed", "--wait=false")
     _until(lambda: _gone(w, "cloudentry", "doomed"), 60, "the entry deleted")
@@ -197,7 +145,7 @@ def test_deleting_an_entry_under_running_pilots_terminates_them_first(world: Wor
 
 def test_deleting_a_namespace_waits_for_its_pilots(world: World) -> None:
     w = world
-    uid = _request(w, "leak-ns", "east", 4)
+    uid = w.add_request("leak-ns", "east", 4)
     _until(lambda: len(_alive(w, uid=uid)) == 4, 60, "4 pilots")
     t0 = time.monotonic()
     _k(w, "delete", "namespace", "leak-ns", "--wait=false")
@@ -214,7 +162,7 @@ def test_a_namespace_deleted_while_the_operator_is_down_loses_no_pilot(world: Wo
     """The Secrets go with the namespace before any operator could use them: the
     restarted operator terminates the pilots with its kept copy of the credential."""
     w = world
-    uid = _request(w, "leak-down", "east", 3)
+    uid = w.add_request("leak-down", "east", 3)
     _until(lambda: len(_alive(w, uid=uid)) == 3, 60, "3 pilots")
     w.operator.stop()
     try:
@@ -236,7 +184,7 @@ def test_orphans_of_a_request_gone_for_good_are_found_through_the_kept_credentia
     and then drops the copy."""
     w = world
     _entry(w, "lonely", 10)
-    uid = _request(w, "leak-orphan", "lonely", 2)
+    uid = w.add_request("leak-orphan", "lonely", 2)
     _until(lambda: len(_alive(w, uid=uid)) == 2, 60, "2 pilots")
     w.operator.stop()
     try:
@@ -275,7 +223,7 @@ def test_an_entry_limit_holds_across_requests_launching_at_once(world: World) ->
     w = world
     _entry(w, "shared", 8)
     for ns in ("share-a", "share-b"):
-        _request(w, ns, "shared", 6, max_pilots=6)
+        w.add_request(ns, "shared", 6, max_pilots=6)
     seen = 0
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -300,7 +248,7 @@ def test_a_lowered_max_pilots_cuts_pilots_running_no_job_but_never_a_busy_one(
     world: World,
 ) -> None:
     w = world
-    uid = _request(w, "lower", "east", 15, max_pilots=15)
+    uid = w.add_request("lower", "east", 15, max_pilots=15)
     _until(lambda: len(_alive(w, uid=uid)) == 15, 60, "15 pilots")
     # Three of them run jobs.
     busy = []
@@ -343,8 +291,7 @@ def test_a_lowered_max_pilots_cuts_pilots_running_no_job_but_never_a_busy_one(
 
 def test_a_binary_secret_is_named_and_the_request_still_deletes_promptly(world: World) -> None:
     w = world
-    _request(
-        w,
+    w.add_request(
         "binary",
         "east",
         2,

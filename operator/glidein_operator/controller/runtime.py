@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # First wait, in seconds, before launching again at an entry after a retryable failure;
     # it doubles with each failure in a row (with jitter), up to five minutes.
     launch_backoff: float = 5.0
+    # Leader election (glidein-operator run --lease): seconds a Lease lasts unrenewed,
+    # within which its holder must renew or stop acting, and between attempts.
+    lease_duration: float = 15.0
+    lease_renew_deadline: float = 10.0
+    lease_retry: float = 2.0
     # Seconds a collector or schedd query may take before its worker is killed.
     condor_query_deadline: float = 30.0
     # The validating admission webhook (controller/webhook.py): the port it serves on

@@ -1,0 +1,44 @@
+"""The chart as tests render and install it: `helm template` with the helm the project
+builds, and a kubeconfig holding the operator's own ServiceAccount token."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from glidein_operator.testing.controlplane.assets import ensure_helm
+from glidein_operator.testing.kube import OPERATOR_NAMESPACE, kubectl
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm/glidein-operator"
+# The release goes where the operators under test keep their credential copies (made
+# with the CRDs by install_crds).
+RELEASE, NS = "glidein", OPERATOR_NAMESPACE
+SA = f"system:serviceaccount:{NS}:{RELEASE}-glidein-operator"
+
+
+def helm(*args: str) -> str:
+    proc = subprocess.run([str(ensure_helm()), *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def render(*sets: str) -> list[dict[str, object]]:
+    args = ["template", RELEASE, str(CHART), "-n", NS, "--kube-version", "1.36.3", "--include-crds"]
+    for s in sets:
+        args += ["--set", s]
+    return [d for d in yaml.safe_load_all(helm(*args)) if d]
+
+
+def sa_kubeconfig(admin: Path) -> Path:
+    """A kubeconfig next to ``admin`` that acts as the chart's ServiceAccount."""
+    token = kubectl(
+        admin, "create", "token", f"{RELEASE}-glidein-operator", "-n", NS, "--duration=2h"
+    ).stdout.strip()
+    cfg = yaml.safe_load(admin.read_text())
+    cfg["users"][0]["user"] = {"token": token}
+    path = admin.parent / "operator-sa.kubeconfig"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
