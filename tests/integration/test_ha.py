@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import yaml
 
 from glidein_operator.testing.kube import OPERATOR_NAMESPACE, kubectl
+from tests.integration.operator_env import eventually
 from tests.integration.process_world import OperatorProcess, World, process_world
 from tests.relay import Relay
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 LEASE = "glidein-operator"
 # Short for the test; the chart's are 15/10/2.
 DURATION, DEADLINE, RETRY = 6, 4, 1
@@ -32,17 +31,6 @@ def world(tmp_path: Path) -> Iterator[World]:
         pytest.skip("runs its own control plane: the operator acts cluster-wide")
     with process_world(tmp_path, "ha-vo", "op-ha", {"maxPilots": 200}) as w:
         yield w
-
-
-def _until(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        time.sleep(0.2)
 
 
 def _replica(w: World, name: str, kubeconfig: Path | None = None) -> OperatorProcess:
@@ -75,8 +63,8 @@ def _holder(w: World) -> str:
 def _empty_the_cloud(w: World) -> None:
     """Delete the request while a replica acts, so its pilots go (the leak check)."""
     kubectl(w.cp.kubeconfig, "delete", "greq", "vo", "-n", w.namespace, "--timeout=60s")
-    _until(lambda: not w.pilot_ids() or None, 60, "no pilot left")
-    _until(lambda: not w.key_pairs_left() or None, 60, "no key pair left")
+    eventually(lambda: not w.pilot_ids() or None, 60, "no pilot left")
+    eventually(lambda: not w.key_pairs_left() or None, 60, "no key pair left")
 
 
 def _pid(op: OperatorProcess) -> int:
@@ -92,19 +80,19 @@ def test_the_standby_takes_over_within_a_lease_period_without_duplicates(world: 
     w = world
     a, b = _replica(w, "a"), _replica(w, "b")
     a.start()
-    _until(lambda: _holds(w, a), 30, "replica a holding the lease")
+    eventually(lambda: _holds(w, a), 30, "replica a holding the lease")
     b.start()
     try:
         w.submit(20)
         w.request(max_pilots=100)
-        _until(lambda: sum(w.pilot_ids().values()) == 20, 60, "20 pilots by replica a")
+        eventually(lambda: sum(w.pilot_ids().values()) == 20, 60, "20 pilots by replica a")
         assert not _holds(w, b)
         a.kill()
         killed = time.monotonic()
         w.submit(10)
-        _until(lambda: _holds(w, b), DURATION + 3 * RETRY + 5, "replica b holding the lease")
+        eventually(lambda: _holds(w, b), DURATION + 3 * RETRY + 5, "replica b holding the lease")
         took_over = time.monotonic() - killed
-        _until(lambda: sum(w.pilot_ids().values()) == 30, 30, "10 more pilots by replica b")
+        eventually(lambda: sum(w.pilot_ids().values()) == 30, 30, "10 more pilots by replica b")
         reacted = time.monotonic() - killed
         ids = w.pilot_ids()
         assert max(ids.values()) == 1, "a pilot launched twice across the handover"
@@ -131,24 +119,24 @@ def test_a_replica_cut_off_from_the_api_server_stops_acting_before_the_takeover(
     a, b = _replica(w, "a", cut_off), _replica(w, "b")
     a.start()
     try:
-        _until(lambda: _holds(w, a), 30, "replica a holding the lease")
+        eventually(lambda: _holds(w, a), 30, "replica a holding the lease")
         b.start()
         w.submit(5)
         w.request(max_pilots=100)
-        _until(lambda: sum(w.pilot_ids().values()) == 5, 60, "5 pilots by replica a")
+        eventually(lambda: sum(w.pilot_ids().values()) == 5, 60, "5 pilots by replica a")
         relay.cut()
         partitioned = time.monotonic()
         assert a.proc is not None
-        _until(lambda: a.proc is not None and a.proc.poll() is not None, 30, "replica a ending")
+        eventually(lambda: a.proc is not None and a.proc.poll() is not None, 30, "replica a ending")
         stopped = time.monotonic() - partitioned
-        _until(lambda: _holds(w, b), 30, "replica b holding the lease")
+        eventually(lambda: _holds(w, b), 30, "replica b holding the lease")
         taken = time.monotonic() - partitioned
         print(f"\npartition: a stopped after {stopped:.1f}s, b took over after {taken:.1f}s")
         assert stopped < taken, "the cut-off replica was still running when b took over"
         assert stopped <= DEADLINE + RETRY + DURATION / 2 + 2
         # b carries on where a left off: the same pilots, no duplicate.
         w.submit(3)
-        _until(lambda: sum(w.pilot_ids().values()) == 8, 30, "3 more pilots by replica b")
+        eventually(lambda: sum(w.pilot_ids().values()) == 8, 30, "3 more pilots by replica b")
         assert max(w.pilot_ids().values()) == 1
         _empty_the_cloud(w)
     finally:

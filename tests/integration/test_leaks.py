@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import classad2
 import pytest
@@ -19,11 +19,11 @@ import yaml
 from glidein_operator.controller.keeper import ANNOTATION_ORIGIN
 from glidein_operator.testing.kube import OPERATOR_NAMESPACE, kubectl
 from glidein_operator.testing.resources import cloud_entry
+from tests.integration.operator_env import eventually
 from tests.integration.process_world import World, live_instances, process_world
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 OPERATOR = "op-leaks"
 # The budget for deleting a request whose pilots the operator terminates (issue #14).
 DELETE_BUDGET = 20.0
@@ -39,19 +39,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w.operator.start()
         yield w
         # The leak check: whatever the tests did, nothing of ours is left in the cloud.
-        _until(lambda: not _alive(w), 60, "no instance left at the end")
-        _until(lambda: not w.key_pairs_left(), 60, "no key pair left at the end")
-
-
-def _until(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.3) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        time.sleep(every)
+        eventually(lambda: not _alive(w), 60, "no instance left at the end")
+        eventually(lambda: not w.key_pairs_left(), 60, "no key pair left at the end")
 
 
 def _k(w: World, *args: str, stdin: str | None = None, check: bool = True) -> Any:
@@ -102,7 +91,7 @@ def _delete_request(w: World, ns: str) -> float:
     """Delete the request; seconds until its finalizer let it go."""
     t0 = time.monotonic()
     _k(w, "delete", "greq", "vo", "-n", ns, "--wait=false")
-    _until(lambda: _gone(w, "greq", "vo", "-n", ns), 90, f"{ns}/vo deleted")
+    eventually(lambda: _gone(w, "greq", "vo", "-n", ns), 90, f"{ns}/vo deleted")
     took = time.monotonic() - t0
     print(f"\ndeleting {ns}/vo took {took:.1f}s")
     return took
@@ -117,21 +106,21 @@ def test_deleting_an_entry_under_running_pilots_terminates_them_first(world: Wor
     w = world
     _entry(w, "doomed", 10)
     uid = w.add_request("leak-entry", "doomed", 5)
-    _until(lambda: len(_alive(w, uid=uid)) == 5, 60, "5 pilots at the entry")
+    eventually(lambda: len(_alive(w, uid=uid)) == 5, 60, "5 pilots at the entry")
     _k(w, "delete", "cloudentry", "doomed", "--wait=false")
-    _until(lambda: _gone(w, "cloudentry", "doomed"), 60, "the entry deleted")
+    eventually(lambda: _gone(w, "cloudentry", "doomed"), 60, "the entry deleted")
     # The entry's finalizer held it until its pilots were gone, and said why.
     assert _alive(w, entry="doomed") == []
     reasons = [(e["reason"], e["message"]) for e in _events(w, "doomed")]
     assert any(r == "Terminated" and "CloudEntry is being deleted" in m for r, m in reasons)
     # Their key pairs went with them.
-    _until(
+    eventually(
         lambda: not [k for k in w.key_pairs_left() if "doomed" in k] or None,
         30,
         "the entry's key pairs gone",
     )
     # The request now names the entry it cannot find, and deletes promptly.
-    _until(
+    eventually(
         lambda: (
             "CloudEntry 'doomed' does not exist"
             in _k(w, "get", "greq", "vo", "-n", "leak-entry", "-o", "json").stdout
@@ -146,10 +135,10 @@ def test_deleting_an_entry_under_running_pilots_terminates_them_first(world: Wor
 def test_deleting_a_namespace_waits_for_its_pilots(world: World) -> None:
     w = world
     uid = w.add_request("leak-ns", "east", 4)
-    _until(lambda: len(_alive(w, uid=uid)) == 4, 60, "4 pilots")
+    eventually(lambda: len(_alive(w, uid=uid)) == 4, 60, "4 pilots")
     t0 = time.monotonic()
     _k(w, "delete", "namespace", "leak-ns", "--wait=false")
-    _until(lambda: _gone(w, "namespace", "leak-ns"), 90, "the namespace deleted")
+    eventually(lambda: _gone(w, "namespace", "leak-ns"), 90, "the namespace deleted")
     took = time.monotonic() - t0
     # The request's finalizer held the namespace until its pilots were gone, though the
     # request's Secrets went at once.
@@ -163,15 +152,15 @@ def test_a_namespace_deleted_while_the_operator_is_down_loses_no_pilot(world: Wo
     restarted operator terminates the pilots with its kept copy of the credential."""
     w = world
     uid = w.add_request("leak-down", "east", 3)
-    _until(lambda: len(_alive(w, uid=uid)) == 3, 60, "3 pilots")
+    eventually(lambda: len(_alive(w, uid=uid)) == 3, 60, "3 pilots")
     w.operator.stop()
     try:
         _k(w, "delete", "namespace", "leak-down", "--wait=false")
-        _until(lambda: _gone(w, "secret", "aws", "-n", "leak-down"), 60, "the Secret gone")
+        eventually(lambda: _gone(w, "secret", "aws", "-n", "leak-down"), 60, "the Secret gone")
         assert len(_alive(w, uid=uid)) == 3
     finally:
         w.operator.start()
-    _until(lambda: _gone(w, "namespace", "leak-down"), 90, "the namespace deleted")
+    eventually(lambda: _gone(w, "namespace", "leak-down"), 90, "the namespace deleted")
     assert _alive(w, uid=uid) == []
 
 
@@ -185,7 +174,7 @@ def test_orphans_of_a_request_gone_for_good_are_found_through_the_kept_credentia
     w = world
     _entry(w, "lonely", 10)
     uid = w.add_request("leak-orphan", "lonely", 2)
-    _until(lambda: len(_alive(w, uid=uid)) == 2, 60, "2 pilots")
+    eventually(lambda: len(_alive(w, uid=uid)) == 2, 60, "2 pilots")
     w.operator.stop()
     try:
         _k(
@@ -203,7 +192,7 @@ def test_orphans_of_a_request_gone_for_good_are_found_through_the_kept_credentia
         assert len(_alive(w, uid=uid)) == 2
     finally:
         w.operator.start()
-    _until(lambda: not _alive(w, uid=uid), 60, "the orphans terminated")
+    eventually(lambda: not _alive(w, uid=uid), 60, "the orphans terminated")
 
     def copies() -> list[str]:
         out = _k(w, "get", "secrets", "-n", OPERATOR_NAMESPACE, "-o", "json").stdout
@@ -215,7 +204,7 @@ def test_orphans_of_a_request_gone_for_good_are_found_through_the_kept_credentia
             .startswith("leak-orphan/")
         ]
 
-    _until(lambda: not copies() or None, 90, "the kept copy dropped", every=1)
+    eventually(lambda: not copies() or None, 90, "the kept copy dropped")
     _k(w, "delete", "cloudentry", "lonely")
 
 
@@ -249,7 +238,7 @@ def test_a_lowered_max_pilots_cuts_pilots_running_no_job_but_never_a_busy_one(
 ) -> None:
     w = world
     uid = w.add_request("lower", "east", 15, max_pilots=15)
-    _until(lambda: len(_alive(w, uid=uid)) == 15, 60, "15 pilots")
+    eventually(lambda: len(_alive(w, uid=uid)) == 15, 60, "15 pilots")
     # Three of them run jobs.
     busy = []
     ads = []
@@ -280,7 +269,7 @@ def test_a_lowered_max_pilots_cuts_pilots_running_no_job_but_never_a_busy_one(
         "-p",
         '{"spec":{"limits":{"maxPilots":7,"maxIdlePilots":7}}}',
     )
-    _until(lambda: len(_alive(w, uid=uid)) <= 7, 30, "down to the new cap")
+    eventually(lambda: len(_alive(w, uid=uid)) <= 7, 30, "down to the new cap")
     left = {i["InstanceId"] for i in _alive(w, uid=uid)}
     assert set(busy) <= left, "a pilot running a job was terminated"
     time.sleep(3)
@@ -305,7 +294,7 @@ def test_a_binary_secret_is_named_and_the_request_still_deletes_promptly(world: 
                 return str(c["message"])
         return None
 
-    message = _until(ready_message, 30, "the request not Ready, saying why")
+    message = eventually(ready_message, 30, "the request not Ready, saying why")
     assert "Secret 'aws'" in message, message
     assert "secretAccessKey" in message, message
     took = _delete_request(w, "binary")

@@ -241,8 +241,36 @@ def cel_is_duration(expr: str) -> str:
     return f"{expr}.matches('{DURATION_PATTERN}')"
 
 
+class Checked:
+    """A field annotation checked twice, the way everything here is: ``check`` runs after
+    pydantic's own validation, ``schema`` is what the CRD schema gets for the API server
+    (added to, or with ``replace_schema`` instead of, the field's own)."""
+
+    replace_schema = False
+
+    def check(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def schema(self) -> dict[str, Any]:
+        return {}
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        if self.replace_schema:
+            return self.schema()
+        out = handler(schema)
+        out.update(self.schema())
+        return out
+
+
 @dataclass(frozen=True)
-class DurationRange:
+class DurationRange(Checked):
     """A duration field's bounds: checked here and by a CEL rule on the field, so both
     name the field and say the same thing."""
 
@@ -253,19 +281,14 @@ class DurationRange:
     def message(self) -> str:
         return f"must be between {self.minimum} and {self.maximum}"
 
+    replace_schema = True
+
     def check(self, text: str) -> str:
         if not parse_duration(self.minimum) <= parse_duration(text) <= parse_duration(self.maximum):
             raise ValueError(f"{self.message}, not {text}")
         return text
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
+    def schema(self) -> dict[str, Any]:
         # A value the pattern refuses is reported by the pattern; the guard keeps CEL from
         # adding an evaluation error about the same value.
         rule = (
@@ -352,38 +375,48 @@ def at_most(value: dict[str, Any], max_properties: int) -> None:
 
 
 @dataclass(frozen=True)
-class MapKeys:
-    """Keys of a map field that must be names of other objects (e.g. CloudEntries):
-    checked here and, since a schema cannot constrain map keys, by a CEL rule."""
+class CheckedKeys(Checked):
+    """A map whose keys must follow a rule: checked here and, since a schema cannot
+    constrain map keys, by a CEL rule (``key_rule``) for the API server."""
 
-    what: str
     max_properties: int = 256
+
+    def key_problem(self, key: str) -> str | None:
+        raise NotImplementedError
+
+    def key_rule(self) -> dict[str, str]:
+        raise NotImplementedError
 
     def check(self, value: dict[str, Any]) -> dict[str, Any]:
         at_most(value, self.max_properties)
         for key in value:
-            problem = name_problem(key)
+            problem = self.key_problem(key)
             if problem:
-                raise ValueError(f"key {key[:60]!r} is not {self.what}: {problem}")
+                raise ValueError(problem)
         return value
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
+    def schema(self) -> dict[str, Any]:
+        return {
+            "maxProperties": self.max_properties,
+            "x-kubernetes-validations": [self.key_rule()],
+        }
 
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        out = handler(schema)
-        out["maxProperties"] = self.max_properties
-        out["x-kubernetes-validations"] = [
-            {
-                "rule": f"self.all(k, k.size() <= {NAME_MAX_LENGTH} && k.matches('{NAME_PATTERN}'))",
-                "message": f"every key must be {self.what} (a DNS-1123 subdomain)",
-            }
-        ]
-        return out
+
+@dataclass(frozen=True)
+class MapKeys(CheckedKeys):
+    """Keys of a map field that must be names of other objects (e.g. CloudEntries)."""
+
+    what: str = "an object name"
+
+    def key_problem(self, key: str) -> str | None:
+        problem = name_problem(key)
+        return f"key {key[:60]!r} is not {self.what}: {problem}" if problem else None
+
+    def key_rule(self) -> dict[str, str]:
+        return {
+            "rule": f"self.all(k, k.size() <= {NAME_MAX_LENGTH} && k.matches('{NAME_PATTERN}'))",
+            "message": f"every key must be {self.what} (a DNS-1123 subdomain)",
+        }
 
 
 # --- lists the API server treats as maps or sets ----------------------------------------
@@ -394,7 +427,7 @@ def _wire_key(item: Any, keys: tuple[str, ...]) -> tuple[Any, ...]:
 
 
 @dataclass(frozen=True)
-class ListMap:
+class ListMap(Checked):
     """A list of objects keyed by ``keys`` (``x-kubernetes-list-type: map``). The API
     server refuses two items with the same key; so does this."""
 
@@ -410,22 +443,12 @@ class ListMap:
             seen[key] = i
         return items
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        out = handler(schema)
-        out["x-kubernetes-list-type"] = "map"
-        out["x-kubernetes-list-map-keys"] = list(self.keys)
-        return out
+    def schema(self) -> dict[str, Any]:
+        return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(self.keys)}
 
 
 @dataclass(frozen=True)
-class ListSet:
+class ListSet(Checked):
     """A list of scalars without repeats (``x-kubernetes-list-type: set``)."""
 
     def check(self, items: list[Any]) -> list[Any]:
@@ -436,17 +459,8 @@ class ListSet:
             seen[item] = i
         return items
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        out = handler(schema)
-        out["x-kubernetes-list-type"] = "set"
-        return out
+    def schema(self) -> dict[str, Any]:
+        return {"x-kubernetes-list-type": "set"}
 
 
 # --- status building blocks -------------------------------------------------------------

@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import classad2
-from pydantic import AfterValidator, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, core_schema
+from pydantic import AfterValidator, Field
 
-from glidein_operator.api.base import at_most
+from glidein_operator.api.base import Checked, CheckedKeys, at_most
 
 # Long enough for any constraint a person writes; far below what crashes the parser
 # (left-deep chains of a few hundred thousand terms overflow its stack).
@@ -94,20 +92,11 @@ ClassAdExpression = Annotated[
 ]
 
 
-class _OneLine:
+class _OneLine(Checked):
     """One line of text: a pattern for the server, a plainer message here."""
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        out = handler(schema)
-        out["pattern"] = SINGLE_LINE_PATTERN
-        return out
+    def schema(self) -> dict[str, Any]:
+        return {"pattern": SINGLE_LINE_PATTERN}
 
     @staticmethod
     def check(text: str) -> str:
@@ -135,47 +124,29 @@ def _cel(pattern: str) -> str:
 
 
 @dataclass(frozen=True)
-class AttributeMap:
+class AttributeMap(CheckedKeys):
     """A map of ClassAd attribute names to expressions (an entry's attributes, an image's
     provides). Names are checked here and by a CEL rule; values here only."""
 
-    max_properties: int = 256
+    def key_problem(self, key: str) -> str | None:
+        problem = attribute_name_problem(key)
+        return f"{_shown(key)} is not a ClassAd attribute name: {problem}" if problem else None
 
-    def check(self, value: dict[str, str]) -> dict[str, str]:
-        at_most(value, self.max_properties)
-        for name in value:
-            problem = attribute_name_problem(name)
-            if problem:
-                raise ValueError(f"{_shown(name)} is not a ClassAd attribute name: {problem}")
-        return value
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        out = handler(schema)
-        out["maxProperties"] = self.max_properties
-        out["x-kubernetes-validations"] = [
-            {
-                "rule": (
-                    f"self.all(k, k.matches({_cel(ATTRIBUTE_NAME_PATTERN)}) && "
-                    f"!k.matches({_cel(RESERVED_NAME_PATTERN)}))"
-                ),
-                "message": (
-                    "every key must be a ClassAd attribute name (a letter or _ then letters, "
-                    "digits or _; not a reserved word such as true, error or MY)"
-                ),
-            }
-        ]
-        return out
+    def key_rule(self) -> dict[str, str]:
+        return {
+            "rule": (
+                f"self.all(k, k.matches({_cel(ATTRIBUTE_NAME_PATTERN)}) && "
+                f"!k.matches({_cel(RESERVED_NAME_PATTERN)}))"
+            ),
+            "message": (
+                "every key must be a ClassAd attribute name (a letter or _ then letters, "
+                "digits or _; not a reserved word such as true, error or MY)"
+            ),
+        }
 
 
 @dataclass(frozen=True)
-class SubmitCommands:
+class SubmitCommands(Checked):
     """Extra submit-description commands for a grid job. Those that set a job attribute
     (``+Name`` or ``MY.Name``) take a ClassAd expression: their names are checked here and
     by a CEL rule, their values here. Other commands are HTCondor's to judge."""
@@ -198,30 +169,23 @@ class SubmitCommands:
                 )
         return value
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        out = handler(schema)
-        out["maxProperties"] = self.max_properties
+    def schema(self) -> dict[str, Any]:
         prefix = SUBMIT_ATTRIBUTE_PREFIX.removeprefix("^")
         name = ATTRIBUTE_NAME_PATTERN.removeprefix("^")
         reserved = RESERVED_NAME_PATTERN.removeprefix("^")
-        out["x-kubernetes-validations"] = [
-            {
-                "rule": (
-                    f"self.all(k, !k.matches({_cel('^' + prefix)}) || "
-                    f"(k.matches({_cel('^' + prefix + name)}) && "
-                    f"!k.matches({_cel('^' + prefix + reserved)})))"
-                ),
-                "message": (
-                    "+Name and MY.Name keys must name a ClassAd attribute (a letter or _ then "
-                    "letters, digits or _; not a reserved word such as true, error or MY)"
-                ),
-            }
-        ]
-        return out
+        return {
+            "maxProperties": self.max_properties,
+            "x-kubernetes-validations": [
+                {
+                    "rule": (
+                        f"self.all(k, !k.matches({_cel('^' + prefix)}) || "
+                        f"(k.matches({_cel('^' + prefix + name)}) && "
+                        f"!k.matches({_cel('^' + prefix + reserved)})))"
+                    ),
+                    "message": (
+                        "+Name and MY.Name keys must name a ClassAd attribute (a letter or _ then "
+                        "letters, digits or _; not a reserved word such as true, error or MY)"
+                    ),
+                }
+            ],
+        }

@@ -274,7 +274,7 @@ class Budget(ApiModel):
         default=False,
         description="Drain and terminate all cloud pilots of this request now ('we are going over budget').",
     )
-    per_entry: Annotated[dict[str, Money], MapKeys("a CloudEntry name")] = Field(
+    per_entry: Annotated[dict[str, Money], MapKeys(what="a CloudEntry name")] = Field(
         default_factory=dict,
         description="Optional limit per period for individual entries, by CloudEntry name.",
     )
