@@ -235,6 +235,11 @@ def test_match_expression_excluding_everything_is_explained() -> None:
     spec = request(matchExpression='GLIDEIN_Site == "nowhere"')
     p = plan(REQ, spec, [entry("a")], jobs(5), [], ramp=BIG)
     assert "matchExpression excludes" in p.unmatched[0].reason
+    # Well-formed, but an error whatever the job: the request is told it is its own bug.
+    broken = request(matchExpression='GLIDEIN_Site + 1 == "x"')
+    p = plan(REQ, broken, [entry("a")], jobs(5), [], ramp=BIG)
+    assert "matchExpression evaluates to an error" in p.unmatched[0].reason
+    assert p.launches == 0
 
 
 def test_entry_attributes_reach_the_machine_ad() -> None:

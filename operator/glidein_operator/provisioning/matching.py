@@ -277,6 +277,14 @@ class Matcher:
         if match_expression.strip().lower() != "true":
             expr = classad2.ExprTree(match_expression)
             if not req_mask & self._mask(expr, cluster.ad, machine_side=True):
+                # An expression that is an error (a typo'd function, a type clash) excludes
+                # as surely as a false one; say which, it is the request's own bug.
+                value = expr.eval(scope=self.offers[0].ad, target=cluster.ad)
+                if isinstance(value, classad2.Value) and value is classad2.Value.Error:
+                    return (
+                        "the request's matchExpression evaluates to an error for these jobs: "
+                        f"{match_expression[:200]}"
+                    )
                 return "the request's matchExpression excludes every entry the jobs' Requirements allow"
         biggest = max(self.offers, key=lambda o: (o.cpus, o.memory_mb))
         return (
