@@ -72,11 +72,9 @@ def run(
         str | None, typer.Option(help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz.")
     ] = None,
     standalone: Annotated[
-        bool, typer.Option(help="No peering: the only replica (tests, dev).")
-    ] = False,
-    peering: Annotated[
-        str, typer.Option(help="Peering object name for leader election among replicas.")
-    ] = "glidein-operator",
+        bool,
+        typer.Option(help="Accepted for compatibility: without --lease every run is standalone."),
+    ] = True,
     lease: Annotated[
         str | None,
         typer.Option(
@@ -95,6 +93,8 @@ def run(
 
     import glidein_operator.controller.handlers  # noqa: F401  (registers the handlers)
 
+    del standalone  # one replica acts: alone, or elected by --lease
+
     # What kopf's own CLI does: a log format with the object each line is about.
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
 
@@ -103,9 +103,10 @@ def run(
             clusterwide=not namespace,
             namespaces=namespace or [],
             liveness_endpoint=liveness,
-            standalone=standalone or lease is not None,
-            # An explicit peering name makes kopf wait for the peering CRDs, even standalone.
-            peering_name=None if standalone or lease is not None else peering,
+            # Never kopf's peering (it paused every replica of a Deployment: see
+            # controller/leader.py); a peering name would make kopf wait for its CRDs.
+            standalone=True,
+            peering_name=None,
             stop_flag=stop,
         )
 
