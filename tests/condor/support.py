@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import yaml
 
 from glidein_operator.credentials import idtokens
-from glidein_operator.testing.boot import Vm
+from glidein_operator.testing.boot import BootEmulator, Vm
 from glidein_operator.testing.condor_pool import CondorPool
 from glidein_operator.testing.kube import OPERATOR_NAMESPACE
 from glidein_operator.testing.resources import G
@@ -188,3 +188,29 @@ class Registrations:
             f"boot to registration median {statistics.median(got):.1f}s "
             f"(max {max(got):.1f}s, {len(got)} pilots)"
         )
+
+
+def unregistered_logs(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The console logs kept for pilots judged for ending without registering: there
+    are some, and they are all of that kind."""
+    logs = list(status.get("pilotLogs", []))
+    assert logs, "no pilot log kept"
+    assert {x["reason"] for x in logs} == {"ended without registering"}
+    return logs
+
+
+def diagnose(
+    cluster: Cluster, namespace: str, operator_log: Path, cloud: str, boot: BootEmulator
+) -> None:
+    """What a reader of a failed story needs: the request's status, the operator's last
+    words, the cloud's machines (``cloud``, already said), and each VM's boot log."""
+    print(cluster.kubectl("get", "greq", "vo", "-n", namespace, "-o", "yaml", check=False).stdout)
+    print("--- operator log (tail)")
+    print("\n".join(operator_log.read_text(errors="replace").splitlines()[-60:]))
+    print("---", cloud)
+    print("--- boot emulator errors", boot.errors)
+    for vm in boot.vms.values():
+        print(vm.machine.logs()[-3000:])
+        pilot_out = vm.machine.folder / "pilot.out"
+        if pilot_out.exists():
+            print(pilot_out.read_text(errors="replace")[-1500:])

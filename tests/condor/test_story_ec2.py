@@ -23,10 +23,12 @@ from glidein_operator.testing.resources import G, ec2_entry, trust_domain, vm_im
 from tests.condor.support import (
     Registrations,
     degraded,
+    diagnose,
     event_reasons,
     eventually,
     operator_on,
     request_status,
+    unregistered_logs,
     wait_for_jobs,
 )
 from tests.conftest import Cluster
@@ -157,7 +159,9 @@ def story(
             try:
                 yield s
             except BaseException:
-                _diagnose(s)
+                diagnose(
+                    s.cluster, s.namespace, s.operator.log, f"instances {s.ec2.instances()}", s.boot
+                )
                 raise
 
 
@@ -249,9 +253,7 @@ def test_pilots_the_collector_refuses_are_reaped_and_the_reason_is_said(
         )
         spent_then = len(s.ec2.instances())
         assert "Failed to authenticate using IDTOKENS" in message
-        logs = s.status().get("pilotLogs", [])
-        assert logs
-        assert {x["reason"] for x in logs} == {"ended without registering"}
+        logs = unregistered_logs(s.status())
         assert all("the collector refused this pilot's ad" in x["log"] for x in logs)
         # The pilots saw it themselves and powered off at once (EC2 terminated them);
         # the first launch's worth was spent on finding out, and launches back off.
@@ -280,23 +282,7 @@ def test_an_image_that_does_not_boot_costs_one_launch_and_says_so(
             interval=1,
         )
         assert len(s.ec2.instances()) <= 2  # the first launch's worth, then a back-off
-        logs = s.status().get("pilotLogs", [])
-        assert logs
-        assert {x["reason"] for x in logs} == {"ended without registering"}
+        logs = unregistered_logs(s.status())
         assert all("Kernel panic" in x["log"] for x in logs)
         assert "PilotsNotRegistering" in event_reasons(s.cluster, s.namespace)
         print(f"\nbroken image as the operator says it: {message}")
-
-
-def _diagnose(s: Story) -> None:
-    """What a reader of a failed run needs: the request's status, the operator's last
-    words, the instances, and each VM's boot log."""
-    print(
-        s.cluster.kubectl("get", "greq", "vo", "-n", s.namespace, "-o", "yaml", check=False).stdout
-    )
-    print("--- operator log (tail)")
-    print("\n".join(s.operator.log.read_text(errors="replace").splitlines()[-60:]))
-    print("--- instances", s.ec2.instances())
-    print("--- boot emulator errors", s.boot.errors)
-    for vm in s.boot.vms.values():
-        print(vm.machine.logs()[-3000:])

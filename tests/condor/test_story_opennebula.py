@@ -26,11 +26,13 @@ from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_
 from tests.condor.support import (
     Registrations,
     degraded,
+    diagnose,
     event_reasons,
     eventually,
     operator_on,
     request_status,
     story_operator_id,
+    unregistered_logs,
     wait_for_jobs,
 )
 from tests.condor.test_story_ec2 import open_pool, story_pool  # noqa: F401  (fixtures)
@@ -162,7 +164,13 @@ def one_story(
             try:
                 yield s
             except BaseException:
-                _diagnose(s)
+                diagnose(
+                    s.cluster,
+                    s.namespace,
+                    s.operator.log,
+                    f"VMs {[(v.id, v.name, v.state, v.lcm_state) for v in s.one.vms.values()]}",
+                    s.boot,
+                )
                 raise
 
 
@@ -237,28 +245,9 @@ def test_an_image_that_does_not_boot_on_opennebula_costs_one_launch_and_says_so(
         )
         spent = sorted(s.one.vms)
         assert 1 <= len(spent) <= 2  # the first launch's worth, then a back-off
-        logs = s.status().get("pilotLogs", [])
-        assert logs
-        assert {x["reason"] for x in logs} == {"ended without registering"}
+        unregistered_logs(s.status())
         assert "PilotsNotRegistering" in event_reasons(s.cluster, s.namespace)
         eventually(
             lambda: not (set(s.one.live()) & set(spent)), 60, "the dead VMs reaped", interval=1
         )
         print(f"\nbroken image on OpenNebula as the operator says it: {message}")
-
-
-def _diagnose(s: OneStory) -> None:
-    """What a reader of a failed run needs: the request's status, the operator's last
-    words, the VMs, and each VM's boot log."""
-    print(
-        s.cluster.kubectl("get", "greq", "vo", "-n", s.namespace, "-o", "yaml", check=False).stdout
-    )
-    print("--- operator log (tail)")
-    print("\n".join(s.operator.log.read_text(errors="replace").splitlines()[-60:]))
-    print("--- VMs", [(v.id, v.name, v.state, v.lcm_state) for v in s.one.vms.values()])
-    print("--- boot emulator errors", s.boot.errors)
-    for vm in s.boot.vms.values():
-        print(vm.machine.logs()[-3000:])
-        pilot_out = vm.machine.folder / "pilot.out"
-        if pilot_out.exists():
-            print(pilot_out.read_text(errors="replace")[-1500:])

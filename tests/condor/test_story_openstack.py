@@ -25,11 +25,13 @@ from glidein_operator.testing.resources import cloud_entry, trust_domain, vm_ima
 from tests.condor.support import (
     Registrations,
     degraded,
+    diagnose,
     event_reasons,
     eventually,
     operator_on,
     request_status,
     story_operator_id,
+    unregistered_logs,
     wait_for_jobs,
 )
 from tests.condor.test_story_ec2 import _request, open_pool, story_pool  # noqa: F401 (fixtures)
@@ -128,7 +130,13 @@ def openstack_story(
             try:
                 yield s
             except BaseException:
-                _diagnose(s)
+                diagnose(
+                    s.cluster,
+                    s.namespace,
+                    s.process.log,
+                    f"servers {[(x['name'], x['status']) for x in s.servers()]} {s.key_pairs()}",
+                    s.boot,
+                )
                 raise
 
 
@@ -240,9 +248,7 @@ def test_servers_whose_pilot_the_collector_refuses_are_judged_and_reaped(
         assert "Failed to authenticate using IDTOKENS" in message
         spent = sorted(s.boot.vms)
         assert 1 <= len(spent) <= 2  # the first launch's worth, then a back-off
-        logs = s.status().get("pilotLogs", [])
-        assert logs
-        assert {x["reason"] for x in logs} == {"ended without registering"}
+        logs = unregistered_logs(s.status())
         assert all("the collector refused this pilot's ad" in x["log"] for x in logs)
         assert all("[fake-nova] booting glidein-" in x["log"] for x in logs)  # Nova's console
         assert "PilotRefused" in event_reasons(s.cluster, s.namespace)
@@ -256,17 +262,3 @@ def test_servers_whose_pilot_the_collector_refuses_are_judged_and_reaped(
         )
         assert pool.tool("condor_history", "-af", "ClusterId").stdout.strip() == ""
         print(f"\nOpenStack refusal as the operator says it: {message}")
-
-
-def _diagnose(s: OpenStackStory) -> None:
-    """What a reader of a failed run needs: the request's status, the operator's last
-    words, the servers, and each VM's boot log."""
-    print(
-        s.cluster.kubectl("get", "greq", "vo", "-n", s.namespace, "-o", "yaml", check=False).stdout
-    )
-    print("--- operator log (tail)")
-    print("\n".join(s.process.log.read_text(errors="replace").splitlines()[-60:]))
-    print("--- servers", [(x["name"], x["status"]) for x in s.servers()], s.key_pairs())
-    print("--- boot emulator errors", s.boot.errors)
-    for vm in s.boot.vms.values():
-        print(vm.machine.logs()[-3000:])

@@ -47,22 +47,22 @@ async def _drivers(
     generation: int,
     kept: list[Kept],
     built: Sequence[InstrumentedDriver],
-) -> list[InstrumentedDriver]:
-    """One driver per distinct credential: ``built`` ones, and those from kept copies
-    (deduplicated by Runtime.driver's key)."""
-    out: dict[int, InstrumentedDriver] = {id(d): d for d in built}
+) -> dict[InstrumentedDriver, list[Kept]]:
+    """One driver per distinct credential (``built`` ones, and those from kept copies,
+    deduplicated by Runtime.driver's key), each with the kept copies behind it."""
+    out: dict[InstrumentedDriver, list[Kept]] = {d: [] for d in built}
     for k in kept:
         try:
             d = rt.driver(entry, spec, generation, k.credential())
         except DriverError as exc:
             log.warning("kept credential %s cannot reach %s: %s", k.name, entry, exc)
             continue
-        out[id(d)] = d
-    return list(out.values())
+        out.setdefault(d, []).append(k)
+    return out
 
 
 async def _sweep(
-    drivers: list[InstrumentedDriver], entry: str, uid: str | None, sweep: Sweep
+    drivers: Collection[InstrumentedDriver], entry: str, uid: str | None, sweep: Sweep
 ) -> None:
     for d in drivers:
         try:
@@ -157,22 +157,7 @@ async def orphans(
         except DriverError as exc:
             log.warning("leftovers at %s: %s", entry, exc)
         if not listed:
-            for k in kept:
-                gone = k.namespace not in request_namespaces
-                if gone and _same(rt, entry, spec, generation, k, d):
+            for k in drivers[d]:
+                if k.namespace not in request_namespaces:
                     await rt.keeper.forget(k)
     return live
-
-
-def _same(
-    rt: Runtime,
-    entry: str,
-    spec: CloudEntrySpec,
-    generation: int,
-    k: Kept,
-    d: InstrumentedDriver,
-) -> bool:
-    try:
-        return rt.driver(entry, spec, generation, k.credential()) is d
-    except DriverError:
-        return False
