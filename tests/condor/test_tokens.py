@@ -87,6 +87,11 @@ def test_tokens_from_condor_token_create_verify(pool: CondorPool) -> None:
     assert idtokens.claims(token)["iss"] == pool.trust_domain
     assert idtokens.verify(token, pool.signing_key())
     assert not idtokens.verify(token, os.urandom(64))
+    # HTCondor writes {"alg","kid"}; PyJWT adds "typ": "JWT" (as the operator always did),
+    # which the collector accepts (test_a_startd_with_an_operator_minted_token_registers).
+    assert idtokens.header(token) == {"alg": "HS256", "kid": "POOL"}
+    ours = _mint(pool.signing_key(), "header", pool.trust_domain)
+    assert idtokens.header(ours) == {"alg": "HS256", "kid": "POOL", "typ": "JWT"}
 
 
 def test_named_keys_are_not_doubled(pool: CondorPool) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from glidein_operator.api.objects import parse
+from glidein_operator.clouds.base import InvalidConfig
 from glidein_operator.clouds.ec2 import Ec2Driver
 from glidein_operator.clouds.factory import CredentialError, build_driver, decode_secret
 from glidein_operator.clouds.grid import GridDriver
@@ -118,3 +119,15 @@ def test_binary_data_where_text_is_needed_is_named_without_a_byte_of_it() -> Non
     )
     for rendering in (repr(secret), secret.hex(), "xff", "0xff", "AKIA"):
         assert rendering not in message
+
+
+def test_in_cluster_pods_without_the_operators_client_are_refused() -> None:
+    with pytest.raises(InvalidConfig, match="in-cluster credential needs the operator's own"):
+        build_driver(
+            "local-pods",
+            _spec("local-pods"),
+            credential_type="in-cluster",
+            secret_name=None,
+            secrets={},
+            operator_id="op",
+        )

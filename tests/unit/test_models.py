@@ -77,6 +77,21 @@ def test_quantities(text: str, value: int) -> None:
     assert parse_quantity(text) == value
 
 
+def test_a_fraction_of_a_byte_rounds_up_as_kubernetes_does() -> None:
+    assert parse_quantity("1.0001k") == 1001
+    assert parse_quantity("0.5") == 1
+    assert parse_quantity("0") == 0
+
+
+@pytest.mark.parametrize(
+    "text", ["", "lots", "1e3", "-1Gi", "+1Gi", ".5Gi", "16 Gi", "16GB", "1Ei", "500m", "NaN", "1K"]
+)
+def test_quantities_outside_the_crd_pattern_are_refused(text: str) -> None:
+    # kubernetes.utils.parse_quantity alone would take several of these (1e3, 500m, NaN).
+    with pytest.raises(ValueError, match="is not a quantity of bytes"):
+        parse_quantity(text)
+
+
 def test_prices_are_decimal_and_serialise_as_numbers() -> None:
     spec = parse(example("CloudEntry", "aws-us-east-1")).spec
     assert isinstance(spec, CloudEntrySpec)

@@ -12,13 +12,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.trustdomain import CREDENTIAL_SECRET_KEYS
 from glidein_operator.clouds.base import Driver, InvalidConfig
 from glidein_operator.condor.grid import GridSchedd
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 
 class CredentialError(InvalidConfig):
@@ -81,7 +85,10 @@ def build_driver(
     operator_id: str,
     grid_schedd: GridSchedd | None = None,
     credential_dir: Path | None = None,
+    cluster_api: Callable[[], ApiClient] | None = None,
 ) -> Driver:
+    """``cluster_api`` gives the process's one client to the operator's own cluster, for
+    kubernetes entries with an ``in-cluster`` credential (called only for those)."""
     lacking = missing_keys(credential_type, secrets)
     if lacking:
         raise CredentialError(
@@ -126,7 +133,16 @@ def build_driver(
     if spec.kubernetes is not None:
         from glidein_operator.clouds.kubernetes import KubernetesDriver, api_client
 
-        api = api_client(values["kubeconfig"] if credential_type == "kubeconfig" else None)
+        if credential_type == "kubeconfig":
+            # Another cluster (or this one under another identity): a client of its own.
+            api = api_client(values["kubeconfig"])
+        elif cluster_api is not None:
+            api = cluster_api()
+        else:
+            raise InvalidConfig(
+                f"entry {entry!r}: an in-cluster credential needs the operator's own API client",
+                entry=entry,
+            )
         return KubernetesDriver(entry, spec.kubernetes, api=api, operator_id=operator_id)
     if spec.grid is not None:
         from glidein_operator.clouds.grid import GridDriver

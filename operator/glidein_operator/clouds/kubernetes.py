@@ -70,12 +70,10 @@ def _message(exc: ApiException) -> str:
         return str(exc.body or "")[:500]
 
 
-def api_client(kubeconfig_text: str | None = None) -> k8s.ApiClient:
-    """A client from a kubeconfig (a Secret's content) or, without one, in-cluster config."""
-    if kubeconfig_text is None:
-        cfg = k8s.Configuration()
-        k8s_config.load_incluster_config(client_configuration=cfg)
-        return k8s.ApiClient(cfg)
+def api_client(kubeconfig_text: str) -> k8s.ApiClient:
+    """A client from a kubeconfig (a Secret's content): another cluster's, so a client of
+    its own. The operator's own cluster (an ``in-cluster`` credential) is reached through
+    the process's one client (``Runtime.client``), never a second one loaded here."""
     import yaml
 
     return k8s_config.new_client_from_config_dict(yaml.safe_load(kubeconfig_text))

@@ -10,15 +10,17 @@ import asyncio
 import datetime as dt
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from prometheus_client import CollectorRegistry
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from glidein_operator.api.cloudentry import CloudEntrySpec
@@ -48,6 +50,9 @@ class Settings(BaseSettings):
     # were launched with (controller/keeper.py). In a pod, the service account's.
     namespace: str | None = None
     reconcile_interval: float = 5.0
+    # Logs (controller/logs.py): a logging level name, and "text" or "json".
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     max_pilots: int | None = None
     credential_dir: Path = Path("/var/run/glidein/credentials")
     metrics_port: int | None = None
@@ -72,6 +77,16 @@ class Settings(BaseSettings):
     # For tests and demos only: a simulated pool served by glidein_operator.testing.pool_server
     # instead of the real collectors and schedds.
     pool_url: str | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 @dataclass
@@ -114,15 +129,22 @@ class Runtime:
         return self._keeper
 
     @property
+    def client(self) -> k8s.ApiClient:
+        """The process's one client of the operator's own cluster, made on first use: the
+        keeper, the lease, kopf's login and in-cluster entries all share it (a kubeconfig
+        entry, another cluster, has its own)."""
+        with _CLIENT_LOCK:  # kopf's login runs in a thread of its own
+            if self.api is None:
+                self.api = api_client()
+            return self.api
+
+    @property
     def core(self) -> k8s.CoreV1Api:
-        if self.api is None:
-            self.api = api_client()
-        return k8s.CoreV1Api(self.api)
+        return k8s.CoreV1Api(self.client)
 
     @property
     def custom(self) -> k8s.CustomObjectsApi:
-        self.core  # noqa: B018  (loads the configuration)
-        return k8s.CustomObjectsApi(self.api)
+        return k8s.CustomObjectsApi(self.client)
 
     @property
     def metrics(self) -> DriverMetrics:
@@ -200,6 +222,7 @@ class Runtime:
                 operator_id=self.settings.operator_id,
                 grid_schedd=self.grid_schedd,
                 credential_dir=self.settings.credential_dir,
+                cluster_api=lambda: self.client,
             )
             cached = InstrumentedDriver(
                 raw,
@@ -212,6 +235,9 @@ class Runtime:
 
     def drivers_for(self, entry: str) -> list[InstrumentedDriver]:
         return [d for k, d in self._drivers.items() if k[0] == entry]
+
+
+_CLIENT_LOCK = threading.Lock()
 
 
 def api_client() -> k8s.ApiClient:

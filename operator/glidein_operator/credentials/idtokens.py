@@ -8,8 +8,13 @@ tokens signed before 8.9.12); named keys are not. The result is fed to HKDF-SHA2
 ``htcondor``, info ``master jwt``, 32 bytes), which signs an HS256 JWT whose header names
 the key (``kid``) and whose claims carry the identity (``sub``), the pool's TRUST_DOMAIN
 (``iss``, compared verbatim by collector and pilot), lifetime and authorizations (``scope``).
-The key file is binary (64 random bytes written by the collector); it stays bytes here.
-Stdlib only (hmac, hashlib), so the pilot side could verify the same way.
+The key file is binary (64 random bytes written by the collector); it stays bytes here, and
+is never truncated at a NUL (upstream truncates only under
+``SEC_TOKEN_POOL_SIGNING_KEY_IS_PASSWORD``, a pre-9.0 knob, off by default). HKDF is
+``cryptography``'s, the JWT is PyJWT's; only the key derivation is HTCondor's own, and it
+lives in ``signing_key``. PyJWT writes the header sorted, ``{"alg":"HS256","kid":...,
+"typ":"JWT"}``: HTCondor's own tokens leave ``typ`` out, its collector accepts it either way,
+and these are the bytes the operator has always minted (tests/unit/test_idtokens.py).
 
 A pilot's token allows only what a startd does: advertise itself and read. It expires
 with the pilot's lifetime plus a margin, and names the batch, so the collector can tell
@@ -18,32 +23,20 @@ pilots apart and an admin can deny one batch.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import uuid
 from itertools import cycle
 
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 PILOT_SCOPE = "condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER condor:/READ"
+ALGORITHM = "HS256"
 
 
 def unscramble(data: bytes) -> bytes:
+    """Undo HTCondor's ``simple_scramble`` (XOR with 0xDEADBEEF, repeated)."""
     return bytes(b ^ k for b, k in zip(data, cycle(b"\xde\xad\xbe\xef"), strict=False))
-
-
-def hkdf_sha256(key: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
-    prk = hmac.new(salt, key, hashlib.sha256).digest()
-    out, block, counter = b"", b"", 1
-    while len(out) < length:
-        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
-        out += block
-        counter += 1
-    return out[:length]
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def signing_key(scrambled_key: bytes, kid: str = "POOL") -> bytes:
@@ -51,7 +44,8 @@ def signing_key(scrambled_key: bytes, kid: str = "POOL") -> bytes:
     key = unscramble(scrambled_key)
     if kid in ("", "POOL"):
         key += key
-    return hkdf_sha256(key, b"htcondor", b"master jwt")
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"htcondor", info=b"master jwt")
+    return hkdf.derive(key)
 
 
 def _domain(trust_domain: str) -> str:
@@ -81,7 +75,7 @@ def mint(
     kid: str = "POOL",
     scope: str = PILOT_SCOPE,
 ) -> str:
-    header = {"alg": "HS256", "kid": kid, "typ": "JWT"}
+    # Claims in this order (PyJWT keeps it); the header PyJWT sorts: alg, kid, typ.
     claims = {
         "sub": identity,
         "iss": issuer,
@@ -91,37 +85,35 @@ def mint(
         "jti": uuid.uuid4().hex,
         "scope": scope,
     }
-    signing_input = (
-        _b64(json.dumps(header, separators=(",", ":")).encode())
-        + "."
-        + _b64(json.dumps(claims, separators=(",", ":")).encode())
+    return jwt.encode(
+        claims, signing_key(scrambled_pool_key, kid), algorithm=ALGORITHM, headers={"kid": kid}
     )
-    signature = hmac.new(
-        signing_key(scrambled_pool_key, kid), signing_input.encode(), hashlib.sha256
-    ).digest()
-    return signing_input + "." + _b64(signature)
 
 
 def claims(token: str) -> dict[str, object]:
-    """The claims of a token, unverified (for display and expiry checks)."""
-    part = token.split(".")[1]
-    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
+    """The claims of a token, unverified (for display and expiry checks). ValueError when
+    ``token`` is not a JWT."""
+    try:
+        return dict(jwt.decode(token.strip(), options={"verify_signature": False}))
+    except jwt.PyJWTError as exc:
+        raise ValueError(f"not a JWT: {exc}") from exc
 
 
 def header(token: str) -> dict[str, object]:
-    part = token.split(".")[0]
-    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
+    """The header of a token, unverified. ValueError when ``token`` is not a JWT."""
+    try:
+        return dict(jwt.get_unverified_header(token.strip()))
+    except jwt.PyJWTError as exc:
+        raise ValueError(f"not a JWT: {exc}") from exc
 
 
 def verify(token: str, scrambled_key: bytes) -> bool:
     """Whether the token was signed with this key file (the ``kid`` in its header says
     whether the key is doubled). Expiry and issuer are the caller's to check."""
     try:
-        head, body, sig = token.strip().split(".")
         kid = str(header(token).get("kid", "POOL"))
-    except ValueError:
+        # The signature alone: PyJWS checks no claim (exp, nbf, iss are the caller's).
+        jwt.PyJWS().decode(token.strip(), signing_key(scrambled_key, kid), algorithms=[ALGORITHM])
+    except (ValueError, jwt.PyJWTError):
         return False
-    expected = hmac.new(
-        signing_key(scrambled_key, kid), f"{head}.{body}".encode(), hashlib.sha256
-    ).digest()
-    return hmac.compare_digest(_b64(expected), sig)
+    return True
