@@ -57,7 +57,9 @@ def test_defaults_are_applied_by_the_server(cluster: Cluster) -> None:
     entry = json.loads(cluster.kubectl("get", "cloudentry", "osg-nebraska", "-o", "json").stdout)
     assert entry["spec"]["enabled"] is True
     assert entry["spec"]["limits"]["maxLaunchPerCycle"] == 100
-    assert entry["spec"]["instanceTypes"][0]["pricePerHour"] == 0
+    assert entry["spec"]["instanceTypes"][0]["gpus"] == 0
+    # No price is not a price of 0: the server writes none (the operator reads the type).
+    assert "pricePerHour" not in entry["spec"]["instanceTypes"][0]
 
 
 # Cases with server=False are the validating admission webhook's to reject (ClassAd
@@ -108,6 +110,11 @@ def test_explain_shows_descriptions(cluster: Cluster) -> None:
     assert "stuck" in out
     out = cluster.kubectl("explain", "cloudentry.spec.instanceTypes").stdout
     assert "smallest that fits" in out
+    # Defaults are in the descriptions, written as in YAML.
+    out = cluster.kubectl("explain", "glideinrequest.spec.pilot.lifetime").stdout
+    assert "Default: 24h." in out
+    out = cluster.kubectl("explain", "glideinrequest.spec.jobConstraint").stdout
+    assert 'Default: "true".' in out
     out = cluster.kubectl("explain", "vmimage.spec.owner").stdout
     assert "answers for the image" in out
 
@@ -121,15 +128,19 @@ def test_printer_columns(cluster: Cluster) -> None:
     for column in ("IDLE JOBS", "WANTED", "SPENT", "REASON"):
         assert column in wide
     assert "cms-production" in wide
-    images = cluster.kubectl("get", "vmi").stdout
+    images = cluster.kubectl("get", "gvmi").stdout
     assert "2026.11.1" in images
     assert "2026-11-15" in images
 
 
 def test_short_names_and_category(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-f", str(ROOT / "examples"))
-    assert "aws" in cluster.kubectl("get", "td").stdout
-    assert "hlt-openstack" in cluster.kubectl("get", "ce").stdout
+    assert "aws" in cluster.kubectl("get", "gtd").stdout
+    assert "hlt-openstack" in cluster.kubectl("get", "gentry").stdout
+    assert "cms-production" in cluster.kubectl("get", "greq", "-A").stdout
+    # Names other projects own (KubeVirt's vmi, an HTCondor-CE) are not ours.
+    for theirs in ("ce", "vmi", "td", "gr"):
+        assert cluster.kubectl("get", theirs, check=False).returncode != 0, theirs
     everything = cluster.kubectl("get", "glidein", "-A").stdout
     for name in ("cms-production", "aws-us-east-1", "fermicloud", "glidein-el9-2026.11"):
         assert name in everything

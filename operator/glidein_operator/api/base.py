@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, cast
 
+from kubernetes.utils import parse_quantity as kubernetes_quantity
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -310,19 +311,19 @@ Duration = Annotated[str, DurationRange("0s")]
 
 # --- quantities -------------------------------------------------------------------------
 
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
-_DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+# The CRD's language for bytes: Kubernetes quantities without signs, exponents, milli- or
+# exa- units. The API server refuses the rest by this pattern, and so does the model.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
 
 
 def parse_quantity(text: str) -> int:
-    """Kubernetes-style byte quantity (``16Gi``, ``500M``, ``1024``) to bytes."""
-    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?", text)
-    if not m:
+    """Kubernetes-style byte quantity (``16Gi``, ``500M``, ``1024``) to bytes, a fraction of a
+    byte rounded up as Kubernetes' ``Quantity.Value()`` does. ValueError for anything the
+    CRD's pattern refuses."""
+    if not re.fullmatch(QUANTITY_PATTERN, text):
         raise ValueError(f"{text[:40]!r} is not a quantity of bytes: write e.g. 16Gi, 500M or 1024")
-    number, unit = m.groups()
-    factor = _BINARY.get(unit or "", 0) or _DECIMAL.get(unit or "", 1)
-    return int(Decimal(number) * factor)
+    value: Decimal = kubernetes_quantity(text)
+    return math.ceil(value)
 
 
 def _check_quantity(text: str) -> str:
@@ -475,7 +476,7 @@ class Condition(ApiModel):
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(
         default="",
-        description="One CamelCase word a machine can act on, e.g. SecretMissing.",
+        description="One CamelCase word a machine can act on, e.g. NoPoolCredential.",
         max_length=128,
     )
     message: str = Field(
@@ -492,10 +493,18 @@ class Condition(ApiModel):
 Conditions = Annotated[list[Condition], ListMap(("type",))]
 
 
+# Every condition type and reason the operator sets, what it means and what to do about
+# it; a unit test fails when a reason the code sets is missing there.
+CONDITIONS_DOC = "https://github.com/glidein-operator/glidein-operator/blob/main/docs/conditions.md"
+
+
 def conditions_field() -> Any:
     return Field(
         default_factory=list,
-        description="Latest observations of the resource's state (Ready, Degraded, ...).",
+        description=(
+            "Latest observations of the resource's state (Ready, Degraded, ...), one per "
+            f"type. Every type and reason, and what to do about it: {CONDITIONS_DOC}"
+        ),
     )
 
 

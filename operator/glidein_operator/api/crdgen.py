@@ -5,12 +5,15 @@ written from them by ``glidein-operator crds generate`` and a test fails when th
 stale. Pydantic's JSON schema is turned into a *structural* schema, the form the API
 server insists on: every ``$ref`` inlined, ``Optional`` unwrapped (absence means unset),
 no ``additionalProperties: false`` next to ``properties`` (the server prunes and
-``kubectl`` rejects unknown fields instead), and our CEL rules kept.
+``kubectl`` rejects unknown fields instead), and our CEL rules kept. Every default the
+server applies is also said in the field's description (``Default: 24h.``), because
+``kubectl explain`` shows descriptions and not defaults.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +100,37 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], where: str) -> dict[
     return out
 
 
+def as_written(value: Any) -> str:
+    """A default as a user writes it in YAML: ``24h``, ``true``, ``0.8``, ``[]``, and a
+    string in double quotes only where YAML would read it as something else (``"true"``,
+    ``""``)."""
+    if isinstance(value, str):
+        plain = yaml.safe_dump(value, default_flow_style=True, width=10**6)
+        plain = plain.removesuffix("\n").removesuffix("\n...").strip()
+        return json.dumps(value) if plain[:1] in ("'", '"') else plain
+    return json.dumps(value)
+
+
+DEFAULT_LABEL = "Default:"
+
+
+def _describe_defaults(node: dict[str, Any]) -> None:
+    """Append ``Default: <value>.`` to the description of every property the server
+    defaults, unless the description already says it."""
+    if "default" in node:
+        text = node.get("description", "").rstrip()
+        if DEFAULT_LABEL not in text:
+            if text and text[-1] not in ".!?":
+                text += "."
+            node["description"] = f"{text} {DEFAULT_LABEL} {as_written(node['default'])}.".lstrip()
+    for sub in node.get("properties", {}).values():
+        _describe_defaults(sub)
+    if isinstance(node.get("items"), dict):
+        _describe_defaults(node["items"])
+    if isinstance(node.get("additionalProperties"), dict):
+        _describe_defaults(node["additionalProperties"])
+
+
 def openapi_schema(kind: Kind) -> dict[str, Any]:
     """The openAPIV3Schema of one kind."""
     parts = {}
@@ -104,6 +138,7 @@ def openapi_schema(kind: Kind) -> dict[str, Any]:
         raw = model.model_json_schema(by_alias=True, mode="validation")
         defs = raw.pop("$defs", {})
         parts[part] = _structural(raw, defs, part)
+        _describe_defaults(parts[part])
     return {
         "type": "object",
         "description": kind.description,

@@ -37,6 +37,13 @@ class PrinterColumn:
         return out
 
 
+# Short names are typed at a shell next to other operators' kinds, so each is ours alone:
+# a "g" (glidein.dev) and the kind, never a word another project claims. `ce` is an
+# HTCondor-CE to our users, `vmi` is KubeVirt's VirtualMachineInstance, `gr` and `td` say
+# nothing. tests/unit/test_crd_names_and_defaults.py holds them to a list of well-known
+# short names.
+
+
 @dataclass(frozen=True)
 class Kind:
     kind: str
@@ -76,7 +83,7 @@ def _ready_columns() -> tuple[PrinterColumn, ...]:
 GLIDEIN_REQUEST = Kind(
     kind="GlideinRequest",
     plural="glideinrequests",
-    short_names=("greq", "gr"),
+    short_names=("greq",),
     scope="Namespaced",
     spec=GlideinRequestSpec,
     status=GlideinRequestStatus,
@@ -101,7 +108,7 @@ GLIDEIN_REQUEST = Kind(
 CLOUD_ENTRY = Kind(
     kind="CloudEntry",
     plural="cloudentries",
-    short_names=("ce", "centry"),
+    short_names=("gentry",),
     scope="Cluster",
     spec=CloudEntrySpec,
     status=CloudEntryStatus,
@@ -119,7 +126,7 @@ CLOUD_ENTRY = Kind(
 TRUST_DOMAIN = Kind(
     kind="TrustDomain",
     plural="trustdomains",
-    short_names=("td",),
+    short_names=("gtd",),
     scope="Cluster",
     spec=TrustDomainSpec,
     status=TrustDomainStatus,
@@ -134,7 +141,7 @@ TRUST_DOMAIN = Kind(
 VM_IMAGE = Kind(
     kind="VMImage",
     plural="vmimages",
-    short_names=("vmi",),
+    short_names=("gvmi",),
     scope="Cluster",
     spec=VMImageSpec,
     status=VMImageStatus,
