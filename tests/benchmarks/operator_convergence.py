@@ -7,7 +7,7 @@ runs `glidein-operator run --standalone` as a process, and reports the time to t
 launch, the time to N pilots, the operator's resident memory (idle, at N, and the most
 seen on the way), and the writes the API server received per reconcile cycle: counted by
 kube-apiserver itself (apiserver_request_total), cycles by the operator
-(glidein_reconcile_seconds_count), both in steady state at N pilots and over the run.
+(glidein_reconcile_duration_seconds_count), both in steady state at N pilots and over the run.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def cycles(port: int) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith("glidein_reconcile_seconds_count")
+        if line.startswith("glidein_reconcile_duration_seconds_count")
     )
 
 

@@ -85,7 +85,7 @@ def test_listing_and_terminating_are_never_held_back(ec2_server: Any) -> None:
     assert registry.get_sample_value("glidein_pilots_terminated_total", {"entry": "e1"}) == 2
     assert (
         registry.get_sample_value(
-            "glidein_cloud_call_seconds_count", {"entry": "e1", "operation": "list"}
+            "glidein_cloud_call_duration_seconds_count", {"entry": "e1", "operation": "list"}
         )
         == 1
     )

@@ -4,7 +4,9 @@ builds, and a kubeconfig holding the operator's own ServiceAccount token."""
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -25,11 +27,17 @@ def helm(*args: str) -> str:
     return proc.stdout
 
 
-def render(*sets: str) -> list[dict[str, object]]:
+def render(*sets: str, values: dict[str, Any] | None = None) -> list[dict[str, object]]:
+    """The chart's manifests with these ``--set``s, and ``values`` as a values file."""
     args = ["template", RELEASE, str(CHART), "-n", NS, "--kube-version", "1.36.3", "--include-crds"]
     for s in sets:
         args += ["--set", s]
-    return [d for d in yaml.safe_load_all(helm(*args)) if d]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        if values is not None:
+            yaml.safe_dump(values, f)
+            f.flush()
+            args += ["--values", f.name]
+        return [d for d in yaml.safe_load_all(helm(*args)) if d]
 
 
 def sa_kubeconfig(admin: Path) -> Path:

@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -70,6 +71,149 @@ def test_deployment_is_hardened() -> None:
     assert f"--lease={RELEASE}-glidein-operator" in container["args"]
     [pdb] = [d for d in render() if d["kind"] == "PodDisruptionBudget"]
     assert pdb["spec"]["minAvailable"] == 1  # type: ignore[index]
+
+
+def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    [dep] = [d for d in docs if d["kind"] == "Deployment"]
+    return dict(dep["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_every_replica_serves_its_own_probes() -> None:
+    """kopf's liveness endpoint is served by the active replica only: the standby's
+    probe failed and it was killed over and over. The operator's own server answers in
+    every replica; readiness is /readyz (a standby waiting for the Lease is Ready)."""
+    container = _container(render())  # type: ignore[arg-type]
+    assert "--health-probe-bind-address=:8080" in container["args"]
+    assert not [a for a in container["args"] if a.startswith("--liveness")]
+    assert {"name": "health", "containerPort": 8080} in container["ports"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+
+
+def test_values_users_expect() -> None:
+    digest = "sha256:" + "0123456789abcdef" * 4
+    docs: list[dict[str, Any]] = render(  # type: ignore[assignment]
+        values={
+            "image": {"repository": "registry.example/glidein", "tag": "9.9", "digest": digest},
+            "imagePullSecrets": [{"name": "regcred"}],
+            "serviceAccount": {
+                "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/glidein"}
+            },
+            "priorityClassName": "system-cluster-critical",
+            "extraEnv": [
+                {"name": "HTTPS_PROXY", "value": "http://proxy.example:3128"},
+                {"name": "NO_PROXY", "value": "10.96.0.1,.svc"},
+            ],
+            "extraEnvFrom": [{"secretRef": {"name": "proxy-credentials"}}],
+            "logging": {"level": "debug", "format": "json"},
+            "metrics": {
+                "serviceMonitor": {
+                    "enabled": True,
+                    "namespace": "monitoring",
+                    "interval": "1m",
+                    "labels": {"release": "kube-prometheus-stack"},
+                }
+            },
+        }
+    )
+    [dep] = [d for d in docs if d["kind"] == "Deployment"]
+    pod = dep["spec"]["template"]["spec"]
+    container = _container(docs)
+    assert container["image"] == f"registry.example/glidein@{digest}"  # the digest wins
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GLIDEIN_LOG_LEVEL"] == "DEBUG"
+    assert env["GLIDEIN_LOG_FORMAT"] == "json"
+    assert env["HTTPS_PROXY"] == "http://proxy.example:3128"
+    assert env["NO_PROXY"] == "10.96.0.1,.svc"
+    assert container["envFrom"] == [{"secretRef": {"name": "proxy-credentials"}}]
+    [sa] = [d for d in docs if d["kind"] == "ServiceAccount"]
+    assert sa["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/glidein"
+    }
+    [monitor] = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert monitor["metadata"]["namespace"] == "monitoring"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NS]}
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "interval": "1m"}]
+    # It selects the metrics Service, and only it.
+    services = [d for d in docs if d["kind"] == "Service"]
+    selected = [
+        svc
+        for svc in services
+        if monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    ]
+    assert [svc["metadata"]["name"] for svc in selected] == [f"{RELEASE}-glidein-operator-metrics"]
+
+
+def test_defaults_of_those_values() -> None:
+    docs: list[dict[str, Any]] = render()  # type: ignore[assignment]
+    [dep] = [d for d in docs if d["kind"] == "Deployment"]
+    pod = dep["spec"]["template"]["spec"]
+    container = _container(docs)
+    assert container["image"] == "ghcr.io/glidein-operator/operator:0.1.0"  # the appVersion
+    assert "imagePullSecrets" not in pod
+    assert "priorityClassName" not in pod
+    assert "envFrom" not in container
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["GLIDEIN_LOG_LEVEL"], env["GLIDEIN_LOG_FORMAT"]) == ("INFO", "text")
+    [sa] = [d for d in docs if d["kind"] == "ServiceAccount"]
+    assert "annotations" not in sa["metadata"]
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("logging.level=LOUD", "level"),
+        ("logging.format=xml", "format"),
+        ("image.digest=latest", "digest"),
+        ("priorityClassName=Not_A_Name", "priorityClassName"),
+        ("extraEnv[0].value=x", "name"),
+    ],
+)
+def test_values_schema_rejects_what_would_not_work(setting: str, named: str) -> None:
+    proc = subprocess.run(
+        [str(ensure_helm()), "template", RELEASE, str(CHART), "--set", setting],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0, setting
+    assert named in proc.stderr
+
+
+def test_helm_template_works_without_a_cluster() -> None:
+    """The kubectl path of docs/install.md: no cluster, no --kube-version. The helm the
+    project builds is stamped as helm's release build is (a plain `go install` assumes
+    Kubernetes 1.20, which the chart's kubeVersion refuses)."""
+    out = subprocess.run(
+        [str(ensure_helm()), "template", RELEASE, str(CHART), "-n", NS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "ServiceAccount", "ClusterRole", "Role", "RoleBinding"} <= kinds
+    # kopf's peering CRDs are gone (a Lease elects the active replica): nothing asks for them.
+    assert "KopfPeering" not in out.stdout  # nor ClusterKopfPeering
+    lease_rules = [
+        rule
+        for d in docs
+        if d["kind"] == "Role"
+        for rule in d["rules"]
+        if "leases" in rule["resources"]
+    ]
+    assert lease_rules == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
+    assert "kopfpeering" not in (ROOT / "docs/install.md").read_text().lower()
 
 
 def test_grafana_dashboard_ships_as_a_sidecar_configmap() -> None:

@@ -49,5 +49,18 @@ def test_every_series_on_the_dashboard_is_exported_with_its_labels() -> None:
         "glidein_budget_left",
         "glidein_pilots",
         "glidein_cloud_errors_total",
+        "glidein_reconcile_errors_total",
     ):
         assert money in used
+
+
+def test_the_dashboards_variables_are_labels_of_exported_series() -> None:
+    series = exported()
+    dash = json.loads(DASHBOARD.read_text())
+    queries = [v["query"] for v in dash["templating"]["list"] if v["type"] == "query"]
+    assert queries
+    for query in queries:
+        name, label = re.fullmatch(r"label_values\((glidein_[a-z_]+)[^,]*, (\w+)\)", query).groups()  # type: ignore[union-attr]
+        assert label in series[name], query
+    # Requests are told apart by namespace and name, as the series label them.
+    assert {"namespace", "name"} <= {v["name"] for v in dash["templating"]["list"]}

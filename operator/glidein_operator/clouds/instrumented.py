@@ -22,12 +22,13 @@ import contextvars
 import functools
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from glidein_operator.clouds.base import CloudPilot, Driver, DriverError, LaunchBatch
 
@@ -37,13 +38,28 @@ T = TypeVar("T")
 MAX_THREADS = 4
 
 
+def forget(metric: MetricWrapperBase, labelnames: Iterable[str], **match: str) -> None:
+    """Remove every series of ``metric`` whose labels include ``match`` (series of
+    something deleted). Reads the series from the metric's own samples (public API), so
+    it works whatever its other labels are."""
+    names = tuple(labelnames)
+    rows = {
+        tuple(sample.labels[n] for n in names)
+        for family in metric.collect()
+        for sample in family.samples
+        if all(sample.labels.get(k) == v for k, v in match.items())
+    }
+    for row in rows:
+        metric.remove(*row)
+
+
 class DriverMetrics:
     """Prometheus series for driver calls (one set per registry)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         kw = {"registry": registry} if registry is not None else {}
         self.calls = Histogram(
-            "glidein_cloud_call_seconds",
+            "glidein_cloud_call_duration_seconds",
             "Duration of calls to cloud and grid back ends.",
             ["entry", "operation"],
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
@@ -67,6 +83,13 @@ class DriverMetrics:
             ["entry"],
             **kw,  # type: ignore[arg-type]
         )
+
+    def forget_entry(self, entry: str) -> None:
+        """Every series of a deleted CloudEntry (its finalizer is done)."""
+        forget(self.calls, ("entry", "operation"), entry=entry)
+        forget(self.errors, ("entry", "operation", "reason"), entry=entry)
+        forget(self.launched, ("entry",), entry=entry)
+        forget(self.terminated, ("entry",), entry=entry)
 
 
 @dataclass

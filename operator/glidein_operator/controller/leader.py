@@ -18,11 +18,15 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client as k8s
+
+from glidein_operator.controller import health as probes
+from glidein_operator.controller.health import Health
 
 log = logging.getLogger(__name__)
 
@@ -144,20 +148,27 @@ async def hold_and_run(
     run: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
     clock: Callable[[], float],
     on_lost: Callable[[], None] = _exit_now,
+    health: Health | None = None,
 ) -> None:
     """Wait to hold the Lease, run the operator while it is held. When the Lease is lost
     or not renewed within the deadline, ask the operator to stop, give it what time is
     left before anyone may take over, then ``on_lost`` (the process ends; Kubernetes
-    starts a fresh one, which waits as a standby)."""
+    starts a fresh one, which waits as a standby). ``health`` hears which it is and
+    whether the Lease could be read (the replica's /readyz: health.py)."""
     times = lease.times
+    health = health or Health()
+    health.standing_by(times.duration)
     while True:
         try:
-            if await asyncio.to_thread(lease.try_hold):
+            held = await asyncio.to_thread(lease.try_hold)
+            health.lease_checked()
+            if held:
                 break
         except Exception as exc:
             log.warning("lease %s: %s", lease.name, exc)
         await asyncio.sleep(times.retry)
     log.info("holding lease %s/%s as %s: acting", lease.namespace, lease.name, lease.holder)
+    health.acting()
     stop = asyncio.Event()
     operator = asyncio.create_task(run(stop))
     renewed = clock()
@@ -179,6 +190,7 @@ async def hold_and_run(
         break
     if lost:
         log.error("lost lease %s (%s): stopping", lease.name, lost)
+        health.stopping = True
         stop.set()
         grace = max(0.5, (times.duration - times.renew_deadline) / 2)
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -187,3 +199,38 @@ async def hold_and_run(
         return
     await asyncio.to_thread(lease.release)
     await operator
+
+
+async def run_replica(
+    run: Callable[[asyncio.Event | None], Coroutine[Any, Any, None]],
+    lease: Lease | None,
+    *,
+    probe_address: str | None = None,
+    standby_webhook: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    health: Health = probes.STATE,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """One replica's life, its probes served throughout (/healthz, /readyz: health.py).
+    With a Lease: a standby (answering admission reviews, if given ``standby_webhook``)
+    until it holds the Lease, then the operator; without one, the operator at once."""
+    runner = await probes.serve(probe_address, health) if probe_address else None
+    hook = asyncio.create_task(standby_webhook()) if standby_webhook and lease else None
+
+    async def acting(stop: asyncio.Event | None) -> None:
+        if hook is not None:  # its port is kopf's from now on
+            hook.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await hook
+        await run(stop)
+
+    try:
+        if lease is None:
+            health.acting()
+            await acting(None)
+        else:
+            await hold_and_run(lease, acting, clock, health=health)
+    finally:
+        if hook is not None:
+            hook.cancel()
+        if runner is not None:
+            await runner.cleanup()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from glidein_operator.api.objects import InvalidResource, parse
+
 CERT, KEY = "tls.crt", "tls.key"
+log = logging.getLogger(__name__)
 
 
 def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
@@ -80,6 +84,40 @@ def server(
         pkeyfile=keyfile,
         cadata=certfile.read_bytes() if make_certificate else None,
     )
+
+
+def review(request: dict[str, Any]) -> dict[str, Any]:
+    """The answer to one AdmissionReview, as the active replica's kopf handlers give it
+    (handlers._admit): allowed, or refused with 422 naming the fields."""
+    payload = request.get("request") or {}
+    answer: dict[str, Any] = {"uid": payload.get("uid", ""), "allowed": True}
+    try:
+        parse(dict(payload.get("object") or {}))
+    except InvalidResource as exc:
+        answer["allowed"] = False
+        answer["status"] = {"code": 422, "message": str(exc)}
+    return {
+        "apiVersion": request.get("apiVersion", "admission.k8s.io/v1"),
+        "kind": request.get("kind", "AdmissionReview"),
+        "response": answer,
+    }
+
+
+async def standby(server: kopf.WebhookServer) -> None:
+    """Answer reviews while standing by, until cancelled (before kopf starts serving the
+    same port). A standby is Ready (health.py), so the webhook's Service reaches it too;
+    a validation needs nothing of the cluster, so it answers as the active replica would
+    rather than refuse the connection, which would let the object through unchecked
+    (failurePolicy Ignore) or refuse it (Fail)."""
+
+    async def answer(request: Any, **_: Any) -> Any:
+        return review(dict(request))
+
+    try:
+        async for _config in server(answer):
+            pass  # serving; the server yields again only to restart with renewed certificates
+    except Exception:  # the active replica's kopf will say what is wrong, if it still is
+        log.exception("the standby's admission webhook does not serve")
 
 
 async def not_served(_fn: Any) -> AsyncIterator[Any]:

@@ -264,28 +264,63 @@ def build(target: Path, log: bool = True) -> None:
         )
 
 
+def _helm_ldflags(go: str, env: dict[str, str], cwd: str) -> str:
+    """What helm's own release build stamps (its Makefile), and a plain ``go install``
+    leaves out: its version, and the Kubernetes version ``helm template`` and ``helm
+    lint`` assume without a cluster, from the client-go in helm's go.mod (v0.N: 1.N).
+    Unstamped, that is 1.20, and a chart's ``kubeVersion: >=1.28.0-0`` fails to render."""
+    proc = subprocess.run(
+        [go, "mod", "download", "-json", f"helm.sh/helm/v3@v{HELM_VERSION}"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise AssetsError(f"downloading helm failed:\n{proc.stderr[-4000:]}")
+    gomod = Path(json.loads(proc.stdout)["GoMod"]).read_text()
+    found = re.search(r"^\s*k8s\.io/client-go v0\.(\d+)\.", gomod, re.MULTILINE)
+    if found is None:
+        raise AssetsError(f"no k8s.io/client-go in helm {HELM_VERSION}'s go.mod")
+    flags = ["-s", "-w", f"-X helm.sh/helm/v3/internal/version.version=v{HELM_VERSION}"]
+    for pkg in ("pkg/chartutil", "pkg/lint/rules"):
+        flags += [
+            f"-X helm.sh/helm/v3/{pkg}.k8sVersionMajor=1",
+            f"-X helm.sh/helm/v3/{pkg}.k8sVersionMinor={found.group(1)}",
+        ]
+    return " ".join(flags)
+
+
+HELM_STAMP = "build.json"  # how the cached helm was built; a binary without it is rebuilt
+
+
 def ensure_helm(log: bool = True) -> Path:
     """A helm binary: $GLIDEIN_HELM, else the cache, else built once from the Go module
-    proxy (helm.sh/helm/v3 at the pinned version), like the control plane."""
+    proxy (helm.sh/helm/v3 at the pinned version), like the control plane, stamped as
+    helm's release build is (``_helm_ldflags``)."""
     env = os.environ.get("GLIDEIN_HELM")
     if env:
         return Path(env)
     target = cache_root() / f"helm-{HELM_VERSION}"
-    binary = target / "helm"
-    if _executable(binary):
+    binary, stamp = target / "helm", target / HELM_STAMP
+    if _executable(binary) and stamp.exists():
         return binary
     target.mkdir(parents=True, exist_ok=True)
     with file_lock(target.parent / f"helm-{HELM_VERSION}.lock"):
-        if not _executable(binary):
+        if not (_executable(binary) and stamp.exists()):
             go = _go()
-            with tempfile.TemporaryDirectory(prefix="glidein-helm-build-") as tmp:
-                env_vars = {**os.environ, "GOBIN": str(target), "CGO_ENABLED": "0"}
+            # Built next to the binary, then renamed over it: a helm running now (a test
+            # of another session) keeps its file, the next one starts the new one.
+            with tempfile.TemporaryDirectory(prefix="build-", dir=target) as tmp:
+                env_vars = {**os.environ, "GOBIN": tmp, "CGO_ENABLED": "0"}
+                ldflags = _helm_ldflags(go, env_vars, tmp)
                 cmd = [
                     go,
                     "install",
                     "-trimpath",
                     "-ldflags",
-                    "-s -w",
+                    ldflags,
                     f"helm.sh/helm/v3/cmd/helm@v{HELM_VERSION}",
                 ]
                 if log:
@@ -295,4 +330,6 @@ def ensure_helm(log: bool = True) -> Path:
                 )
                 if proc.returncode != 0:
                     raise AssetsError(f"building helm failed:\n{proc.stderr[-4000:]}")
+                os.replace(Path(tmp) / "helm", binary)
+            stamp.write_text(json.dumps({"version": HELM_VERSION, "ldflags": ldflags}) + "\n")
     return binary
