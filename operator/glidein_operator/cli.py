@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -62,6 +63,25 @@ def plan_cmd(
         render(out, run)
 
 
+@app.command("check")
+def check_cmd(
+    request: Annotated[str, typer.Argument(help="The GlideinRequest's name.")],
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Its namespace (default: the kubeconfig's)."),
+    ] = None,
+) -> None:
+    """Does this request's setup work? Read only (launches nothing, writes nothing): one
+    line per check, ok / FAIL / skip, each failure with its fix. Exit 1 when one fails."""
+    from glidein_operator.controller import check
+
+    rows = check.run(namespace or check.default_namespace(), request)
+    for line in check.render(rows):
+        print(line)
+    if not check.passed(rows):
+        raise typer.Exit(1)
+
+
 @app.command()
 def run(
     namespace: Annotated[
@@ -69,7 +89,18 @@ def run(
         typer.Option("--namespace", "-n", help="Watch only these namespaces (default: all)."),
     ] = None,
     liveness: Annotated[
-        str | None, typer.Option(help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz.")
+        str | None,
+        typer.Option(
+            help="kopf's own liveness endpoint, e.g. http://0.0.0.0:8081/healthz: served by "
+            "the active replica only (kept for compatibility; see --health-probe-bind-address)."
+        ),
+    ] = None,
+    health_probe_bind_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve /healthz and /readyz at HOST:PORT (':8080': every interface), in every "
+            "replica, active or standby (controller/health.py)."
+        ),
     ] = None,
     standalone: Annotated[
         bool,
@@ -83,7 +114,7 @@ def run(
         ),
     ] = None,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Log every handler run.")
+        bool, typer.Option("--verbose", "-v", help="Log at DEBUG (GLIDEIN_LOG_LEVEL otherwise).")
     ] = False,
 ) -> None:
     """Run the operator (kopf) against the cluster in KUBECONFIG or in-cluster config."""
@@ -91,12 +122,17 @@ def run(
 
     import kopf
 
+    if verbose:  # before the settings are first read (importing the handlers reads them)
+        os.environ["GLIDEIN_LOG_LEVEL"] = "DEBUG"
     import glidein_operator.controller.handlers  # noqa: F401  (registers the handlers)
 
     del standalone  # one replica acts: alone, or elected by --lease
 
-    # What kopf's own CLI does: a log format with the object each line is about.
-    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
+    from glidein_operator.controller import logs, runtime
+
+    # Again at kopf's startup (controller/handlers.py), where kopf's own CLI also lands.
+    settings = runtime.get().settings
+    logs.configure(settings.log_level, settings.log_format)
 
     async def operator(stop: asyncio.Event | None = None) -> None:
         await kopf.operator(
@@ -110,14 +146,16 @@ def run(
             stop_flag=stop,
         )
 
+    from glidein_operator.controller import leader, metrics, webhook
+
+    rt = runtime.get()
+    if rt.settings.metrics_port:  # every replica's, a standby's too (kopf's startup: no-op)
+        metrics.serve(rt.settings.metrics_port, rt.registry)
     if lease is None:
-        asyncio.run(operator())
+        asyncio.run(leader.run_replica(operator, None, probe_address=health_probe_bind_address))
         return
     from kubernetes import client as k8s
 
-    from glidein_operator.controller import leader, runtime
-
-    rt = runtime.get()
     if rt.keeper.namespace is None:
         console.print("[red]error:[/red] --lease needs GLIDEIN_NAMESPACE (where the Lease lives)")
         raise typer.Exit(2)
@@ -125,13 +163,23 @@ def run(
         rt.settings.lease_duration, rt.settings.lease_renew_deadline, rt.settings.lease_retry
     )
     elected = leader.Lease(
-        k8s.CoordinationV1Api(runtime.api_client()),
+        k8s.CoordinationV1Api(rt.client),  # the operator's own client, not a second one
         lease,
         rt.keeper.namespace,
         leader.identity(),
         times,
     )
-    asyncio.run(leader.hold_and_run(elected, operator, time.monotonic))
+    server = None
+    if rt.settings.webhook_port and not rt.settings.webhook_self_signed:
+        server = webhook.server(rt.settings.webhook_port, rt.settings.webhook_cert_dir, None, False)
+    asyncio.run(
+        leader.run_replica(
+            operator,
+            elected,
+            probe_address=health_probe_bind_address,
+            standby_webhook=(lambda: webhook.standby(server)) if server else None,
+        )
+    )
 
 
 @app.command()

@@ -180,7 +180,9 @@ class _Capture(logging.Handler):
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record) + " " + repr(getattr(record, "k8s_skip", "")))
+        ref = getattr(record, "k8s_ref", None) or {}
+        about = f"[{ref.get('namespace')}/{ref.get('name')}] " if ref else ""
+        self.lines.append(about + self.format(record) + " " + repr(getattr(record, "k8s_skip", "")))
 
 
 def request(

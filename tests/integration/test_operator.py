@@ -64,10 +64,13 @@ def test_idle_jobs_launch_pilots_which_register_and_leave_on_delete(env: Env) ->
     events = env.k("get", "events", "-n", ns, "-o", "json").stdout
     assert "ScaledUp" in events
     registry = runtime.get().registry
-    assert registry.get_sample_value("glidein_idle_jobs", {"request": f"{ns}/vo"}) == 20
+    assert registry.get_sample_value("glidein_idle_jobs", {"namespace": ns, "name": "vo"}) == 20
     assert registry.get_sample_value("glidein_pilots_launched_total", {"entry": "moto-east"}) >= 5
     assert (
-        registry.get_sample_value("glidein_reconcile_seconds_count", {"request": f"{ns}/vo"}) >= 1
+        registry.get_sample_value(
+            "glidein_reconcile_duration_seconds_count", {"namespace": ns, "name": "vo"}
+        )
+        >= 1
     )
     print(f"\nreaction: idle jobs -> 5 pilots launched in {reaction:.1f}s")
 
@@ -147,7 +150,25 @@ def test_no_pool_credential_means_no_launch_and_says_why(env: Env) -> None:
     assert ready["reason"] == "NoPoolCredential"
     assert "pool-key" in ready["message"]
     assert env.instances(env.uid(ns, "vo")) == []
-    env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
+    # The admin hears of it once, from the operator by its own name, not once per cycle.
+    warning = eventually(
+        lambda: [e for e in _events(env, ns) if e["reason"] == "NoPoolCredential"],
+        what="a NoPoolCredential Event",
+    )
+    time.sleep(4)  # four more reconciles
+    warnings = [e for e in _events(env, ns) if e["reason"] == "NoPoolCredential"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].get("count", 1) == 1, warnings
+    assert warning[0]["type"] == "Warning"
+    assert warning[0]["source"]["component"] == "op-it"
+    assert "pool-key" in warning[0]["message"]
+    # The operator's lines about this request name it; a timer's success is not news.
+    assert any(f"[{ns}/vo]" in line for line in env.logs), "no log line names the request"
+    assert not any("Timer 'reconcile_request' succeeded" in line for line in env.logs)
+    # Deleting it does not wait on the Secret that never came.
+    started = time.monotonic()
+    env.k("delete", "greq", "vo", "-n", ns, "--timeout=30s")
+    assert time.monotonic() - started < 10
 
 
 def test_entry_status_reports_a_missing_image(env: Env) -> None:
@@ -168,7 +189,7 @@ def test_entry_status_reports_a_missing_image(env: Env) -> None:
     )
 
     def ready() -> Any:
-        obj = json.loads(env.k("get", "ce", "no-image", "-o", "json").stdout)
+        obj = json.loads(env.k("get", "gentry", "no-image", "-o", "json").stdout)
         return next(
             (c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == "Ready"),
             None,
@@ -177,9 +198,9 @@ def test_entry_status_reports_a_missing_image(env: Env) -> None:
     cond = eventually(ready, what="entry condition")
     assert cond["status"] == "False"
     assert cond["reason"] == "ImageMissing"
-    printed = env.k("get", "ce", "no-image").stdout
+    printed = env.k("get", "gentry", "no-image").stdout
     assert "False" in printed
-    env.k("delete", "ce", "no-image")
+    env.k("delete", "gentry", "no-image")
 
 
 def test_failing_cloud_marks_degraded_backs_off_and_converges(env: Env) -> None:

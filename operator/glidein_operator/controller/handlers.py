@@ -22,7 +22,7 @@ from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.api.objects import InvalidResource, describe_errors, parse
 from glidein_operator.api.trustdomain import TrustDomainSpec
 from glidein_operator.api.vmimage import VMImageSpec
-from glidein_operator.controller import cleanup, runtime, webhook
+from glidein_operator.controller import cleanup, health, leader, logs, metrics, runtime, webhook
 from glidein_operator.controller import status as st
 from glidein_operator.controller.reconcile import World, reconcile
 
@@ -46,7 +46,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=G, key="last-handled-configuration"
     )
+    logs.configure(rt.settings.log_level, rt.settings.log_format)
     settings.posting.level = logging.INFO
+    # Events come from the operator by its own name (`kubectl describe`'s "From").
+    settings.posting.reporting_component = rt.settings.operator_id
+    settings.posting.reporting_instance = leader.identity()
+    settings.posting.event_name_prefix = "glidein-"
     settings.execution.max_workers = 8
     if rt.settings.webhook_port:
         settings.admission.server = webhook.server(
@@ -60,18 +65,19 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     else:
         # kopf will not start with admission handlers and no server: this one serves nothing.
         settings.admission.server = webhook.not_served
-    if rt.settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(rt.settings.metrics_port, registry=rt.registry)
+    if rt.settings.metrics_port:  # `glidein-operator run` served it already, standby or not
+        metrics.serve(rt.settings.metrics_port, rt.registry)
 
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In a pod: the service account. Elsewhere: $KUBECONFIG, read now (see api_client)."""
+    """In a pod: the service account. Elsewhere: $KUBECONFIG, as the process's one client
+    read it (see api_client)."""
     if os.environ.get("KUBERNETES_SERVICE_HOST") or not os.environ.get("KUBECONFIG"):
         return kopf.login_via_client(**kwargs)
-    cfg = runtime.api_client().configuration
+    cfg = runtime.get().client.configuration
+    if cfg.refresh_api_key_hook is not None:  # a re-login after a 401 wants a fresh token
+        cfg.refresh_api_key_hook(cfg)
     # The client keeps a kubeconfig token under "BearerToken" (older: "authorization").
     bearer = next(iter((cfg.api_key or {}).values()), "")
     return kopf.ConnectionInfo(
@@ -148,6 +154,14 @@ def requests(uid: str, namespace: str | None, name: str, **_: Any) -> Any:
     return {uid: f"{namespace}/{name}"}
 
 
+# kopf runs no handler before every index is filled (its processing waits for them all,
+# whatever the resource), and the namespace "default" always exists: the first call of
+# this one says the active replica is ready (/readyz: controller/health.py).
+@kopf.on.event("", "v1", "namespaces", field="metadata.name", value="default")
+def indices_filled(**_: Any) -> None:
+    health.STATE.indices_filled()
+
+
 def _world(kwargs: dict[str, Any]) -> World:
     """The indices (kopf passes every index to every handler, by name) as plain dicts."""
 
@@ -164,6 +178,14 @@ def _world(kwargs: dict[str, Any]) -> World:
 def _patch_status(patch: kopf.Patch, old: Any, new: dict[str, Any]) -> None:
     for k, v in st.changes(dict(old or {}), new).items():
         patch.status[k] = v
+
+
+def _announce(body: kopf.Body, old: Any, new: dict[str, Any]) -> None:
+    """A condition that went bad is a Warning Event (once, not every cycle)."""
+    if "conditions" not in new:
+        return
+    for reason, message in st.warnings((old or {}).get("conditions"), new["conditions"]):
+        kopf.warn(body, reason=reason, message=message)
 
 
 # --- GlideinRequest ---------------------------------------------------------------------------
@@ -185,6 +207,7 @@ async def reconcile_request(
     **kwargs: Any,
 ) -> None:
     rt = runtime.get()
+    logs.about(body)
     assert namespace is not None  # GlideinRequest is namespaced
     generation = int(meta.get("generation") or 0)
     try:
@@ -200,7 +223,10 @@ async def reconcile_request(
             generation,
             now,
         )
-        _patch_status(patch, status, {"conditions": conds, "observedGeneration": generation})
+        new = {"conditions": conds, "observedGeneration": generation}
+        _announce(body, status, new)
+        _patch_status(patch, status, new)
+        rt.reconcile_metrics.failed(namespace, name, uid)
         return
 
     def emit(kind: str, reason: str, message: str) -> None:
@@ -232,11 +258,13 @@ async def reconcile_request(
             generation,
             rt.clock(),
         )
+        _announce(body, status, {"conditions": conds})
         _patch_status(patch, status, {"conditions": conds})
+        rt.reconcile_metrics.failed(namespace, name, uid)
         return
-    key = f"{namespace}/{name}"
-    rt.reconcile_metrics.duration.labels(key).observe(time.perf_counter() - started)
-    rt.reconcile_metrics.record(key, outcome.status)
+    seconds = time.perf_counter() - started
+    rt.reconcile_metrics.record(namespace, name, outcome.status, seconds, uid)
+    _announce(body, status, outcome.status)
     _patch_status(patch, status, outcome.status)
 
 
@@ -253,6 +281,7 @@ async def terminate_everything(
     """The finalizer: every pilot of this request, on every entry, goes before it does,
     whatever its spec holds now and whether or not its Secrets are still there."""
     rt = runtime.get()
+    logs.about(body)
     assert namespace is not None
     try:
         parsed: GlideinRequestSpec | None = GlideinRequestSpec.model_validate(dict(spec))
@@ -270,6 +299,7 @@ async def terminate_everything(
         logger.warning("cleanup at %s", failure)
     if sweep.left:
         raise kopf.TemporaryError(f"{sweep.left} pilot(s) still alive; retrying", delay=2)
+    rt.reconcile_metrics.forget_request(namespace, name, uid)  # gone: no series of it
 
 
 # --- cluster-scoped kinds: validation and orphan collection -------------------------------------
@@ -285,6 +315,7 @@ async def check_entry(
     **kwargs: Any,
 ) -> None:
     rt = runtime.get()
+    logs.about(kwargs["body"])
     domains, images, requests = kwargs["domains"], kwargs["images"], kwargs["requests"]
     now, generation = rt.clock(), int(meta.get("generation") or 0)
     conds = list(status.get("conditions") or [])
@@ -334,6 +365,7 @@ async def check_entry(
     new: dict[str, Any] = {"conditions": conds, "observedGeneration": generation}
     if live is not None:
         new["pilots"] = live
+    _announce(kwargs["body"], status, new)
     _patch_status(patch, status, new)
 
 
@@ -343,9 +375,11 @@ async def remove_entry(
 ) -> None:
     """The entry's finalizer: whichever request launched them, its pilots go first."""
     rt = runtime.get()
+    logs.about(body)
     try:
         entry = CloudEntrySpec.model_validate(dict(spec))
     except ValidationError:
+        _forget_entry(rt, name)
         return  # never usable: nothing was launched through it
     sweep = await cleanup.entry_pilots(rt, name, entry, int(meta.get("generation") or 0))
     if sweep.terminated:
@@ -362,6 +396,13 @@ async def remove_entry(
         logger.warning("cleanup at %s", failure)
     if sweep.left:
         raise kopf.TemporaryError(f"{sweep.left} pilot(s) still alive; retrying", delay=2)
+    _forget_entry(rt, name)
+
+
+def _forget_entry(rt: runtime.Runtime, name: str) -> None:
+    """A deleted entry has no series: not its drivers', nor any request's rows for it."""
+    rt.reconcile_metrics.forget_entry(name)
+    rt.metrics.forget_entry(name)
 
 
 @kopf.timer(G, V, "trustdomains", interval=30, initial_delay=0.1)

@@ -127,3 +127,28 @@ def keep_pilot_logs(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> lis
     """The newest ``KEPT_PILOT_LOGS``, one per pilot, oldest first."""
     by_id = {str(x.get("pilotId")): x for x in [*old, *new]}
     return sorted(by_id.values(), key=lambda x: str(x.get("at")))[-KEPT_PILOT_LOGS:]
+
+
+# Conditions whose bad state an admin should hear of as an Event (Budget* ones are
+# announced by controller/spending.py), and that bad state.
+ANNOUNCED = {
+    "Ready": "False",
+    "Degraded": "True",
+    "EntriesBlocked": "True",
+    "JobsUnmatched": "True",
+}
+
+
+def warnings(old: list[dict[str, Any]] | None, new: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(reason, message) of each announced condition that went bad, or stayed bad for a
+    new reason, since ``old``: one Warning Event per change, not one per cycle."""
+    before = {c.get("type"): c for c in old or []}
+    out = []
+    for cond in new:
+        bad = ANNOUNCED.get(str(cond.get("type")))
+        if bad is None or cond.get("status") != bad:
+            continue
+        was = before.get(cond.get("type")) or {}
+        if was.get("status") != bad or was.get("reason") != cond.get("reason"):
+            out.append((str(cond.get("reason")), str(cond.get("message", ""))))
+    return out
