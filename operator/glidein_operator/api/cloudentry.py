@@ -48,9 +48,17 @@ class InstanceType(ApiModel):
         default="20Gi", description="Scratch disk for jobs, as a quantity (e.g. 100Gi)."
     )
     gpus: Int = Field(default=0, ge=0, le=64, description="GPUs a pilot of this type offers.")
-    price_per_hour: Money = Field(
-        default=Decimal(0),
-        description="On-demand price per hour, in the budget's currency. 0 for grid and owned sites.",
+    # Absent is unknown, not free, on the clouds one pays for: a budget cannot count what
+    # a pilot there costs, so a request with a budget does not launch there (eligibility).
+    price_per_hour: Money | None = Field(
+        default=None,
+        description=(
+            "On-demand price per hour, in the budget's currency. On ec2, openstack and "
+            "opennebula entries an absent price is unknown, not free: a GlideinRequest with "
+            "a budget does not launch there (its EntriesBlocked condition names the entry), "
+            "and placement: cost ranks it last. Write 0 for a cloud that costs nothing "
+            "(owned hardware). Grid and kubernetes entries are free when absent."
+        ),
     )
 
 
@@ -307,7 +315,15 @@ class CloudEntrySpec(ApiModel):
             )
         if self.spot is not None and self.type != "ec2":
             raise ValueError("spot applies to ec2 entries only")
+        if self.type not in VM_ENTRY_TYPES:
+            for itype in self.instance_types:
+                if itype.price_per_hour is None:
+                    itype.price_per_hour = Decimal(0)  # a grid slot or a pod bills no hour
         return self
+
+    def unpriced(self) -> list[str]:
+        """Instance types whose price is unknown (none written, on a cloud one pays)."""
+        return [it.name for it in self.instance_types if it.price_per_hour is None]
 
     @property
     def image_region(self) -> str | None:

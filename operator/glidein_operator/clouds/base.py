@@ -138,7 +138,7 @@ class Shape:
     memory_mb: int
     disk_gb: int
     gpus: int = 0
-    price_per_hour: Decimal = Decimal(0)
+    price_per_hour: Decimal | None = None  # None: unknown (no price tag is written)
 
 
 @dataclass(frozen=True)
@@ -167,19 +167,20 @@ class LaunchBatch:
         return f"{self.key}-{index}"
 
     def tags(self) -> dict[str, str]:
-        return {
+        price = (
+            self.spot_max_price if self.spot and self.spot_max_price else self.shape.price_per_hour
+        )
+        tags = {
             TAG_REQUEST_UID: self.request_uid,
             TAG_REQUEST: self.request.replace("/", "."),
             TAG_ENTRY: self.entry,
             TAG_BATCH: self.key,
             TAG_INSTANCE_TYPE: self.shape.name,
             TAG_SPOT: "true" if self.spot else "false",
-            TAG_PRICE: str(
-                self.spot_max_price
-                if self.spot and self.spot_max_price
-                else self.shape.price_per_hour
-            ),
         }
+        if price is not None:
+            tags[TAG_PRICE] = str(price)
+        return tags
 
 
 @dataclass(frozen=True)

@@ -138,20 +138,23 @@ def gate(
     if check is None:
         return
     end = spending.ledger.period_end
-    options = [
-        bg.LaunchOption(
-            e.entry,
-            itype,
-            n,
-            bg.worst_case_cost(
-                launch_price(entries[e.entry], itype), now, now, spending.max_life, end
-            ),
-        )
+    priced = [
+        (e.entry, itype, n, price)
         for e in result.entries
         if e.entry in entries
         for itype, n in e.launch_by_type.items()
+        if (price := launch_price(entries[e.entry], itype)) is not None
     ]
-    allowed = bg.gate(options, check)
+    options = [
+        bg.LaunchOption(
+            entry, itype, n, bg.worst_case_cost(price, now, now, spending.max_life, end)
+        )
+        for entry, itype, n, price in priced
+    ]
+    # A launch of unknown price is never affordable (eligibility keeps such entries out of
+    # a budgeted request's plan; this holds whatever reaches here).
+    allowed = {(e.entry, t): 0 for e in result.entries for t in e.launch_by_type}
+    allowed.update(bg.gate(options, check))
     for e in result.entries:
         if not e.launch_by_type:
             continue

@@ -10,22 +10,23 @@ from glidein_operator.clouds.base import CloudPilot, PilotState
 from glidein_operator.money.ledger import Charge
 
 
-def on_demand_price(spec: CloudEntrySpec, instance_type: str) -> Decimal:
+def on_demand_price(spec: CloudEntrySpec, instance_type: str) -> Decimal | None:
+    """None: unknown (no pricePerHour at a cloud one pays for, or a type not listed)."""
     itype = spec.instance_type(instance_type)
-    return itype.price_per_hour if itype else Decimal(0)
+    return itype.price_per_hour if itype else None
 
 
-def launch_price(spec: CloudEntrySpec, instance_type: str) -> Decimal:
+def launch_price(spec: CloudEntrySpec, instance_type: str) -> Decimal | None:
     """The most a new pilot of this type may cost per hour, which the budget gate must
     assume: the spot cap when the entry launches spot with one (the market may climb to
     it), the on-demand price otherwise (AWS's cap for spot without one), whichever is
-    higher when a spot shortage may fall back to on-demand."""
+    higher when a spot shortage may fall back to on-demand. None when that is unknown."""
     on_demand = on_demand_price(spec, instance_type)
     spot = spec.spot
     if not (spot and spot.enabled and spot.max_price_per_hour is not None):
         return on_demand
     if spot.fall_back_to_on_demand:
-        return max(spot.max_price_per_hour, on_demand)
+        return None if on_demand is None else max(spot.max_price_per_hour, on_demand)
     return spot.max_price_per_hour
 
 
@@ -48,6 +49,8 @@ def charge(pilot: CloudPilot, spec: CloudEntrySpec | None) -> Charge | None:
         # when none was given): that cap is what it may cost.
         cap = spec.spot.max_price_per_hour if spec.spot else None
         worst = cap if cap is not None else on_demand_price(spec, pilot.instance_type)
+    # An unknown price counts as 0: such pilots exist only where no budget was set when
+    # they launched (eligibility keeps a request with a budget off unpriced entries).
     return Charge(
         pilot_id=pilot.pilot_id,
         entry=pilot.entry,

@@ -42,7 +42,7 @@ class Offer:
     trust_domain: str  # the entry's TrustDomain (factory side), not the pool's TRUST_DOMAIN
     resource_type: str  # the entry's back end: ec2, openstack, opennebula, grid, kubernetes
     instance_type: str
-    price_per_hour: float
+    price_per_hour: float | None  # None: unknown (not advertised)
     cpus: int
     memory_mb: int
     os_name: str = ""
@@ -67,7 +67,8 @@ def offer_attributes(offer: Offer) -> dict[str, str]:
     ):
         if value:  # unknown (a payload of an older operator): absent rather than ""
             out[name] = classad_string(value)
-    out["GLIDEIN_PricePerHour"] = classad_real(offer.price_per_hour)
+    if offer.price_per_hour is not None:
+        out["GLIDEIN_PricePerHour"] = classad_real(offer.price_per_hour)
     out["GLIDEIN_CPUS"] = str(offer.cpus)
     out["GLIDEIN_MaxMemMBs"] = str(offer.memory_mb)
     if offer.os_name:

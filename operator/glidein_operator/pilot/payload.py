@@ -63,7 +63,7 @@ class Payload:
     resource_type: str = ""  # the entry's back end
     entry_trust_domain: str = ""  # the entry's TrustDomain, not the pool's (trust_domain)
     instance_type: str = ""
-    price_per_hour: float = 0.0
+    price_per_hour: float | None = None
     cpus: int = 0  # the instance type's; 0: unknown
     memory_mb: int = 0
     gpus: int = 0

@@ -62,7 +62,7 @@ class Offer:
     memory_mb: int
     disk_kb: int
     gpus: int
-    price: Decimal
+    price: Decimal | None  # None: unknown
     ad: classad2.ClassAd = field(repr=False, compare=False, hash=False)
 
     def jobs_per_pilot(self, cluster: JobCluster, partitionable: bool) -> int:
@@ -89,7 +89,7 @@ def offer_of(
         trust_domain=spec.trust_domain,
         resource_type=spec.type,
         instance_type=itype.name,
-        price_per_hour=float(itype.price_per_hour),
+        price_per_hour=None if itype.price_per_hour is None else float(itype.price_per_hour),
         cpus=itype.cpus,
         memory_mb=parse_quantity(itype.memory) // MIB,
         os_name=image.os.name if image and image.os else "",
@@ -126,10 +126,12 @@ def machine_ad(
     return ad
 
 
-def offer_order(itype: InstanceType) -> tuple[Decimal, int, int, int, int]:
-    """Cheapest first, then smallest: the first offer that fits is the one to launch."""
+def offer_order(itype: InstanceType) -> tuple[bool, Decimal, int, int, int, int]:
+    """Cheapest first (an unknown price last), then smallest: the first offer that fits
+    is the one to launch."""
     return (
-        itype.price_per_hour,
+        itype.price_per_hour is None,
+        itype.price_per_hour or Decimal(0),
         itype.cpus,
         parse_quantity(itype.memory),
         parse_quantity(itype.disk),

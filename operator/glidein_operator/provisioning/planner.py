@@ -394,6 +394,8 @@ def figure_of_merit(offer: Offer, jobs_per_pilot: int, fullness: float) -> float
     """Price per useful core, made worse as the entry fills (the HEPCloud Decision
     Engine's idea): the price of one job slot, divided by the share of the entry still
     free, so a nearly full cheap entry loses to an empty one slightly dearer."""
+    if offer.price is None:
+        return math.inf  # unknown is not free: any priced entry ranks first
     per_job = float(offer.price) / max(1, jobs_per_pilot)
     return per_job / max(0.05, 1.0 - min(1.0, fullness))
 

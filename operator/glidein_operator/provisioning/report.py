@@ -12,14 +12,20 @@ from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.provisioning.dryrun import DryRun
 
 
-def launch_cost(spec: CloudEntrySpec, launch_by_type: dict[str, int]) -> Decimal:
-    """What the launches of a plan cost per hour at the entry's prices."""
+def launch_cost(spec: CloudEntrySpec, launch_by_type: dict[str, int]) -> Decimal | None:
+    """What the launches of a plan cost per hour at the entry's prices; None when a
+    price is unknown."""
     total = Decimal(0)
     for name, n in launch_by_type.items():
         itype = spec.instance_type(name)
-        if itype is not None:
-            total += itype.price_per_hour * n
+        if itype is None or itype.price_per_hour is None:
+            return None
+        total += itype.price_per_hour * n
     return total
+
+
+def _money(amount: Decimal | None) -> str:
+    return "unknown" if amount is None else f"{amount:.2f}"
 
 
 def render(console: Console, run: DryRun) -> None:
@@ -53,24 +59,22 @@ def render(console: Console, run: DryRun) -> None:
             str(e.alive),
             str(e.launch),
             ", ".join(f"{n}x {t}" for t, n in e.launch_by_type.items()),
-            f"{launch_cost(spec, e.launch_by_type):.2f}" if spec else "",
+            _money(launch_cost(spec, e.launch_by_type)) if spec else "",
             str(e.cancel),
             str(e.wanted),
             f"[yellow]{e.bound_by}[/yellow]" if blocked else e.bound_by,
             "; ".join(e.notes),
         )
     console.print(table)
-    hourly = sum(
-        (
-            launch_cost(run.entries[e.entry], e.launch_by_type)
-            for e in p.entries
-            if e.entry in run.entries
-        ),
-        Decimal(0),
-    )
+    costs = [
+        launch_cost(run.entries[e.entry], e.launch_by_type)
+        for e in p.entries
+        if e.entry in run.entries
+    ]
+    hourly = None if None in costs else sum((c for c in costs if c is not None), Decimal(0))
     summary = (
         f"idle jobs: {p.idle_jobs}   launch: {p.launches}   cancel: {p.cancels}"
-        f"   launches cost {hourly:.2f}/h"
+        f"   launches cost {_money(hourly)}/h"
         + (f"   request bound by: {p.bound_by}" if p.bound_by else "")
     )
     console.print(summary)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from glidein_operator.clouds.base import (
-    TAG_PRICE,
     CloudPilot,
     LaunchBatch,
     PilotState,
+    price_from_tags,
 )
 
 _US_PER_HOUR = Decimal(3_600_000_000)
@@ -113,7 +113,7 @@ class SimDriver:
                 launched_at=now,
                 spot=batch.spot,
                 raw_state="running",
-                price_per_hour=Decimal(batch.tags()[TAG_PRICE]),
+                price_per_hour=price_from_tags(batch.tags()),
             )
             run = lo + (hi - lo) * self.cloud.rng.random()
             self.cloud.history[p.cloud_id] = _Record(p, now + run)
