@@ -30,7 +30,7 @@ from glidein_operator.clouds.instrumented import InstrumentedDriver
 from glidein_operator.condor.interface import CondorError
 from glidein_operator.condor.pilots import RegisteredPilot
 from glidein_operator.condor.reader import select
-from glidein_operator.controller import spending
+from glidein_operator.controller import fixes, spending
 from glidein_operator.controller import status as st
 from glidein_operator.controller.claims import EntryClaims
 from glidein_operator.controller.keeper import Credential
@@ -39,7 +39,12 @@ from glidein_operator.credentials import idtokens, payloads
 from glidein_operator.money.ledger import parse_time
 from glidein_operator.pilot.lifecycle import refusal_in_console
 from glidein_operator.pilot.payload import PayloadError
-from glidein_operator.provisioning.eligibility import EntryRecord, candidates, credential_for
+from glidein_operator.provisioning.eligibility import (
+    NO_POOL_CREDENTIAL,
+    EntryRecord,
+    candidates,
+    credential_for,
+)
 from glidein_operator.provisioning.lifecycle import Reap, Timeouts, classify
 from glidein_operator.provisioning.planner import Candidate, PilotPhase, Plan, plan
 
@@ -97,7 +102,15 @@ async def _credential(
         return Credential(cred.type, None, {}, "")
     found = await rt.secret(namespace, cred.secret_ref.name)
     if found is None:
-        return f"Secret {cred.secret_ref.name!r} not found in namespace {namespace!r}"
+        return (
+            f"Secret {cred.secret_ref.name!r} not found in namespace {namespace!r}; create it: "
+            + fixes.secret_command(
+                namespace,
+                cred.secret_ref.name,
+                cred.type,
+                (cred.secret_ref.key,) if cred.secret_ref.key else None,
+            )
+        )
     values, _version = found
     lacking = missing_keys(cred.type, values, cred.secret_ref.key)
     if lacking:
@@ -701,13 +714,13 @@ async def pool_token(
     """(signing key, ready token), or the sentence saying why pilots could not join."""
     ref = spec.pilot.token_secret_ref
     if ref is None:
-        return (
-            "spec.pilot.tokenSecretRef is not set: pilots would have no credential to join the pool"
-        )
+        return NO_POOL_CREDENTIAL
     found = await rt.secret(namespace, ref.name)
     if found is None:
         return (
-            f"Secret {ref.name!r} (spec.pilot.tokenSecretRef) not found in namespace {namespace!r}"
+            f"Secret {ref.name!r} (spec.pilot.tokenSecretRef) not found in namespace "
+            f"{namespace!r}; create it from the pool's signing key: "
+            + fixes.pool_key_command(namespace, ref.name)
         )
     values, _ = found
     if values.get("signingKey"):

@@ -73,6 +73,11 @@ def image_for(
     return image, ""
 
 
+NO_POOL_CREDENTIAL = (
+    "spec.pilot.tokenSecretRef is not set: pilots would have no credential to join the pool"
+)
+
+
 def candidates(
     request: GlideinRequestSpec,
     entries: list[EntryRecord],
@@ -85,6 +90,10 @@ def candidates(
     for e in sorted(entries, key=lambda r: r.name):
         if not selected(request, e):
             continue
+        if request.pilot.token_secret_ref is None:
+            # `plan` cannot read Secrets, but it can see this: no pilot could join.
+            blocked[e.name] = NO_POOL_CREDENTIAL
+            continue
         cred, why = credential_for(request, e.spec, domains)
         if cred is None:
             blocked[e.name] = why
@@ -92,6 +101,13 @@ def candidates(
         image, why = image_for(e.spec, images)
         if why:
             blocked[e.name] = why
+            continue
+        unpriced = e.spec.unpriced()
+        if request.budget is not None and unpriced:
+            blocked[e.name] = (
+                f"no pricePerHour for instance type(s) {', '.join(unpriced)}: a budget cannot "
+                "count what its pilots cost (write the price, or 0 if it costs nothing)"
+            )
             continue
         usable.append(Candidate(e.name, e.spec, image))
     known = {e.name for e in entries}
