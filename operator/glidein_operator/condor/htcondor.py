@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -46,6 +47,69 @@ def configure_client(token_dir: Path | None = None) -> Path:
         return _configured
 
 
+# The bindings' ping fails with "Failed to start command." and nothing more; what the
+# collector said (HTCondor's error stack, as ``condor_ping -verbose`` prints it) and the
+# lines explaining it are in the client's own security log. No line carries a token.
+_REFUSAL_LINES = (
+    "ERROR: ",  # the error stack: AUTHENTICATE:1004:..., SECMAN:2010:Received "DENIED"...
+    "Hash supplied by server",  # the token is not signed with the collector's key
+    "Ignoring token as it is from trust domain",  # not the collector's TRUST_DOMAIN
+)
+_security_log: Path | None = None
+
+
+def _log_security(token_dir: Path) -> Path:
+    """Log this process's client security exchanges (D_SECURITY), once; beside the token
+    folder, not in it (HTCondor reads every file there as a token)."""
+    global _security_log
+    with _lock:
+        if _security_log is None:
+            path = token_dir.with_name(token_dir.name + "-security.log")
+            htcondor2.param["TOOL_LOG"] = str(path)
+            htcondor2.param["TOOL_DEBUG"] = "D_SECURITY"
+            htcondor2.enable_log()
+            _security_log = path
+        return _security_log
+
+
+def refusal_words(log: str) -> str:
+    """What a security log says of a refusal: the error stack and the lines explaining
+    it, without timestamps, each once, in order."""
+    out: list[str] = []
+    for line in log.splitlines():
+        if not any(mark in line for mark in _REFUSAL_LINES):
+            continue
+        parts = line.split(" ", 2)  # "11/30/26 15:21:03 <text>"
+        text = parts[2] if len(parts) == 3 and "/" in parts[0] else line
+        for said in text.removeprefix("ERROR: ").split("|"):
+            said = said.strip().rstrip(".")
+            if said and said not in out:
+                out.append(said)
+    return "; ".join(out)
+
+
+def sinful(collector: str) -> str:
+    """``host[:port][?params]`` as the address ping takes, ``<ip:port?params>``: the
+    bindings' ping does not resolve host names (the Collector constructor does)."""
+    if collector.startswith("<"):
+        return collector
+    where, _, params = collector.partition("?")
+    host, port = where, "9618"
+    if where.startswith("["):  # [v6]:port
+        host, _, rest = where[1:].partition("]")
+        port = rest.removeprefix(":") or port
+    elif where.count(":") == 1:
+        host, port = where.split(":")
+    try:
+        found = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:
+        raise CondorError(f"cannot resolve the collector {collector!r}: {exc}") from exc
+    found.sort(key=lambda a: a[0] != socket.AF_INET)  # IPv4 first, as HTCondor prefers
+    family, address = found[0][0], str(found[0][4][0])
+    ip = f"[{address}]" if family == socket.AF_INET6 else address
+    return f"<{ip}:{port}" + (f"?{params}" if params else "") + ">"
+
+
 def _store_token(folder: Path, collector: str, token: str) -> None:
     # One file per pool and identity: a renewed token replaces the old one.
     claims = idtokens.claims(token)
@@ -68,6 +132,7 @@ class HTCondorPool:
         # communication", and the reader needs to know which identity was offered.
         self.identity = ""
         folder = configure_client(token_dir)
+        self._folder = folder
         security = None
         if token:
             claims = idtokens.claims(token)
@@ -77,6 +142,7 @@ class HTCondorPool:
             )
             _store_token(folder, collector, token)
             security = htcondor2.SecurityContext(token)
+        self._security = security
         try:
             self._collector = htcondor2.Collector(collector, security=security)
         except Exception as exc:  # the bindings raise HTCondorException subclasses
@@ -132,3 +198,33 @@ class HTCondorPool:
             raise CondorError(
                 f"query of collector {self.collector_address} failed: {exc}{self.identity}"
             ) from exc
+
+    def ping(self, authz: str) -> classad2.ClassAd:
+        """``condor_ping -type collector <authz>``: authenticate to the collector with this
+        pool's token (the preferred token of its security context) and ask whether it
+        authorizes ``authz``, a permission level (``ADVERTISE_STARTD``) or a command. The
+        collector's answer ad (``MyRemoteUserName``: who it took us for), or CondorError
+        with the collector's own words when it refuses. Turns on this process's security
+        log (to read those words): meant for a process of its own (``isolated.py``)."""
+        log = _log_security(self._folder)
+        address = sinful(self.collector_address)
+        start = log.stat().st_size if log.exists() else 0
+        try:
+            ad = htcondor2.ping(address, authz, self._security)
+        except Exception as exc:
+            said = ""
+            if log.exists():
+                with log.open(errors="replace") as handle:
+                    handle.seek(start)
+                    said = refusal_words(handle.read())
+            # Without self.identity: the caller knows what it offered, and the words say
+            # what was wrong with it (or that the collector did not answer at all).
+            raise CondorError(
+                f"collector {self.collector_address} refused {authz}: {said or exc}"
+            ) from exc
+        if not ad.get("AuthorizationSucceeded", False):
+            raise CondorError(
+                f"collector {self.collector_address} authenticated "
+                f"{ad.get('MyRemoteUserName', 'us')} but does not authorize {authz}"
+            )
+        return ad

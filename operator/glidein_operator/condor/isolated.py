@@ -99,6 +99,8 @@ def worker_main(fd: int) -> None:
                 pool = HTCondorPool(collector, token, Path(token_dir))
             if request[0] == "slots":
                 ads = pool.slot_ads(request[1], request[2])
+            elif request[0] == "ping":
+                ads = [pool.ping(request[1])]
             else:
                 _, schedd, constraint, projection = request
                 located = pool.schedd(schedd)
@@ -160,6 +162,11 @@ class IsolatedPool:
 
     def slot_ads(self, constraint: str, projection: Sequence[str]) -> list[classad2.ClassAd]:
         return self._ask(("slots", constraint, list(projection)), None)
+
+    def ping(self, authz: str) -> classad2.ClassAd:
+        """``HTCondorPool.ping`` (the collector's answer to ``condor_ping <authz>``) in
+        the worker; its security log goes to this pool's token folder."""
+        return self._ask(("ping", authz), None)[0]
 
     async def idle_jobs_async(
         self, schedd: str, constraint: str, projection: Sequence[str]
@@ -246,7 +253,7 @@ class IsolatedPool:
                 # poll() waits in select() without the GIL.
                 if not worker.conn.poll(max(0.0, ends - time.monotonic())):
                     self._stop_worker()
-                    raise CondorError(self._silent(schedd, located))
+                    raise CondorError(self._silent(schedd, located, request[0]))
                 kind, payload = worker.conn.recv()
                 if kind != _LOCATED:
                     return kind, payload
@@ -263,8 +270,12 @@ class IsolatedPool:
             return f"collector {self.collector_address}"
         return f"schedd {schedd!r} via {self.collector_address}"
 
-    def _silent(self, schedd: str | None, located: bool) -> str:
+    def _silent(self, schedd: str | None, located: bool, kind: str = "") -> str:
         wait = f"{self.deadline:g}s"
+        if kind == "ping":
+            return (
+                f"collector {self.collector_address} did not answer a ping within {wait}: abandoned"
+            )
         if schedd is None:
             return (
                 f"collector {self.collector_address} did not answer a query of its slot ads "
