@@ -11,8 +11,8 @@ import math
 import time
 
 from glidein_operator.api.cloudentry import Ec2Settings
-from glidein_operator.clouds.base import LaunchBatch, PilotState, Shape
 from glidein_operator.clouds.ec2 import Ec2Driver
+from glidein_operator.ground import LaunchBatch, PilotState, Shape
 from glidein_operator.testing.ec2server import Ec2Server
 
 

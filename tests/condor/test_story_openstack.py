@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from glidein_operator.api.cloudentry import OpenStackSettings
-from glidein_operator.clouds.base import PilotState
 from glidein_operator.clouds.openstack import OpenStackDriver
+from glidein_operator.ground import PilotState
 from glidein_operator.provisioning.lifecycle import Reap
 from glidein_operator.testing.boot_openstack import OpenStackBootEmulator
 from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from glidein_operator.clouds.base import Driver, LaunchBatch, Shape
+from glidein_operator.clouds.base import Driver
+from glidein_operator.ground import LaunchBatch, Shape
 
 SHAPE = Shape(name="m5.large", cpus=2, memory_mb=8192, disk_gb=20)
 

@@ -5,14 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from glidein_operator.clouds.base import (
-    TAG_BATCH,
-    AuthError,
-    InsufficientCapacity,
-    PilotState,
-    QuotaExceeded,
-    Throttled,
-)
+from glidein_operator.clouds.base import AuthError, InsufficientCapacity, QuotaExceeded, Throttled
+from glidein_operator.ground import TAG_BATCH, PilotState
 from tests.contract.conftest import Harness
 
 ALIVE = {PilotState.PENDING, PilotState.RUNNING}

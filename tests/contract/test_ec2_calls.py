@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from glidein_operator.api.cloudentry import Ec2Settings
-from glidein_operator.clouds.base import InsufficientCapacity, PilotState
+from glidein_operator.clouds.base import InsufficientCapacity
 from glidein_operator.clouds.ec2 import Ec2Driver
+from glidein_operator.ground import PilotState
 from tests.contract.conftest import EC2_SECRET, SHAPE, _ec2
 
 

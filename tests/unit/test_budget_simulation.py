@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from glidein_operator.clouds.base import CloudPilot, PilotState
 from glidein_operator.controller import spending
+from glidein_operator.ground import CloudPilot, PilotState
 from glidein_operator.money.ledger import parse_time
 from glidein_operator.provisioning.lifecycle import Reap
 from glidein_operator.provisioning.planner import PilotPhase, PilotView

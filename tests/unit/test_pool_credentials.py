@@ -9,10 +9,10 @@ import datetime as dt
 from typing import Any
 
 from glidein_operator.api.objects import parse
-from glidein_operator.clouds.base import CloudPilot, PilotState
 from glidein_operator.controller import reconcile
 from glidein_operator.controller.runtime import Runtime, Settings
 from glidein_operator.credentials import idtokens
+from glidein_operator.ground import CloudPilot, PilotState
 from glidein_operator.provisioning.lifecycle import Reap, Timeouts, classify
 from glidein_operator.provisioning.planner import PilotPhase
 from tests.malformed_cases import example

@@ -29,6 +29,17 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from glidein_operator.api.cloudentry import Ec2Settings
 from glidein_operator.clouds.base import (
+    AuthError,
+    DriverError,
+    InsufficientCapacity,
+    InvalidConfig,
+    NotFound,
+    QuotaExceeded,
+    Throttled,
+    Unavailable,
+    old_enough,
+)
+from glidein_operator.ground import (
     ALIVE_STATES,
     TAG_BATCH,
     TAG_ENTRY,
@@ -37,18 +48,9 @@ from glidein_operator.clouds.base import (
     TAG_PILOT_ID,
     TAG_REQUEST_UID,
     TAG_SPOT,
-    AuthError,
     CloudPilot,
-    DriverError,
-    InsufficientCapacity,
-    InvalidConfig,
     LaunchBatch,
-    NotFound,
     PilotState,
-    QuotaExceeded,
-    Throttled,
-    Unavailable,
-    old_enough,
     price_from_tags,
 )
 

@@ -20,15 +20,7 @@ from pathlib import Path
 import classad2
 
 from glidein_operator.api.cloudentry import GridSettings
-from glidein_operator.clouds.base import (
-    CloudPilot,
-    DriverError,
-    InvalidConfig,
-    LaunchBatch,
-    PilotState,
-    QuotaExceeded,
-    Unavailable,
-)
+from glidein_operator.clouds.base import DriverError, InvalidConfig, QuotaExceeded, Unavailable
 from glidein_operator.condor.grid import (
     COMPLETED,
     HELD,
@@ -41,6 +33,7 @@ from glidein_operator.condor.grid import (
     SubmitRefused,
 )
 from glidein_operator.condor.interface import CondorError
+from glidein_operator.ground import CloudPilot, LaunchBatch, PilotState
 
 PROJECTION = (
     "ClusterId",

@@ -30,7 +30,8 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from glidein_operator.clouds.base import CloudPilot, Driver, DriverError, LaunchBatch
+from glidein_operator.clouds.base import Driver, DriverError
+from glidein_operator.ground import CloudPilot, LaunchBatch
 
 T = TypeVar("T")
 

@@ -19,6 +19,13 @@ from urllib3.exceptions import HTTPError
 
 from glidein_operator.api.cloudentry import KubernetesSettings
 from glidein_operator.clouds.base import (
+    DriverError,
+    QuotaExceeded,
+    Unavailable,
+    for_http_status,
+    old_enough,
+)
+from glidein_operator.ground import (
     ALIVE_STATES,
     TAG_BATCH,
     TAG_ENTRY,
@@ -27,13 +34,8 @@ from glidein_operator.clouds.base import (
     TAG_PILOT_ID,
     TAG_REQUEST_UID,
     CloudPilot,
-    DriverError,
     LaunchBatch,
     PilotState,
-    QuotaExceeded,
-    Unavailable,
-    for_http_status,
-    old_enough,
 )
 
 PAYLOAD_KEY = "user-data"

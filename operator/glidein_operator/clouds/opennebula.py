@@ -28,15 +28,13 @@ import requests
 from glidein_operator.api.cloudentry import OpenNebulaSettings
 from glidein_operator.clouds.base import (
     AuthError,
-    CloudPilot,
     DriverError,
     InvalidConfig,
-    LaunchBatch,
     NotFound,
-    PilotState,
     QuotaExceeded,
     Unavailable,
 )
+from glidein_operator.ground import CloudPilot, LaunchBatch, PilotState
 
 ATTR = {
     "operator": "GLIDEIN_OPERATOR",

@@ -28,6 +28,15 @@ from openstack import exceptions as os_exc
 
 from glidein_operator.api.cloudentry import OpenStackSettings
 from glidein_operator.clouds.base import (
+    AuthError,
+    DriverError,
+    InvalidConfig,
+    QuotaExceeded,
+    Unavailable,
+    for_http_status,
+    old_enough,
+)
+from glidein_operator.ground import (
     ALIVE_STATES,
     TAG_BATCH,
     TAG_ENTRY,
@@ -36,16 +45,9 @@ from glidein_operator.clouds.base import (
     TAG_REQUEST,
     TAG_REQUEST_UID,
     TAG_SPOT,
-    AuthError,
     CloudPilot,
-    DriverError,
-    InvalidConfig,
     LaunchBatch,
     PilotState,
-    QuotaExceeded,
-    Unavailable,
-    for_http_status,
-    old_enough,
     price_from_tags,
 )
 

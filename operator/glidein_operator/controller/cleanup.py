@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
-from glidein_operator.clouds.base import CloudPilot, DriverError, PilotState
+from glidein_operator.clouds.base import DriverError
 from glidein_operator.clouds.instrumented import InstrumentedDriver
 from glidein_operator.controller.keeper import Kept
 from glidein_operator.controller.reconcile import World, _credential
 from glidein_operator.controller.runtime import Runtime
+from glidein_operator.ground import CloudPilot, PilotState
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.api.trustdomain import CREDENTIAL_SECRET_KEYS, TrustDomainSpec
 from glidein_operator.api.vmimage import VMImageSpec
-from glidein_operator.clouds.base import CloudPilot, DriverError, LaunchBatch, PilotState, Shape
+from glidein_operator.clouds.base import DriverError
 from glidein_operator.clouds.factory import missing_keys
 from glidein_operator.clouds.instrumented import InstrumentedDriver
 from glidein_operator.condor.interface import CondorError
@@ -36,6 +36,7 @@ from glidein_operator.controller.claims import EntryClaims
 from glidein_operator.controller.keeper import Credential
 from glidein_operator.controller.runtime import Runtime
 from glidein_operator.credentials import idtokens, payloads
+from glidein_operator.ground import CloudPilot, LaunchBatch, PilotState, Shape
 from glidein_operator.money.ledger import parse_time
 from glidein_operator.pilot.lifecycle import refusal_in_console
 from glidein_operator.pilot.payload import PayloadError

@@ -16,8 +16,8 @@ from typing import Any
 from glidein_operator.api.base import parse_duration
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
-from glidein_operator.clouds.base import CloudPilot, PilotState
 from glidein_operator.controller import status as st
+from glidein_operator.ground import CloudPilot, PilotState
 from glidein_operator.money import budget as bg
 from glidein_operator.money.ledger import Ledger, accrue, parse_time, worth_writing
 from glidein_operator.money.pricing import charge, launch_price

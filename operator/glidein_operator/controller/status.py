@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from glidein_operator.clouds.base import CloudPilot
+from glidein_operator.ground import CloudPilot
 from glidein_operator.provisioning.planner import PilotPhase, PilotView, Plan
 
 # Console logs of stuck and failed pilots kept in the request's status, where

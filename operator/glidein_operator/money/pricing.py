@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from glidein_operator.api.cloudentry import CloudEntrySpec
-from glidein_operator.clouds.base import CloudPilot, PilotState
+from glidein_operator.ground import CloudPilot, PilotState
 from glidein_operator.money.ledger import Charge
 
 

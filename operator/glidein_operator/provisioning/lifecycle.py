@@ -21,8 +21,8 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from glidein_operator.clouds.base import CloudPilot, PilotState
 from glidein_operator.condor.pilots import RegisteredPilot, SlotState
+from glidein_operator.ground import CloudPilot, PilotState
 from glidein_operator.provisioning.planner import PilotPhase, PilotView
 
 

@@ -15,12 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from glidein_operator.clouds.base import (
-    CloudPilot,
-    LaunchBatch,
-    PilotState,
-    price_from_tags,
-)
+from glidein_operator.ground import CloudPilot, LaunchBatch, PilotState, price_from_tags
 
 _US_PER_HOUR = Decimal(3_600_000_000)
 
