@@ -1,5 +1,10 @@
 # Named targets for people and CI. `make test` is the README's test command and what
 # .ci/run runs; it installs what it needs into .venv and builds the control plane once.
+# The venv holds two editable distributions: the product with its dev extra (test and
+# lint tools) and the development kit, devkit/ (glidein-operator-devkit: the control
+# plane, kubectl, the service doubles, the demo), which the product never imports. A dev
+# extra cannot name a local path portably (pip wants a URL or an index name there), so
+# the kit is installed beside it rather than through it.
 SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
@@ -10,18 +15,19 @@ export PATH := $(CURDIR)/$(BIN):/usr/local/go/bin:$(PATH)
 
 all: test
 
-$(BIN)/glidein-operator: pyproject.toml
+$(BIN)/glidein-operator: pyproject.toml devkit/pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -e devkit
 	touch $@
 
 install: $(BIN)/glidein-operator
 
 lint: install
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator devkit tests
+	$(BIN)/ruff format --check operator devkit tests
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
@@ -51,4 +57,4 @@ demo: controlplane
 	$(BIN)/glidein-operator demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

@@ -12,21 +12,12 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from glidein_operator.testing.kube import install_crds, kubectl
-
-
-@dataclass(frozen=True)
-class Cluster:
-    kubeconfig: Path
-    local: bool
-
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True):  # type: ignore[no-untyped-def]
-        return kubectl(self.kubeconfig, *args, stdin=stdin, check=check)
+from glidein_devkit.kube import install_crds
+from tests.support.cluster import Cluster
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +28,7 @@ def cluster() -> Iterator[Cluster]:
         install_crds(c.kubeconfig)
         yield c
         return
-    from glidein_operator.testing.controlplane import LocalControlPlane
+    from glidein_devkit.controlplane import LocalControlPlane
 
     with LocalControlPlane() as cp:
         print(f"\nlocal control plane up in {cp.startup_seconds:.1f}s at {cp.server}")
@@ -62,8 +53,8 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The leak check: a cloud double that still held machines or key pairs when it was
-    stopped fails the run, naming the test that left them (testing/leakcheck.py)."""
-    from glidein_operator.testing import leakcheck
+    stopped fails the run, naming the test that left them (glidein_devkit/leakcheck.py)."""
+    from glidein_devkit import leakcheck
 
     if not leakcheck.LEFT:
         return

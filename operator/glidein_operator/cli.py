@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -21,11 +23,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 crds_app = typer.Typer(help="The CustomResourceDefinitions, generated from the models.")
-cp_app = typer.Typer(help="A real local control plane (etcd + kube-apiserver) for tests and demos.")
+cp_app = typer.Typer(
+    help="A real local control plane (etcd + kube-apiserver) for tests and demos "
+    "(from the development kit)."
+)
 app.add_typer(crds_app, name="crds")
 app.add_typer(cp_app, name="controlplane")
 
 console = Console(stderr=True)
+
+DEVKIT_MISSING = "install the development kit: make install (pip install -e devkit)"
+
+
+def devkit(module: str) -> ModuleType:
+    """A module of the development kit (``glidein_devkit``: the demo, the local control
+    plane), looked up when a command needs it. The product never imports the kit (the
+    import contracts in pyproject.toml hold that): the operator image does not ship it.
+    Exit 2, saying how to install it, where it is missing."""
+    try:
+        return importlib.import_module(f"glidein_devkit.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name != "glidein_devkit":
+            raise
+        console.print(f"[red]error:[/red] {DEVKIT_MISSING}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -48,12 +69,12 @@ def plan_cmd(
     ] = False,
 ) -> None:
     """Dry run: what would start where for these jobs, and which limit bound each number."""
-    from glidein_operator.provisioning.dryrun import dry_run
+    from glidein_operator.cli_plan import dry_run_files, render
     from glidein_operator.provisioning.planner import Ramp
-    from glidein_operator.provisioning.report import render
 
     try:
-        runs = dry_run(resources, jobs, request, ramp=Ramp(initial=10**9) if no_ramp else None)
+        ramp = Ramp(initial=10**9) if no_ramp else None
+        runs = dry_run_files(resources, jobs, request, ramp=ramp)
     except (ValueError, OSError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -244,10 +265,9 @@ def demo(
     ] = None,
 ) -> None:
     """The operator on a local control plane and an EC2 test server, with a real HTCondor
-    pool and real pilots when HTCondor is found, a simulated pool otherwise."""
-    from glidein_operator.demo import run as run_demo
-
-    summary = run_demo(timeout=timeout, waves=waves, simulated=simulated)
+    pool and real pilots when HTCondor is found, a simulated pool otherwise (needs the
+    development kit)."""
+    summary = devkit("demo").run(timeout=timeout, waves=waves, simulated=simulated)
     if summary["idle_jobs_left"] or summary["instances_left"] or summary["key_pairs_left"]:
         raise typer.Exit(1)
 
@@ -281,8 +301,7 @@ def crds_generate(
 @cp_app.command("build")
 def cp_build() -> None:
     """Find, or build from upstream source with Go, etcd, kube-apiserver and helm (once per machine)."""
-    from glidein_operator.testing.controlplane import assets
-
+    assets = devkit("controlplane.assets")
     started = time.monotonic()
     found = assets.ensure()
     console.print(f"control plane binaries: {found.origin} ({time.monotonic() - started:.1f}s)")
@@ -301,13 +320,11 @@ def cp_up(
     ] = True,
 ) -> None:
     """Start a local control plane and keep it running until Ctrl-C."""
-    from glidein_operator.testing.controlplane.cluster import LocalControlPlane
-    from glidein_operator.testing.kube import install_crds
-
-    cp = LocalControlPlane(directory=directory.resolve()).start()
+    cluster, kube = devkit("controlplane.cluster"), devkit("kube")
+    cp = cluster.LocalControlPlane(directory=directory.resolve()).start()
     try:
         if crds:
-            install_crds(cp.kubeconfig)
+            kube.install_crds(cp.kubeconfig)
         console.print(f"control plane ready in {cp.startup_seconds:.1f}s")
         print(json.dumps({"kubeconfig": str(cp.kubeconfig), "server": cp.server}), flush=True)
         console.print(f"export KUBECONFIG={cp.kubeconfig}    # Ctrl-C stops it")

@@ -16,7 +16,7 @@ from decimal import Decimal
 from rich.console import Console
 from rich.table import Table
 
-from tests.simulation import START, Sim
+from tests.support.simulation import START, Sim
 
 DEC1 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 

@@ -10,10 +10,10 @@ import argparse
 import math
 import time
 
+from glidein_devkit.ec2server import Ec2Server
 from glidein_operator.api.cloudentry import Ec2Settings
 from glidein_operator.clouds.ec2 import Ec2Driver
 from glidein_operator.ground import LaunchBatch, PilotState, Shape
-from glidein_operator.testing.ec2server import Ec2Server
 
 
 def run(server: Ec2Server, pilots: int, batch: int) -> dict[str, float]:

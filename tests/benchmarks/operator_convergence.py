@@ -19,8 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from glidein_operator.testing.controlplane.cluster import free_port
-from glidein_operator.testing.kube import kubectl
+from glidein_devkit.controlplane.cluster import free_port
+from glidein_devkit.kube import kubectl
 from tests.integration.process_world import World, process_world
 
 WRITE_VERBS = ("POST", "PATCH", "PUT", "DELETE")

@@ -16,16 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from glidein_operator.api.objects import parse
-from glidein_operator.credentials import payloads
-from glidein_operator.pilot.payload import LIMITS, encode
-from glidein_operator.testing.condor_pool import (
+from glidein_devkit.condor_pool import (
     CondorPool,
     PilotMachine,
     descendants,
     find_condor,
     job,
 )
+from glidein_operator.api.objects import parse
+from glidein_operator.credentials import payloads
+from glidein_operator.pilot.payload import LIMITS, encode
 from tests.malformed_cases import example
 
 

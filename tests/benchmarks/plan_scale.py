@@ -13,11 +13,11 @@ import time
 
 import classad2
 
-from glidein_operator.condor.fake import FakePool
+from glidein_devkit.fake_pool import FakePool
 from glidein_operator.condor.jobs import cluster_jobs
 from glidein_operator.provisioning.planner import Ramp, plan
 from tests.benchmarks import workload
-from tests.planning import STD_REQUIREMENTS
+from tests.support.planning import STD_REQUIREMENTS
 
 UID = "bench-uid"
 FLOOR_SECONDS = 1.0

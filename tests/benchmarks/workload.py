@@ -12,7 +12,7 @@ from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.condor.jobs import JobCluster
 from glidein_operator.provisioning.planner import Candidate, PilotPhase, PilotView
-from tests.planning import SITE_MATCH, STD_REQUIREMENTS
+from tests.support.planning import SITE_MATCH, STD_REQUIREMENTS
 
 SHAPES = [
     ("c4", 4, "8Gi", "0.17"),

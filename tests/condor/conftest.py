@@ -1,4 +1,4 @@
-"""Real HTCondor daemons on 127.0.0.1 (see glidein_operator.testing.condor_pool for where
+"""Real HTCondor daemons on 127.0.0.1 (see glidein_devkit.condor_pool for where
 HTCondor is found). Every test here carries the ``htcondor`` marker; without HTCondor they
 skip with a message naming what to install, except under CI (``CI=true``), where a missing
 HTCondor is a failure: CI always runs them. A failing test's report ends with the daemons'
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from glidein_operator.testing.condor_pool import (
+from glidein_devkit.condor_pool import (
     CondorInstall,
     CondorNotFound,
     CondorPool,

@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 
 import yaml
 
+from glidein_devkit.boot import BootEmulator, Vm
+from glidein_devkit.condor_pool import CondorPool
+from glidein_devkit.kube import OPERATOR_NAMESPACE
+from glidein_devkit.resources import G
 from glidein_operator.credentials import idtokens
-from glidein_operator.testing.boot import BootEmulator, Vm
-from glidein_operator.testing.condor_pool import CondorPool
-from glidein_operator.testing.kube import OPERATOR_NAMESPACE
-from glidein_operator.testing.resources import G
-from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
+from tests.support.cluster import Cluster
 
 T = TypeVar("T")
 

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from glidein_operator.testing.condor_pool import CondorPool, job
-from glidein_operator.testing.ec2server import Ec2Server
-from glidein_operator.testing.resources import G, ec2_entry, trust_domain, vm_image
-from tests.conftest import Cluster
+from glidein_devkit.condor_pool import CondorPool, job
+from glidein_devkit.ec2server import Ec2Server
+from glidein_devkit.resources import G, ec2_entry, trust_domain, vm_image
+from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

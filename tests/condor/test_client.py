@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from glidein_devkit.condor_pool import (
+    CondorInstall,
+    CondorPool,
+    PilotMachine,
+    job,
+)
 from glidein_operator.condor.htcondor import HTCondorPool
 from glidein_operator.condor.interface import CondorError
 from glidein_operator.condor.jobs import significant_attributes
 from glidein_operator.condor.pilots import STARTD_PROJECTION, SlotState
 from glidein_operator.condor.reader import PoolReader
 from glidein_operator.credentials import idtokens
-from glidein_operator.testing.condor_pool import (
-    CondorInstall,
-    CondorPool,
-    PilotMachine,
-    job,
-)
 from tests.condor.support import eventually, operator_token
 
 SHAPES = {(1, 512): 5, (2, 2048): 3, (4, 8000): 2}

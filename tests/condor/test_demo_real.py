@@ -9,8 +9,8 @@ import os
 import pytest
 from rich.console import Console
 
-from glidein_operator import demo
-from glidein_operator.testing.condor_pool import CondorInstall
+from glidein_devkit import demo
+from glidein_devkit.condor_pool import CondorInstall
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,13 @@ from typing import Any
 import classad2
 import pytest
 
+from glidein_devkit.condor_pool import CondorPool, PilotMachine, job
 from glidein_operator.condor.htcondor import HTCondorPool
 from glidein_operator.condor.interface import CondorError
 from glidein_operator.condor.isolated import IsolatedPool
 from glidein_operator.condor.pilots import STARTD_PROJECTION
 from glidein_operator.condor.reader import PoolReader
 from glidein_operator.credentials import idtokens
-from glidein_operator.testing.condor_pool import CondorPool, PilotMachine, job
 from tests.condor.support import eventually, operator_token
 from tests.relay import Relay
 

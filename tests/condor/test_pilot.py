@@ -13,6 +13,7 @@ from typing import Any
 import classad2
 import pytest
 
+from glidein_devkit.condor_pool import CondorPool, PilotMachine, free_port, job
 from glidein_operator.api.objects import parse
 from glidein_operator.condor.htcondor import HTCondorPool
 from glidein_operator.condor.pilots import RegisteredPilot, SlotState
@@ -20,7 +21,6 @@ from glidein_operator.condor.reader import PoolReader
 from glidein_operator.credentials import payloads
 from glidein_operator.pilot.payload import LIMITS, encode
 from glidein_operator.provisioning.matching import STARTD_OWN, machine_ad
-from glidein_operator.testing.condor_pool import CondorPool, PilotMachine, free_port, job
 from tests.condor.support import eventually, operator_token
 from tests.malformed_cases import example
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
-from glidein_operator.testing.ec2server import Ec2Server
-from glidein_operator.testing.resources import ec2_entry, trust_domain, vm_image
+from glidein_devkit.condor_pool import CondorInstall, CondorPool, job
+from glidein_devkit.ec2server import Ec2Server
+from glidein_devkit.resources import ec2_entry, trust_domain, vm_image
 from tests.condor.support import eventually, operator_on, request_status
 from tests.condor.test_story_ec2 import _request, open_pool  # noqa: F401 (a fixture)
-from tests.conftest import Cluster
+from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

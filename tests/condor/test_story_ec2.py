@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from glidein_operator.testing.boot import Ec2BootEmulator
-from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
-from glidein_operator.testing.ec2server import Ec2Server
-from glidein_operator.testing.resources import G, ec2_entry, trust_domain, vm_image
+from glidein_devkit.boot import Ec2BootEmulator
+from glidein_devkit.condor_pool import CondorInstall, CondorPool, job
+from glidein_devkit.ec2server import Ec2Server
+from glidein_devkit.resources import G, ec2_entry, trust_domain, vm_image
 from tests.condor.support import (
     Registrations,
     degraded,
@@ -31,8 +31,8 @@ from tests.condor.support import (
     unregistered_logs,
     wait_for_jobs,
 )
-from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
+from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """The story on OpenNebula, real: jobs on a real schedd, the operator (its own process, a
 real kube-apiserver) instantiates VMs on the OpenNebula double, each boots the real pilot
-from its context disk (testing/boot_opennebula), which joins the real pool with the
+from its context disk (glidein_devkit/boot_opennebula), which joins the real pool with the
 operator's token, posts its boot log through OneGate, runs the jobs, goes idle and powers
 off; the VM sits in POWEROFF (OpenNebula has no terminate-on-shutdown) until the
 operator reaps it, and nothing is left."""
@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
+from glidein_devkit.boot_opennebula import OpenNebulaBootEmulator
+from glidein_devkit.condor_pool import CondorInstall, CondorPool, job
+from glidein_devkit.opennebula_fake import FakeOpenNebula
+from glidein_devkit.resources import G, cloud_entry, trust_domain, vm_image
 from glidein_operator.api.cloudentry import OpenNebulaSettings
 from glidein_operator.clouds.opennebula import OpenNebulaDriver
-from glidein_operator.testing.boot_opennebula import OpenNebulaBootEmulator
-from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
-from glidein_operator.testing.opennebula_fake import FakeOpenNebula
-from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
 from tests.condor.support import (
     Registrations,
     degraded,
@@ -36,8 +36,8 @@ from tests.condor.support import (
     wait_for_jobs,
 )
 from tests.condor.test_story_ec2 import open_pool, story_pool  # noqa: F401  (fixtures)
-from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
+from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
+from glidein_devkit.boot_openstack import OpenStackBootEmulator
+from glidein_devkit.condor_pool import CondorInstall, CondorPool, job
+from glidein_devkit.openstack_fake import FakeOpenStack
+from glidein_devkit.resources import cloud_entry, trust_domain, vm_image
 from glidein_operator.api.cloudentry import OpenStackSettings
 from glidein_operator.clouds.openstack import OpenStackDriver
 from glidein_operator.ground import PilotState
 from glidein_operator.provisioning.lifecycle import Reap
-from glidein_operator.testing.boot_openstack import OpenStackBootEmulator
-from glidein_operator.testing.condor_pool import CondorInstall, CondorPool, job
-from glidein_operator.testing.openstack_fake import FakeOpenStack
-from glidein_operator.testing.resources import cloud_entry, trust_domain, vm_image
 from tests.condor.support import (
     Registrations,
     degraded,
@@ -35,8 +35,8 @@ from tests.condor.support import (
     wait_for_jobs,
 )
 from tests.condor.test_story_ec2 import _request, open_pool, story_pool  # noqa: F401 (fixtures)
-from tests.conftest import Cluster
 from tests.integration.process_world import OperatorProcess
+from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
+from glidein_devkit.condor_pool import CondorPool, PilotMachine
 from glidein_operator.credentials import idtokens
-from glidein_operator.testing.condor_pool import CondorPool, PilotMachine
 from tests.condor.support import eventually
 
 

@@ -1,60 +1,28 @@
-"""One harness per back end: a driver talking through the real client library to a
-service that behaves like the real one, and the knobs to make that service fail."""
+"""The driver contract's fixtures: the service doubles, and ``harness``, which runs every
+test taking it on every back end (the harnesses themselves: tests/support/harness.py)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from glidein_operator.clouds.base import Driver
-from glidein_operator.ground import LaunchBatch, Shape
-
-SHAPE = Shape(name="m5.large", cpus=2, memory_mb=8192, disk_gb=20)
-
-
-@dataclass
-class Harness:
-    name: str
-    make: Callable[..., Driver]  # make(entry="e1", operator_id=..., bad_auth=False)
-    image_id: str | None
-    fail: Callable[[str], None]  # fail("quota" | "capacity" | "throttle")
-    leftovers: Callable[[Driver], list[str]]
-    console_text: str  # something the console log of a fresh pilot contains ("" if none yet)
-    missing_image: str | None = None
-    secrets: tuple[str, ...] = ()  # credential values that must never show in an error
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def batch(
-        self,
-        count: int,
-        *,
-        key: str | None = None,
-        entry: str = "e1",
-        request_uid: str = "uid-0001",
-        user_data: bytes = b"#!/bin/sh\necho pilot\n",
-    ) -> LaunchBatch:
-        return LaunchBatch(
-            key=key or f"b{uuid.uuid4().hex[:10]}",
-            request_uid=request_uid,
-            request="ns1/req1",
-            entry=entry,
-            shape=SHAPE,
-            count=count,
-            image_id=self.image_id,
-            user_data=user_data,
-        )
-
-
-# --- EC2: moto server (AWS-faithful on ClientToken/MaxCount) via boto3 ---------------
+from tests.support.harness import (
+    HARNESSES,
+    SUPPORTS,
+    Harness,
+    ec2_harness,
+    grid_harness,
+    opennebula_harness,
+    openstack_harness,
+    pods_harness,
+)
 
 
 @pytest.fixture(scope="session")
 def ec2_server() -> Iterator[Any]:
-    from glidein_operator.testing.ec2server import Ec2Server
+    from glidein_devkit.ec2server import Ec2Server
 
     with Ec2Server() as server:
         # Contract tests call one driver and leave what they made; each starts from reset().
@@ -62,255 +30,13 @@ def ec2_server() -> Iterator[Any]:
         yield server
 
 
-EC2_SECRET = "ec2-secret-key-value-0001"
-BAD_PASSWORD = "wrong-password-value-0002"
-
-
-def _ec2(ec2_server: Any) -> Harness:
-
-    from glidein_operator.api.cloudentry import Ec2Settings
-    from glidein_operator.clouds.ec2 import Ec2Driver
-
-    ec2_server.reset()
-    image = ec2_server.image_id()
-
-    def make(entry: str = "e1", operator_id: str = "op-test", bad_auth: bool = False) -> Driver:
-        d = Ec2Driver(
-            entry,
-            Ec2Settings(region="us-east-1", endpoint_url=ec2_server.url),
-            access_key_id="testing",
-            secret_access_key=EC2_SECRET,
-            operator_id=operator_id,
-        )
-        if bad_auth:
-            ec2_server.fail("RunInstances", "AuthFailure", times=1, status=401)
-            ec2_server.fail("DescribeInstances", "AuthFailure", times=1, status=401)
-        return d
-
-    # AWS answers capacity with 500 and throttling with 503; botocore's standard mode
-    # retries both (4 attempts in all), so every attempt must fail to see the error.
-    codes = {
-        "quota": ("InstanceLimitExceeded", 400, 1),
-        "capacity": ("InsufficientInstanceCapacity", 500, 4),
-        "throttle": ("RequestLimitExceeded", 503, 4),
-    }
-
-    def fail(kind: str) -> None:
-        code, status, times = codes[kind]
-        # botocore's standard mode retries throttling and 5xx: fail every attempt.
-        ec2_server.fail("RunInstances", code, status=status, times=times)
-
-    return Harness(
-        "ec2",
-        make,
-        image,
-        fail,
-        lambda d: d.key_pairs_left(),  # type: ignore[attr-defined]
-        console_text="",  # EC2 has no console output before the machine prints any
-        secrets=(EC2_SECRET,),
-        missing_image="ami-00000000deadbeef",
-        extra={"server": ec2_server},
-    )
-
-
-# --- Kubernetes pods: the real kube-apiserver ----------------------------------------
-
-
-def _pods(cluster: Any, namespace: str) -> Harness:
-    from glidein_operator.api.cloudentry import KubernetesSettings
-    from glidein_operator.clouds.kubernetes import KubernetesDriver, api_client
-
-    kubeconfig = cluster.kubeconfig.read_text()
-
-    def make(entry: str = "e1", operator_id: str = "op-test", bad_auth: bool = False) -> Driver:
-        settings = KubernetesSettings(namespace=namespace, pilot_image="example.org/pilot:1")
-        if bad_auth:
-            cluster.kubectl("create", "serviceaccount", "nobody", "-n", namespace, check=False)
-            token = cluster.kubectl("create", "token", "nobody", "-n", namespace).stdout.strip()
-            import yaml
-
-            cfg = yaml.safe_load(kubeconfig)
-            cfg["users"][0]["user"] = {"token": token}
-            return KubernetesDriver(
-                entry, settings, api=api_client(yaml.safe_dump(cfg)), operator_id=operator_id
-            )
-        return KubernetesDriver(
-            entry, settings, api=api_client(kubeconfig), operator_id=operator_id
-        )
-
-    def fail(kind: str) -> None:
-        assert kind == "quota", kind
-        quota = {
-            "apiVersion": "v1",
-            "kind": "ResourceQuota",
-            "metadata": {"name": "no-pods", "namespace": namespace},
-            "spec": {"hard": {"pods": "0"}},
-        }
-        import json
-
-        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(quota))
-
-    return Harness(
-        "kubernetes",
-        make,
-        None,
-        fail,
-        lambda d: d.leftovers(),  # type: ignore[attr-defined]
-        console_text="",
-    )
-
-
-# --- OpenStack: Keystone + Nova + Glance fake via openstacksdk -----------------------
-
-
 @pytest.fixture(scope="session")
 def openstack_fake() -> Iterator[Any]:
-    from glidein_operator.testing.openstack_fake import FakeOpenStack
+    from glidein_devkit.openstack_fake import FakeOpenStack
 
     with FakeOpenStack() as fake:
         fake.check_leaks = False  # contract tests leave what they made (see ec2_server)
         yield fake
-
-
-def _openstack(fake: Any) -> Harness:
-    from glidein_operator.api.cloudentry import OpenStackSettings
-    from glidein_operator.clouds.openstack import OpenStackDriver
-
-    fake.reset()
-    settings = OpenStackSettings(
-        authUrl=fake.auth_url, region="RegionOne", projectName="glidein-project"
-    )
-
-    def make(entry: str = "e1", operator_id: str = "op-test", bad_auth: bool = False) -> Driver:
-        creds = {"username": "glidein", "password": BAD_PASSWORD if bad_auth else "secret"}
-        return OpenStackDriver(entry, settings, credentials=creds, operator_id=operator_id)
-
-    def fail(kind: str) -> None:
-        if kind == "quota":
-            fake.fail(
-                "POST",
-                r"/servers$",
-                403,
-                {
-                    "forbidden": {
-                        "code": 403,
-                        "message": "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances",
-                    }
-                },
-            )
-        elif kind == "throttle":
-            # keystoneauth retries 429 itself (3 attempts): answer every one.
-            fake.fail(
-                "POST",
-                r"/servers$",
-                429,
-                {"overLimit": {"code": 429, "message": "Rate limit"}},
-                times=3,
-            )
-        else:
-            raise AssertionError(kind)
-
-    return Harness(
-        "openstack",
-        make,
-        fake.image_id,
-        fail,
-        lambda d: d.leftovers(),  # type: ignore[attr-defined]
-        console_text="[fake-nova] booting",
-        secrets=(BAD_PASSWORD,),
-        missing_image="00000000-0000-0000-0000-000000000000",
-        extra={"fake": fake},
-    )
-
-
-# --- OpenNebula: XML-RPC fake via pyone ------------------------------------------------
-
-
-def _opennebula() -> Iterator[Harness]:
-    from glidein_operator.api.cloudentry import OpenNebulaSettings
-    from glidein_operator.clouds.opennebula import OpenNebulaDriver
-    from glidein_operator.testing.opennebula_fake import FakeOpenNebula
-
-    with FakeOpenNebula() as fake:
-        fake.check_leaks = False  # contract tests leave what they made (see ec2_server)
-        settings = OpenNebulaSettings(endpoint=fake.endpoint, templateId=42)
-
-        def make(entry: str = "e1", operator_id: str = "op-test", bad_auth: bool = False) -> Driver:
-            return OpenNebulaDriver(
-                entry,
-                settings,
-                username="glidein",
-                password=BAD_PASSWORD if bad_auth else "secret",
-                operator_id=operator_id,
-            )
-
-        def fail(kind: str) -> None:
-            assert kind == "quota"
-            fake.vm_quota = 0
-
-        yield Harness(
-            "opennebula",
-            make,
-            "1342",
-            fail,
-            lambda d: d.leftovers(),  # type: ignore[attr-defined]
-            console_text="",
-            missing_image="7",
-            extra={"fake": fake},
-            secrets=(BAD_PASSWORD,),
-        )
-
-
-# --- Grid: HTCondor-G submits to a schedd (fake with real classad2 job ads) ----------------
-
-
-def _grid(tmp_path: Any) -> Harness:
-    from glidein_operator.api.cloudentry import GridSettings
-    from glidein_operator.clouds.grid import GridDriver
-    from glidein_operator.condor.grid import FakeGridSchedd
-
-    schedd = FakeGridSchedd()
-    good, bad = tmp_path / "token", tmp_path / "bad-token"
-    good.write_text("valid-token")
-    bad.write_text("expired-token")
-    good.chmod(0o600)
-    settings = GridSettings(ceType="condor", endpoint="ce.example.org:9619")
-
-    def make(entry: str = "e1", operator_id: str = "op-test", bad_auth: bool = False) -> Driver:
-        return GridDriver(
-            entry,
-            settings,
-            schedd=schedd,
-            operator_id=operator_id,
-            credential_file=bad if bad_auth else good,
-        )
-
-    def fail(kind: str) -> None:
-        assert kind == "quota"
-        schedd.max_jobs = 0
-
-    return Harness(
-        "grid",
-        make,
-        None,
-        fail,
-        lambda d: d.leftovers(),  # type: ignore[attr-defined]
-        console_text="",
-        extra={"schedd": schedd},
-    )
-
-
-HARNESSES = ["ec2", "kubernetes", "openstack", "opennebula", "grid"]
-# Which failures each service can be made to produce for real. A pod has no capacity
-# error at creation (it waits Pending), OpenNebula and a schedd never throttle, and a grid
-# CE refusing a token holds the job instead of failing the submit (tested on its own).
-SUPPORTS = {
-    "ec2": ("auth", "quota", "capacity", "throttle"),
-    "kubernetes": ("auth", "quota"),
-    "openstack": ("auth", "quota", "throttle"),
-    "opennebula": ("auth", "quota"),
-    "grid": ("quota",),
-}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -334,14 +60,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def harness(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Harness]:
     name = request.param
     if name == "ec2":
-        yield _ec2(request.getfixturevalue("ec2_server"))
+        yield ec2_harness(request.getfixturevalue("ec2_server"))
     elif name == "kubernetes":
-        yield _pods(request.getfixturevalue("cluster"), request.getfixturevalue("namespace"))
+        yield pods_harness(request.getfixturevalue("cluster"), request.getfixturevalue("namespace"))
     elif name == "openstack":
-        yield _openstack(request.getfixturevalue("openstack_fake"))
+        yield openstack_harness(request.getfixturevalue("openstack_fake"))
     elif name == "opennebula":
-        yield from _opennebula()
+        yield from opennebula_harness()
     elif name == "grid":
-        yield _grid(tmp_path)
+        yield grid_harness(tmp_path)
     else:
         raise AssertionError(name)

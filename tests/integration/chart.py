@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from glidein_operator.testing.controlplane.assets import ensure_helm
-from glidein_operator.testing.kube import OPERATOR_NAMESPACE, kubectl
+from glidein_devkit.controlplane.assets import ensure_helm
+from glidein_devkit.kube import OPERATOR_NAMESPACE, kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm/glidein-operator"

@@ -22,13 +22,13 @@ import classad2
 import yaml
 from kopf.testing import KopfRunner
 
-from glidein_operator.condor.fake import FakePool
-from glidein_operator.condor.grid import FakeGridSchedd
+from glidein_devkit.controlplane import LocalControlPlane
+from glidein_devkit.ec2server import Ec2Server
+from glidein_devkit.fake_grid import FakeGridSchedd
+from glidein_devkit.fake_pool import FakePool
+from glidein_devkit.kube import OPERATOR_NAMESPACE, install_crds, kubectl
+from glidein_devkit.resources import ec2_entry, trust_domain, vm_image
 from glidein_operator.controller import runtime
-from glidein_operator.testing.controlplane import LocalControlPlane
-from glidein_operator.testing.ec2server import Ec2Server
-from glidein_operator.testing.kube import OPERATOR_NAMESPACE, install_crds, kubectl
-from glidein_operator.testing.resources import ec2_entry, trust_domain, vm_image
 
 SCHEDD = "schedd@submit.test"
 REQUIREMENTS = "(TARGET.Memory >= RequestMemory) && (TARGET.Cpus >= RequestCpus)"

@@ -18,19 +18,21 @@ from typing import Any
 import classad2
 import yaml
 
-from glidein_operator.condor.fake import FakePool
-from glidein_operator.testing.controlplane import LocalControlPlane
-from glidein_operator.testing.ec2server import Ec2Server
-from glidein_operator.testing.kube import OPERATOR_NAMESPACE, install_crds, kubectl
-from glidein_operator.testing.openstack_fake import FakeOpenStack
-from glidein_operator.testing.pool_server import PoolServer
-from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
+from glidein_devkit.controlplane import LocalControlPlane
+from glidein_devkit.ec2server import Ec2Server
+from glidein_devkit.fake_pool import FakePool
+from glidein_devkit.kube import OPERATOR_NAMESPACE, install_crds, kubectl
+from glidein_devkit.openstack_fake import FakeOpenStack
+from glidein_devkit.pool_server import PoolServer
+from glidein_devkit.resources import G, cloud_entry, trust_domain, vm_image
 
 SCHEDD = "schedd@process.test"
 
 
 class OperatorProcess:
-    """``glidein-operator run --standalone`` as a child process, killed and restarted at will."""
+    """``glidein-operator run --standalone`` as a child process, killed and restarted at will.
+    With GLIDEIN_POOL_URL in its environment it reads the simulated pool served there
+    (glidein_devkit/simulated_pool.py injects that pool factory); without, real pools."""
 
     def __init__(
         self, env: dict[str, str], log: Path, args: tuple[str, ...] = ("--standalone",)
@@ -41,8 +43,10 @@ class OperatorProcess:
 
     def start(self) -> None:
         handle = self.log.open("ab")
+        simulated = bool(self.env.get("GLIDEIN_POOL_URL"))
+        module = "glidein_devkit.simulated_pool" if simulated else "glidein_operator"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "glidein_operator", "run", *self.args],
+            [sys.executable, "-m", module, "run", *self.args],
             env=self.env,
             stdout=handle,
             stderr=subprocess.STDOUT,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import Cluster
+from tests.support.cluster import Cluster
 
 
 def _eventually(check, timeout: float = 60.0):  # type: ignore[no-untyped-def]
@@ -96,7 +96,7 @@ def test_garbage_collector_follows_owner_references(cluster: Cluster, namespace:
 def test_server_version_is_the_pinned_one(cluster: Cluster) -> None:
     if not cluster.local:
         pytest.skip("the pinned version applies to the local control plane")
-    from glidein_operator.testing.controlplane.assets import KUBERNETES_VERSION
+    from glidein_devkit.controlplane.assets import KUBERNETES_VERSION
 
     out = json.loads(cluster.kubectl("version", "-o", "json").stdout)
     assert out["serverVersion"]["gitVersion"] == f"v{KUBERNETES_VERSION}"

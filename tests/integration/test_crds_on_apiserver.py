@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from glidein_operator.api.resources import KINDS
-from tests.conftest import Cluster
 from tests.malformed_cases import CASES, Case
+from tests.support.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 

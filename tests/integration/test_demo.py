@@ -8,7 +8,7 @@ import io
 import pytest
 from rich.console import Console
 
-from glidein_operator import demo
+from glidein_devkit import demo
 
 
 def test_demo_runs_to_an_empty_queue() -> None:

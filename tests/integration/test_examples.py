@@ -3,7 +3,7 @@ exactly which Secrets the admin must add; once they are there, the operator's fi
 decision is what `glidein-operator plan` says for the same files and jobs.
 
 The example entries name real clouds, so their pilots go to a simulated cloud
-(testing/simcloud) and their jobs come from the example job dump through an in-memory
+(glidein_devkit/simcloud) and their jobs come from the example job dump through an in-memory
 schedd: nothing leaves this machine. Everything else is the operator as it runs: kopf,
 the real API server, the request's real Secrets, the planner, the money step.
 """
@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 from kopf.testing import KopfRunner
 
+from glidein_devkit.controlplane import LocalControlPlane
+from glidein_devkit.fake_pool import FakePool
+from glidein_devkit.kube import OPERATOR_NAMESPACE, install_crds, kubectl
+from glidein_devkit.simcloud import SimCloud
+from glidein_operator.cli_plan import dry_run_files, read_jobs
 from glidein_operator.clouds.instrumented import InstrumentedDriver
-from glidein_operator.condor.fake import FakePool
 from glidein_operator.controller import runtime
-from glidein_operator.provisioning.dryrun import dry_run, read_jobs
-from glidein_operator.testing.controlplane import LocalControlPlane
-from glidein_operator.testing.kube import OPERATOR_NAMESPACE, install_crds, kubectl
-from glidein_operator.testing.simcloud import SimCloud
 from tests.integration.operator_env import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +137,7 @@ def test_with_the_secrets_the_first_decision_is_what_plan_says(world: World) -> 
     for name, values in SECRETS.items():
         literals = [f"--from-literal={k}={v}" for k, v in values.items()]
         world.k("-n", "cms", "create", "secret", "generic", name, *literals)
-    (run,) = dry_run([EXAMPLES], JOBS)
+    (run,) = dry_run_files([EXAMPLES], JOBS)
     expected = {e.entry: e.launch for e in run.plan.entries if e.launch}
     assert sum(expected.values()) > 0, "the example jobs must start something"
     eventually(lambda: world.condition("Ready").get("status") == "True", what="Ready")

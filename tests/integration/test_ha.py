@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from glidein_operator.testing.kube import OPERATOR_NAMESPACE, kubectl
+from glidein_devkit.kube import OPERATOR_NAMESPACE, kubectl
 from tests.integration.operator_env import eventually
 from tests.integration.process_world import OperatorProcess, World, process_world
 from tests.relay import Relay

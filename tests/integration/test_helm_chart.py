@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from glidein_operator.testing.controlplane import LocalControlPlane
-from glidein_operator.testing.controlplane.assets import ensure_helm
-from glidein_operator.testing.kube import kubectl
+from glidein_devkit.controlplane import LocalControlPlane
+from glidein_devkit.controlplane.assets import ensure_helm
+from glidein_devkit.kube import kubectl
 from tests.integration.chart import CHART, NS, RELEASE, SA, helm, render, sa_kubeconfig
 from tests.integration.operator_env import (
     Env,

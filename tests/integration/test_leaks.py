@@ -16,9 +16,9 @@ import classad2
 import pytest
 import yaml
 
+from glidein_devkit.kube import OPERATOR_NAMESPACE, kubectl
+from glidein_devkit.resources import cloud_entry
 from glidein_operator.controller.keeper import ANNOTATION_ORIGIN
-from glidein_operator.testing.kube import OPERATOR_NAMESPACE, kubectl
-from glidein_operator.testing.resources import cloud_entry
 from tests.integration.operator_env import eventually
 from tests.integration.process_world import World, live_instances, process_world
 

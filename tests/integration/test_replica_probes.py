@@ -17,9 +17,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from glidein_operator.testing.controlplane.cluster import free_port
-from glidein_operator.testing.kube import OPERATOR_NAMESPACE, kubectl
-from glidein_operator.testing.resources import G
+from glidein_devkit.controlplane.cluster import free_port
+from glidein_devkit.kube import OPERATOR_NAMESPACE, kubectl
+from glidein_devkit.resources import G
 from tests.integration.operator_env import eventually
 from tests.integration.process_world import SCHEDD, OperatorProcess, World, process_world
 

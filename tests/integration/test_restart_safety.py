@@ -4,7 +4,7 @@ and then tears it down, and is restarted each time. At the end: pilots == plan, 
 launched twice, nothing orphaned, no key pair left.
 
 The operator runs as a real separate process (``glidein-operator run``); the simulated
-pool it reads is served over HTTP from this process (testing/pool_server.py).
+pool it reads is served over HTTP from this process (glidein_devkit/pool_server.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from glidein_operator.testing.kube import kubectl
+from glidein_devkit.kube import kubectl
 from tests.integration.process_world import OperatorProcess, World, process_world
 
 NS = "restart-vo"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from glidein_operator.testing.kube import kubectl
+from glidein_devkit.kube import kubectl
 from tests.integration.chart import NS, RELEASE, render, sa_kubeconfig
 from tests.integration.process_world import OperatorProcess, World, process_world
 

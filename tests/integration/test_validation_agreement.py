@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from glidein_operator.api.objects import InvalidResource, parse
-from tests.conftest import Cluster
 from tests.malformed_cases import Mutation, mutated_examples
+from tests.support.cluster import Cluster
 
 # The mark of an error only the admission webhook's parse() can raise (api/classad.py).
 WEBHOOK_ONLY = "not a ClassAd expression"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import classad2
 
-import glidein_operator.condor.classads  # noqa: F401  (HTCondor functions)
+from glidein_operator.condor.classads import evaluates_true  # and HTCondor's functions
 
 # What every cluster is keyed on. Requests may add more (what their jobConstraint and
 # matchExpression read): see significant_attributes().
@@ -114,3 +114,11 @@ def cluster_jobs(
         else:
             cluster.count += 1
     return list(groups.values())
+
+
+def select(clusters: list[JobCluster], constraint: str) -> list[JobCluster]:
+    """The clusters a request's jobConstraint admits."""
+    if constraint.strip().lower() == "true":
+        return clusters
+    expr = classad2.ExprTree(constraint)
+    return [c for c in clusters if evaluates_true(expr, c.ad)]

@@ -17,9 +17,9 @@ from typing import Protocol, runtime_checkable
 
 import classad2
 
-from glidein_operator.condor.classads import evaluates_true
 from glidein_operator.condor.interface import Pool
 from glidein_operator.condor.jobs import JobCluster, cluster_jobs, significant_attributes
+from glidein_operator.condor.jobs import select as select  # pure: lives with the clusters
 from glidein_operator.condor.pilots import (
     PILOT_ID,
     STARTD_PROJECTION,
@@ -48,14 +48,6 @@ class _Entry:
     fetched: float
     attributes: frozenset[str]
     clusters: list[JobCluster]
-
-
-def select(clusters: list[JobCluster], constraint: str) -> list[JobCluster]:
-    """The clusters a request's jobConstraint admits."""
-    if constraint.strip().lower() == "true":
-        return clusters
-    expr = classad2.ExprTree(constraint)
-    return [c for c in clusters if evaluates_true(expr, c.ad)]
 
 
 class PoolReader:

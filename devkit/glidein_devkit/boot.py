@@ -1,7 +1,7 @@
 """The boot emulator: instances that reach running on the EC2 test server become "VMs"
 on this host that run the real ``glidein-pilot``.
 
-Each VM gets a folder, the pilot image's base HTCondor configuration (testing/
+Each VM gets a folder, the pilot image's base HTCondor configuration (glidein_devkit/
 condor_pool.PilotMachine) and an IMDSv2 of its own on 127.0.0.1, serving the instance's
 user data, AMI launch index and id (token PUT first, as EC2 requires); the pilot is
 pointed at it through ``AWS_EC2_METADATA_SERVICE_ENDPOINT``, the AWS tools' standard
@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
-from glidein_operator.testing.condor_pool import CondorInstall, PilotMachine
-from glidein_operator.testing.ec2server import Ec2Server
+from glidein_devkit.condor_pool import CondorInstall, PilotMachine
+from glidein_devkit.ec2server import Ec2Server
 
 
 class LoopbackServer:

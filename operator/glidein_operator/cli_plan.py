@@ -1,27 +1,43 @@
-"""A plan as people read it: one row per entry, the limit that bound it, and the jobs
-no entry can run with the reason."""
+"""``glidein-operator plan``'s input and output: the files an admin gives it, and the report
+people read (one row per entry, the limit that bound it, and the jobs no entry can run
+with the reason). The decision itself is ``provisioning.dryrun``, which reads no file.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
+from pathlib import Path
 
+import classad2
 from rich.console import Console
 from rich.table import Table
 
-from glidein_operator.api.cloudentry import CloudEntrySpec
-from glidein_operator.provisioning.dryrun import DryRun
+from glidein_operator.api.objects import load
+from glidein_operator.condor.classads import ads_from_json
+from glidein_operator.provisioning.dryrun import DryRun, dry_run, launch_cost
+from glidein_operator.provisioning.planner import Ramp
 
 
-def launch_cost(spec: CloudEntrySpec, launch_by_type: dict[str, int]) -> Decimal | None:
-    """What the launches of a plan cost per hour at the entry's prices; None when a
-    price is unknown."""
-    total = Decimal(0)
-    for name, n in launch_by_type.items():
-        itype = spec.instance_type(name)
-        if itype is None or itype.price_per_hour is None:
-            return None
-        total += itype.price_per_hour * n
-    return total
+def read_jobs(path: Path) -> list[classad2.ClassAd]:
+    """The idle jobs of a dump: ``condor_q -json`` output or ClassAds (``condor_q -l``)."""
+    text = path.read_text()
+    stripped = text.lstrip()
+    if stripped.startswith(("[", "{")):
+        ads = ads_from_json(text)
+    else:
+        ads = list(classad2.parseAds(text, classad2.ParserType.Auto))
+    return [ad for ad in ads if ad.get("JobStatus", 1) == 1]
+
+
+def dry_run_files(
+    resource_paths: Iterable[Path],
+    jobs_path: Path,
+    request_name: str | None = None,
+    ramp: Ramp | None = None,
+) -> list[DryRun]:
+    """The dry run on resource YAML files or folders and a job dump."""
+    return dry_run(load(resource_paths), read_jobs(jobs_path), request_name, ramp=ramp)
 
 
 def _money(amount: Decimal | None) -> str:

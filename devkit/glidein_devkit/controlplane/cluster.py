@@ -24,8 +24,8 @@ from types import TracebackType
 
 import yaml
 
-from glidein_operator.testing.controlplane import assets as assets_mod
-from glidein_operator.testing.controlplane.pki import KeyPair, Pki
+from glidein_devkit.controlplane import assets as assets_mod
+from glidein_devkit.controlplane.pki import KeyPair, Pki
 
 SERVICE_CIDR = "10.0.0.0/24"
 KUBERNETES_SERVICE_IP = "10.0.0.1"

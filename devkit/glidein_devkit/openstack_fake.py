@@ -26,8 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from glidein_operator.testing import leakcheck
-from glidein_operator.testing.controlplane.cluster import free_port
+from glidein_devkit import leakcheck
+from glidein_devkit.controlplane.cluster import free_port
 
 MAX_LIMIT = 1000
 MICROVERSION = "2.96"
@@ -79,7 +79,7 @@ class FakeOpenStack:
         self.base = f"http://127.0.0.1:{self.port}"
         self.auth_url = f"{self.base}/identity/v3"
         self.state = OpenStackState()
-        self.check_leaks = True  # testing/leakcheck.py
+        self.check_leaks = True  # glidein_devkit/leakcheck.py
         self.add_flavor("m1.small", 1, 2048, 20)
         self.add_flavor("m5.large", 2, 8192, 20)
         self.add_flavor("m1.xlarge", 8, 16384, 80)

@@ -6,9 +6,9 @@ on the local EC2 server and a GlideinRequest, runs the operator (the same handle
 production), and shows a live table while the pool grows, runs the jobs, and shrinks back
 to nothing.
 
-With HTCondor (found as the tests find it: testing/condor_pool.py) everything is real: a
+With HTCondor (found as the tests find it: glidein_devkit/condor_pool.py) everything is real: a
 pool on 127.0.0.1 (collector, negotiator, schedd), real jobs, and every instance the
-operator launches boots the real glidein-pilot (testing/boot.py), which joins the pool
+operator launches boots the real glidein-pilot (glidein_devkit/boot.py), which joins the pool
 with the operator's token, runs jobs, and powers off when idle; EC2 then terminates it.
 
 Without HTCondor the demo says so in its first line and runs on a simulated pool instead:
@@ -36,21 +36,21 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from glidein_operator.condor.fake import FakePool
-from glidein_operator.condor.pilots import PILOT_ENTRY, PILOT_ID, PILOT_REQUEST
-from glidein_operator.controller import runtime
-from glidein_operator.testing.boot import Ec2BootEmulator
-from glidein_operator.testing.condor_pool import (
+from glidein_devkit.boot import Ec2BootEmulator
+from glidein_devkit.condor_pool import (
     CondorInstall,
     CondorNotFound,
     CondorPool,
     find_condor,
     job,
 )
-from glidein_operator.testing.controlplane import LocalControlPlane
-from glidein_operator.testing.ec2server import Ec2Server
-from glidein_operator.testing.kube import OPERATOR_NAMESPACE, install_crds, kubectl
-from glidein_operator.testing.resources import ec2_entry, trust_domain, vm_image
+from glidein_devkit.controlplane import LocalControlPlane
+from glidein_devkit.ec2server import Ec2Server
+from glidein_devkit.fake_pool import FakePool
+from glidein_devkit.kube import OPERATOR_NAMESPACE, install_crds, kubectl
+from glidein_devkit.resources import ec2_entry, trust_domain, vm_image
+from glidein_operator.condor.pilots import PILOT_ENTRY, PILOT_ID, PILOT_REQUEST
+from glidein_operator.controller import runtime
 
 SCHEDD = "schedd@submit.demo"
 NS = "demo-vo"

@@ -1,6 +1,6 @@
 """The boot emulator for OpenNebula: VMs that reach ACTIVE/RUNNING on the fake
-(testing/opennebula_fake.FakeOpenNebula) become "VMs" on this host that run the real
-``glidein-pilot``, as testing/boot.Ec2BootEmulator does for EC2.
+(glidein_devkit/opennebula_fake.FakeOpenNebula) become "VMs" on this host that run the real
+``glidein-pilot``, as glidein_devkit/boot.Ec2BootEmulator does for EC2.
 
 OpenNebula has no metadata server: it writes the VM's CONTEXT section as ``context.sh``
 (shell-quoted ``KEY='value'`` lines) on a context disk, with ``VMID`` and, for
@@ -30,9 +30,9 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Self
 
-from glidein_operator.testing.boot import BootEmulator, LoopbackServer, Machine, Vm
-from glidein_operator.testing.condor_pool import CondorInstall, PilotMachine
-from glidein_operator.testing.opennebula_fake import (
+from glidein_devkit.boot import BootEmulator, LoopbackServer, Machine, Vm
+from glidein_devkit.condor_pool import CondorInstall, PilotMachine
+from glidein_devkit.opennebula_fake import (
     ACTIVE,
     LCM_RUNNING,
     NO_EXISTS,

@@ -1,7 +1,7 @@
 """The boot emulator for OpenStack: servers that reach ACTIVE on the Nova fake become "VMs"
-on this host that run the real ``glidein-pilot`` (as testing/boot.py does for EC2).
+on this host that run the real ``glidein-pilot`` (as glidein_devkit/boot.py does for EC2).
 
-Each VM gets a folder, the pilot image's base HTCondor configuration (testing/
+Each VM gets a folder, the pilot image's base HTCondor configuration (glidein_devkit/
 condor_pool.PilotMachine) and a metadata service of its own on 127.0.0.1, serving what
 Nova's does under ``/openstack/latest``: the server's user data and ``meta_data.json``
 (uuid, name, launch index, metadata, key). A server created with a config drive also gets
@@ -25,9 +25,9 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from glidein_operator.testing.boot import BootEmulator, LoopbackServer, Machine, Vm
-from glidein_operator.testing.condor_pool import CondorInstall, PilotMachine
-from glidein_operator.testing.openstack_fake import FakeOpenStack
+from glidein_devkit.boot import BootEmulator, LoopbackServer, Machine, Vm
+from glidein_devkit.condor_pool import CondorInstall, PilotMachine
+from glidein_devkit.openstack_fake import FakeOpenStack
 
 
 def openstack_files(server: dict[str, Any], public_keys: dict[str, str]) -> dict[str, bytes]:

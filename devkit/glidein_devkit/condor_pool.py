@@ -31,10 +31,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glidein_operator.testing.controlplane.assets import file_lock
-from glidein_operator.testing.controlplane.cluster import free_port
+from glidein_devkit.controlplane.assets import file_lock
+from glidein_devkit.controlplane.cluster import free_port
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 CONDOR_USER = "condor"
 SUBMIT_USER = "glidein-submit"
 INSTALL_HINT = (
@@ -354,7 +354,7 @@ class CondorPool:
             if self.read_needs_auth
             else "SEC_READ_AUTHENTICATION = OPTIONAL\nALLOW_READ = *\n"
         )
-        return f"""# Written by glidein_operator.testing.condor_pool
+        return f"""# Written by glidein_devkit.condor_pool
 RELEASE_DIR = {self.install.root}
 LOCAL_DIR = {self.local}
 LOG = $(LOCAL_DIR)/log
@@ -557,7 +557,7 @@ class PilotMachine:
 
     def image_config(self) -> str:
         # Names are per machine: two "VMs" share this host's name, real ones do not.
-        return f"""# The pilot image's base configuration (glidein_operator.testing.condor_pool)
+        return f"""# The pilot image's base configuration (glidein_devkit.condor_pool)
 RELEASE_DIR = {self.install.root}
 LOCAL_DIR = {self.folder}/condor
 LOG = $(LOCAL_DIR)/log

@@ -1,5 +1,5 @@
 """A local Kubernetes control plane built from upstream source (see assets.py)."""
 
-from glidein_operator.testing.controlplane.cluster import ControlPlaneError, LocalControlPlane
+from glidein_devkit.controlplane.cluster import ControlPlaneError, LocalControlPlane
 
 __all__ = ["ControlPlaneError", "LocalControlPlane"]

@@ -24,8 +24,8 @@ from typing import Any
 from xml.sax.saxutils import escape
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
-from glidein_operator.testing import leakcheck
-from glidein_operator.testing.controlplane.cluster import free_port
+from glidein_devkit import leakcheck
+from glidein_devkit.controlplane.cluster import free_port
 
 AUTH, AUTHZ, NO_EXISTS, ACTION = 0x0100, 0x0200, 0x0400, 0x0800
 # STATE / LCM_STATE numbers as oned uses them
@@ -52,7 +52,7 @@ class FakeOpenNebula:
         self.endpoint = f"http://127.0.0.1:{self.port}/RPC2"
         self.users = users or {"glidein": "secret"}
         self.vm_quota = vm_quota
-        self.check_leaks = True  # testing/leakcheck.py
+        self.check_leaks = True  # glidein_devkit/leakcheck.py
         self.vms: dict[int, _Vm] = {}
         self.images = {1342: "glidein-el9"}
         self.templates = {42: "glidein-base"}

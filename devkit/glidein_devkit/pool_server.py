@@ -17,10 +17,10 @@ from typing import Any
 
 import classad2
 
+from glidein_devkit.controlplane.cluster import free_port
+from glidein_devkit.fake_pool import FakePool
 from glidein_operator.condor.classads import ads_from_json
-from glidein_operator.condor.fake import FakePool
 from glidein_operator.condor.interface import CondorError
-from glidein_operator.testing.controlplane.cluster import free_port
 
 
 def _dump(ads: list[classad2.ClassAd]) -> bytes:

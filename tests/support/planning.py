@@ -6,9 +6,9 @@ from typing import Any
 
 import classad2
 
+from glidein_devkit.fake_pool import FakePool
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
-from glidein_operator.condor.fake import FakePool
 from glidein_operator.condor.jobs import JobCluster, cluster_jobs
 from glidein_operator.provisioning.planner import Candidate, PilotPhase, PilotView
 

@@ -10,7 +10,7 @@ And it is programmable, like a good fake: queue errors for an action (the next N
 of RunInstances answer InsufficientInstanceCapacity, say) and read how many calls of
 each action it served. Control lives under ``/_glidein/``.
 
-Run: ``python -m glidein_operator.testing.ec2server --port 5000``; in tests use
+Run: ``python -m glidein_devkit.ec2server --port 5000``; in tests use
 ``Ec2Server`` (a subprocess on a free port).
 """
 
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from glidein_operator.testing import leakcheck
-from glidein_operator.testing.controlplane.cluster import free_port
+from glidein_devkit import leakcheck
+from glidein_devkit.controlplane.cluster import free_port
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -373,12 +373,12 @@ class Ec2Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
         self._image = ""
-        # The suite's leak check (testing/leakcheck.py); off where tests start from reset().
+        # The suite's leak check (glidein_devkit/leakcheck.py); off where tests start from reset().
         self.check_leaks = True
 
     def start(self) -> Ec2Server:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "glidein_operator.testing.ec2server", "--port", str(self.port)],
+            [sys.executable, "-m", "glidein_devkit.ec2server", "--port", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -1,5 +1,5 @@
 """The real reconcile driven through simulated weeks: a simulated clock, an emulated EC2
-(``testing.simcloud``), an in-memory schedd, status kept as kopf keeps it. Used by the
+(``glidein_devkit.simcloud``), an in-memory schedd, status kept as kopf keeps it. Used by the
 money tests and by ``python -m tests.benchmarks.budget_month``."""
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from glidein_devkit.fake_pool import FakePool
+from glidein_devkit.simcloud import SimCloud
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.api.objects import load
 from glidein_operator.clouds.instrumented import InstrumentedDriver
-from glidein_operator.condor.fake import FakePool
 from glidein_operator.condor.reader import PoolReader
-from glidein_operator.controller import status as st
 from glidein_operator.controller.reconcile import World, reconcile
 from glidein_operator.controller.runtime import Runtime, Settings
-from glidein_operator.testing.simcloud import SimCloud
+from glidein_operator.provisioning import status as st
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 SCHEDD = "schedd@sim.example.org"
 UID = "5e1d0b3c-sim0-4000-8000-000000000001"

@@ -1,0 +1,105 @@
+"""A grid schedd in memory (the GridSchedd interface of ``glidein_operator.condor.grid``),
+holding real classad2 job ads, for the grid driver's tests and the operator's."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import classad2
+
+from glidein_operator.condor.classads import evaluates_true
+from glidein_operator.condor.grid import (
+    COMPLETED,
+    HELD,
+    IDLE,
+    REMOVED,
+    RUNNING,
+    SubmitRefused,
+)
+from glidein_operator.condor.interface import CondorError
+
+
+@dataclass
+class FakeGridSchedd:
+    """A schedd in memory. Grid jobs go idle -> running as the "CE" accepts them; a CE
+    that rejects the token holds them, as the gridmanager does."""
+
+    max_jobs: int = 100_000
+    accepted_tokens: set[str] = field(default_factory=lambda: {"valid-token"})
+    jobs: dict[tuple[int, int], classad2.ClassAd] = field(default_factory=dict)
+    unreachable: bool = False
+    calls: list[str] = field(default_factory=list)
+    _clusters: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _check(self) -> None:
+        if self.unreachable:
+            raise CondorError("Failed to connect to schedd: connection refused")
+
+    def submit(self, description: dict[str, str], count: int) -> int:
+        self.calls.append("submit")
+        self._check()
+        with self._lock:
+            live = sum(1 for j in self.jobs.values() if j["JobStatus"] not in (REMOVED, COMPLETED))
+            if live + count > self.max_jobs:
+                raise SubmitRefused(
+                    f"Number of submitted jobs would exceed MAX_JOBS_PER_OWNER ({self.max_jobs})"
+                )
+            if description.get("universe") != "grid" or not description.get("grid_resource"):
+                raise SubmitRefused("grid universe jobs need a grid_resource")
+            cluster = next(self._clusters)
+            token = ""
+            if description.get("scitokens_file"):
+                with open(description["scitokens_file"]) as handle:
+                    token = handle.read().strip()
+            for proc in range(count):
+                ad = classad2.ClassAd()
+                ad["ClusterId"], ad["ProcId"], ad["JobStatus"] = cluster, proc, IDLE
+                ad["JobUniverse"] = 9
+                ad["GridResource"] = description["grid_resource"]
+                ad["QDate"] = 1_700_000_000 + cluster
+                for key, value in description.items():
+                    if key.startswith("+"):
+                        ad[key[1:]] = classad2.ExprTree(value)
+                    elif key in ("request_cpus", "request_memory", "request_disk"):
+                        ad["Request" + key.split("_")[1].capitalize()] = int(value)
+                if token not in self.accepted_tokens:
+                    ad["JobStatus"] = HELD
+                    ad["HoldReason"] = (
+                        "Error from CE: SCITOKENS:2:Failed to verify token: authentication failed"
+                    )
+                    ad["HoldReasonCode"] = 2
+                self.jobs[(cluster, proc)] = ad
+            return cluster
+
+    def query(self, constraint: str, projection: Sequence[str]) -> list[classad2.ClassAd]:
+        self.calls.append("query")
+        self._check()
+        expr = classad2.ExprTree(constraint)
+        with self._lock:
+            for ad in self.jobs.values():
+                if ad["JobStatus"] == IDLE:
+                    ad["JobStatus"] = RUNNING  # the CE took it
+                    ad["GridJobStatus"] = "RUNNING"
+            return [ad for ad in self.jobs.values() if evaluates_true(expr, ad)]
+
+    def remove(self, constraint: str, reason: str) -> int:
+        self.calls.append("remove")
+        self._check()
+        expr = classad2.ExprTree(constraint)
+        n = 0
+        with self._lock:
+            for ad in self.jobs.values():
+                if ad["JobStatus"] not in (REMOVED, COMPLETED) and evaluates_true(expr, ad):
+                    ad["JobStatus"] = REMOVED
+                    ad["RemoveReason"] = reason
+                    n += 1
+        return n
+
+    def hold(self, cluster: int, proc: int, reason: str) -> None:
+        with self._lock:
+            ad = self.jobs[(cluster, proc)]
+            ad["JobStatus"], ad["HoldReason"] = HELD, reason
