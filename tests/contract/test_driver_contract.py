@@ -3,11 +3,21 @@ like the real one, through the real client library."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
 
-from glidein_operator.clouds.base import AuthError, InsufficientCapacity, QuotaExceeded, Throttled
+import pytest
+from prometheus_client import CollectorRegistry
+
+from glidein_operator.clouds.base import (
+    AuthError,
+    DriverError,
+    InsufficientCapacity,
+    QuotaExceeded,
+    Throttled,
+)
+from glidein_operator.clouds.instrumented import DriverMetrics, InstrumentedDriver
 from glidein_operator.ground import TAG_BATCH, PilotState
-from tests.contract.conftest import Harness
+from tests.support.harness import Harness
 
 ALIVE = {PilotState.PENDING, PilotState.RUNNING}
 
@@ -83,10 +93,23 @@ def test_errors_are_mapped(harness: Harness, error_kind: str) -> None:
     else:
         driver = harness.make()
         harness.fail(error_kind)
-    with pytest.raises(ERRORS[error_kind]) as err:
-        driver.launch(harness.batch(1))
+    # As the controller calls it: the SDK's error is sorted once, by InstrumentedDriver.
+    wrapped = InstrumentedDriver(
+        driver, launches_per_minute=600, metrics=DriverMetrics(CollectorRegistry())
+    )
+    try:
+        with pytest.raises(ERRORS[error_kind]) as err:
+            asyncio.run(wrapped.launch(harness.batch(1)))
+    finally:
+        wrapped.close()
     # Auth and bad config wait for a person; the rest passes with time.
     assert err.value.retryable == (error_kind != "auth")  # type: ignore[attr-defined]
+    assert err.value.entry == "e1"  # type: ignore[attr-defined]
+    # The driver let its SDK's own error out; that is the cause, mapped once.
+    cause = err.value.__cause__
+    assert cause is not None
+    assert not isinstance(cause, DriverError), repr(cause)
+    assert type(driver.map_error(cause)) is type(err.value)
     for value in harness.secrets:
         assert value not in str(err.value)
 

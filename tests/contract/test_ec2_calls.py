@@ -10,16 +10,17 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from glidein_operator.api.cloudentry import Ec2Settings
 from glidein_operator.clouds.base import InsufficientCapacity
 from glidein_operator.clouds.ec2 import Ec2Driver
 from glidein_operator.ground import PilotState
-from tests.contract.conftest import EC2_SECRET, SHAPE, _ec2
+from tests.support.harness import EC2_SECRET, SHAPE, ec2_harness
 
 
 def test_batches_cost_one_run_instances_each_and_listing_pages(ec2_server: Any) -> None:
-    h = _ec2(ec2_server)
+    h = ec2_harness(ec2_server)
     driver = Ec2Driver(
         "e1",
         Ec2Settings(region="us-east-1", endpoint_url=ec2_server.url),
@@ -44,7 +45,7 @@ def test_a_retried_launch_after_a_lost_reply_does_not_double(ec2_server: Any) ->
     # The reply to the first RunInstances is lost (a 503 after the server acted is
     # indistinguishable, for the client, from one before): botocore retries with the same
     # ClientToken, and the AWS-faithful server returns the first reservation.
-    h = _ec2(ec2_server)
+    h = ec2_harness(ec2_server)
     driver = h.make()
     batch = h.batch(5)
     first = driver.launch(batch)
@@ -55,7 +56,7 @@ def test_a_retried_launch_after_a_lost_reply_does_not_double(ec2_server: Any) ->
 
 
 def test_spot_shortage_falls_back_to_on_demand_once_and_idempotently(ec2_server: Any) -> None:
-    h = _ec2(ec2_server)
+    h = ec2_harness(ec2_server)
     driver = h.make()
     ec2_server.reset()
     batch = dataclasses.replace(
@@ -76,18 +77,19 @@ def test_spot_shortage_falls_back_to_on_demand_once_and_idempotently(ec2_server:
 
 
 def test_spot_shortage_without_fallback_is_a_capacity_error(ec2_server: Any) -> None:
-    h = _ec2(ec2_server)
+    h = ec2_harness(ec2_server)
     driver = h.make()
     ec2_server.reset()
     batch = dataclasses.replace(h.batch(2), spot=True, spot_fallback=False)
     ec2_server.fail("RunInstances", "InsufficientInstanceCapacity", when="MarketType=spot")
-    with pytest.raises(InsufficientCapacity):
+    with pytest.raises(ClientError) as err:  # the SDK's, for InstrumentedDriver to map
         driver.launch(batch)
+    assert isinstance(driver.map_error(err.value), InsufficientCapacity)
     assert [p for p in driver.list_pilots() if p.state is PilotState.RUNNING] == []
 
 
 def test_interrupted_spot_pilots_and_end_times_are_reported(ec2_server: Any) -> None:
-    h = _ec2(ec2_server)
+    h = ec2_harness(ec2_server)
     driver = h.make()
     ec2_server.reset()
     pilots = driver.launch(dataclasses.replace(h.batch(3), spot=True))
@@ -110,7 +112,7 @@ def test_interrupted_spot_pilots_and_end_times_are_reported(ec2_server: Any) -> 
 def test_running_spot_pilots_cost_the_market_price_on_demand_ones_their_tag(
     ec2_server: Any,
 ) -> None:
-    h = _ec2(ec2_server)
+    h = ec2_harness(ec2_server)
     driver = h.make()
     ec2_server.reset()
     ec2_server.set_spot_prices({SHAPE.name: "0.0312"})
@@ -128,7 +130,7 @@ def test_running_spot_pilots_cost_the_market_price_on_demand_ones_their_tag(
 
 
 def test_console_log_is_what_the_machine_printed(ec2_server: Any) -> None:
-    h = _ec2(ec2_server)
+    h = ec2_harness(ec2_server)
     driver = h.make()
     [pilot] = driver.launch(h.batch(1))
     assert driver.console_log(pilot) == ""  # nothing printed yet, as on EC2

@@ -23,7 +23,7 @@ from glidein_operator.clouds.ec2 import Ec2Driver
 from glidein_operator.clouds.instrumented import DriverMetrics, InstrumentedDriver
 from glidein_operator.clouds.opennebula import OpenNebulaDriver
 from glidein_operator.clouds.openstack import OpenStackDriver
-from tests.contract.conftest import _ec2
+from tests.support.harness import ec2_harness
 
 TIMEOUT = 0.5  # the hung driver's connect and read timeouts
 THREADS = 2  # the hung entry's own threads
@@ -103,7 +103,7 @@ def _hung_driver(kind: str, address: str) -> Driver:
 
 @pytest.mark.parametrize("kind", ["ec2", "openstack", "opennebula"])
 def test_a_hung_entry_holds_back_nobody_else(kind: str, silent: Silent, ec2_server: Any) -> None:
-    h = _ec2(ec2_server)
+    h = ec2_harness(ec2_server)
     registry = CollectorRegistry()
     metrics = DriverMetrics(registry)
     hung = InstrumentedDriver(

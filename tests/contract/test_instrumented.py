@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from glidein_operator.clouds.base import InsufficientCapacity
 from glidein_operator.clouds.instrumented import BackingOff, DriverMetrics, InstrumentedDriver
-from tests.contract.conftest import _ec2
+from tests.support.harness import ec2_harness
 
 
 class Clock:
@@ -25,7 +25,7 @@ class Clock:
 def _wrapped(
     ec2_server: Any, per_minute: int = 60
 ) -> tuple[Any, InstrumentedDriver, Clock, CollectorRegistry]:
-    h = _ec2(ec2_server)
+    h = ec2_harness(ec2_server)
     clock, registry = Clock(), CollectorRegistry()
     wrapped = InstrumentedDriver(
         h.make(),
@@ -39,10 +39,13 @@ def _wrapped(
 
 def test_rate_limit_refills_with_time(ec2_server: Any) -> None:
     _, d, clock, _ = _wrapped(ec2_server, per_minute=60)
-    assert d.launch_allowance(100) == 60
-    assert d.launch_allowance(10) == 0
+    assert d.launch_room() == 60
+    assert d.launch_room() == 60  # looking takes nothing
+    assert d.spend_launches(100) == 60
+    assert d.launch_room() == 0
+    assert d.spend_launches(10) == 0
     clock.now += 30
-    assert d.launch_allowance(100) == 30
+    assert d.launch_room() == 30
 
 
 def test_backoff_after_capacity_errors_then_recovery(ec2_server: Any) -> None:
@@ -51,7 +54,7 @@ def test_backoff_after_capacity_errors_then_recovery(ec2_server: Any) -> None:
     with pytest.raises(InsufficientCapacity):
         asyncio.run(d.launch(h.batch(2)))
     assert d.degraded
-    assert d.launch_allowance(5) == 0
+    assert "after 1 failure(s)" in d.launch_hold()
     with pytest.raises(BackingOff):
         asyncio.run(d.launch(h.batch(2)))
     assert (

@@ -21,6 +21,13 @@ What each method promises when the thing is already there or already gone:
   all, sparing anything younger than ``min_age_seconds`` (a launch may be in flight).
   A crash between creating a key pair and launching, or between terminating and
   deleting it, leaves such things; this is what finds them.
+
+Failures. A method lets its SDK's exceptions out as they are, and ``map_error(exc)``
+sorts them into the errors below (the one place each driver does): ``InstrumentedDriver``
+applies it to every call. A method catches an SDK error itself only where the error *is*
+the answer (a pilot already gone is terminated, a key pair already there is ours, an
+image the cloud does not know does not exist), and raises one of the errors below itself
+only for what it refuses before asking (user data too large, no image).
 """
 
 from __future__ import annotations
@@ -113,3 +120,11 @@ class Driver(Protocol):
     def image_exists(self, image_id: str) -> bool: ...
 
     def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int: ...
+
+    def map_error(self, exc: BaseException) -> DriverError | None:
+        """``exc`` (raised by one of the methods above) as one of the errors here, if it is
+        a failure of this back end: its SDK's errors, its transport's (refused, timed out,
+        reset). None for anything else: a bug of ours (a TypeError, a KeyError ...) is not
+        a cloud failure and must not pass for one. ``InstrumentedDriver`` applies it, once,
+        to whatever a method raises; the methods themselves do not map."""
+        ...

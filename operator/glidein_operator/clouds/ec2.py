@@ -3,7 +3,7 @@
 One RunInstances per batch (MinCount=1, MaxCount=count, ClientToken=batch key), tags
 written atomically through TagSpecifications, one paginated DescribeInstances per entry
 per cycle. Retries of throttled calls are botocore's ("standard" retry mode); what still
-fails is mapped to the domain errors of ``base``.
+fails is mapped to the domain errors of ``base`` by ``map_sdk_error``.
 
 SSH keys. A key pair per VM (the seeds' model: a leaked key opens one VM) cannot be had
 with one RunInstances for many VMs, since a call takes one KeyName. ``key_pairs``
@@ -25,7 +25,12 @@ from typing import Any, Literal
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    ParamValidationError,
+)
 
 from glidein_operator.api.cloudentry import Ec2Settings
 from glidein_operator.clouds.base import (
@@ -99,10 +104,9 @@ _THROTTLE = {
 }
 
 
-def map_error(exc: Exception, entry: str) -> DriverError:
-    """botocore exceptions -> the domain taxonomy (the one place this happens)."""
-    if isinstance(exc, DriverError):
-        return exc
+def map_sdk_error(exc: BaseException, entry: str) -> DriverError | None:
+    """botocore exceptions -> the domain taxonomy (the one place this happens); None for
+    anything else."""
     if isinstance(exc, EndpointConnectionError):
         return Unavailable(f"EC2 endpoint unreachable: {exc}", entry=entry)
     if isinstance(exc, ClientError):
@@ -123,9 +127,12 @@ def map_error(exc: Exception, entry: str) -> DriverError:
         if status >= 500 or code in ("InternalError", "Unavailable", "ServiceUnavailable"):
             return Unavailable(text, entry=entry)
         return InvalidConfig(text, entry=entry)
-    if isinstance(exc, BotoCoreError):
+    if isinstance(exc, ParamValidationError):
+        # Refused before it was sent: trying again sends the same.
+        return InvalidConfig(f"EC2 request refused by botocore: {exc}", entry=entry)
+    if isinstance(exc, BotoCoreError):  # timeouts, resets, unreadable answers
         return Unavailable(f"EC2 call failed: {exc}", entry=entry)
-    return DriverError(f"unexpected EC2 failure: {exc!r}", entry=entry)
+    return None
 
 
 class Ec2Driver:
@@ -167,6 +174,9 @@ class Ec2Driver:
             ),
         )
 
+    def map_error(self, exc: BaseException) -> DriverError | None:
+        return map_sdk_error(exc, self.entry)
+
     # --- launch ------------------------------------------------------------------------
 
     def launch(self, batch: LaunchBatch) -> list[CloudPilot]:
@@ -177,15 +187,12 @@ class Ec2Driver:
             )
         if not batch.image_id:
             raise InvalidConfig("no image id for an EC2 launch", entry=self.entry)
-        try:
-            if self.key_pairs == "perVM":
-                out: list[CloudPilot] = []
-                for index in range(batch.count):
-                    out += self._run_or_fall_back(batch, index, 1, f"-{index}")
-                return out
-            return self._run_or_fall_back(batch, 0, batch.count, "")
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        if self.key_pairs == "perVM":
+            out: list[CloudPilot] = []
+            for index in range(batch.count):
+                out += self._run_or_fall_back(batch, index, 1, f"-{index}")
+            return out
+        return self._run_or_fall_back(batch, 0, batch.count, "")
 
     def _run_or_fall_back(
         self, batch: LaunchBatch, index_base: int, count: int, token_suffix: str
@@ -282,11 +289,8 @@ class Ec2Driver:
                 yield from reservation["Instances"]
 
     def list_pilots(self) -> list[CloudPilot]:
-        try:
-            instances = list(self._instances())
-            pilots = [self._pilot(i) for i in instances]
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        instances = list(self._instances())
+        pilots = [self._pilot(i) for i in instances]
         return self._spot_prices(instances, pilots)
 
     def _spot_prices(
@@ -312,7 +316,7 @@ class Ec2Driver:
                 ProductDescriptions=["Linux/UNIX"],
                 StartTime=dt.datetime.now(dt.UTC),
             )
-        except Exception:
+        except (ClientError, BotoCoreError):
             return pilots  # an estimate: never worth failing the listing over
         latest: dict[tuple[str, str], tuple[dt.datetime | str, Decimal]] = {}
         for h in reply.get("SpotPriceHistory", []):
@@ -359,14 +363,11 @@ class Ec2Driver:
 
     def terminate(self, pilots: Sequence[CloudPilot]) -> None:
         ids = [p.cloud_id for p in pilots if p.state is not PilotState.TERMINATED]
-        try:
-            for start in range(0, len(ids), 1000):
-                self._terminate_ids(ids[start : start + 1000])
-            batches = {p.batch for p in pilots if p.batch}
-            if batches and self.key_pairs != "none":
-                self._delete_key_pairs(batches)
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        for start in range(0, len(ids), 1000):
+            self._terminate_ids(ids[start : start + 1000])
+        batches = {p.batch for p in pilots if p.batch}
+        if batches and self.key_pairs != "none":
+            self._delete_key_pairs(batches)
 
     def _terminate_ids(self, ids: list[str]) -> None:
         if not ids:
@@ -412,23 +413,20 @@ class Ec2Driver:
         ]
         if request_uid:
             filters.append({"Name": f"tag:{TAG_REQUEST_UID}", "Values": [request_uid]})
-        try:
-            pairs = self._client.describe_key_pairs(Filters=filters).get("KeyPairs", [])
-            if not pairs:
-                return 0
-            alive = {p.batch for p in self.list_pilots() if p.state in ALIVE_STATES}
-            deleted = 0
-            for kp in pairs:
-                tags = {t["Key"]: t["Value"] for t in kp.get("Tags", [])}
-                if tags.get(TAG_BATCH) in alive or not old_enough(
-                    kp.get("CreateTime"), min_age_seconds
-                ):
-                    continue
-                self._client.delete_key_pair(KeyName=kp["KeyName"])
-                deleted += 1
-            return deleted
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        pairs = self._client.describe_key_pairs(Filters=filters).get("KeyPairs", [])
+        if not pairs:
+            return 0
+        alive = {p.batch for p in self.list_pilots() if p.state in ALIVE_STATES}
+        deleted = 0
+        for kp in pairs:
+            tags = {t["Key"]: t["Value"] for t in kp.get("Tags", [])}
+            if tags.get(TAG_BATCH) in alive or not old_enough(
+                kp.get("CreateTime"), min_age_seconds
+            ):
+                continue
+            self._client.delete_key_pair(KeyName=kp["KeyName"])
+            deleted += 1
+        return deleted
 
     def key_pairs_left(self) -> list[str]:
         """Names of our key pairs at this entry (for garbage collection and tests)."""
@@ -448,9 +446,7 @@ class Ec2Driver:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidInstanceID.NotFound":
                 return ""
-            raise map_error(exc, self.entry) from exc
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+            raise
         # botocore has already decoded the base64 EC2 sends (its decode_console_output
         # handler); decoding again turned every console log into noise.
         return str(reply.get("Output") or "")
@@ -466,9 +462,7 @@ class Ec2Driver:
                 "InvalidAMIID.Unavailable",
             ):
                 return False
-            raise map_error(exc, self.entry) from exc
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+            raise
 
 
 # StateTransitionReason of a terminated instance: "User initiated (2026-11-23 21:00:00 GMT)".

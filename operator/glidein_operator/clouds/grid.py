@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import classad2
+import htcondor2
 
 from glidein_operator.api.cloudentry import GridSettings
 from glidein_operator.clouds.base import DriverError, InvalidConfig, QuotaExceeded, Unavailable
@@ -70,16 +71,18 @@ def grid_resource(settings: GridSettings) -> str:
     return f"batch {settings.batch_system} {settings.endpoint}"
 
 
-def map_error(exc: Exception, entry: str) -> DriverError:
-    if isinstance(exc, DriverError):
-        return exc
+def map_sdk_error(exc: BaseException, entry: str) -> DriverError | None:
+    """The schedd's refusals and failures (``condor.grid``'s SubmitRefused and
+    CondorError, an HTCondorException the bindings let out, socket errors) -> the domain
+    taxonomy; None for anything else (a ClassAd expression of ours that does not parse is
+    a bug, not a sick schedd)."""
     if isinstance(exc, SubmitRefused):
         if "MAX_JOBS" in str(exc):
             return QuotaExceeded(str(exc), entry=entry)
         return InvalidConfig(str(exc), entry=entry)
-    if isinstance(exc, CondorError | OSError):
+    if isinstance(exc, CondorError | htcondor2.HTCondorException | OSError):
         return Unavailable(f"schedd: {exc}", entry=entry)
-    return DriverError(f"unexpected grid failure: {exc!r}", entry=entry)
+    return None
 
 
 def _q(value: str) -> str:
@@ -106,22 +109,19 @@ class GridDriver:
         self.credential_type = credential_type
         self.executable = executable
 
+    def map_error(self, exc: BaseException) -> DriverError | None:
+        return map_sdk_error(exc, self.entry)
+
     def _mine(self) -> str:
         return f"GlideinOperator == {_q(self.operator_id)} && GlideinEntry == {_q(self.entry)}"
 
     def launch(self, batch: LaunchBatch) -> list[CloudPilot]:
-        try:
-            existing = self.schedd.query(
-                f"{self._mine()} && GlideinBatch == {_q(batch.key)}", PROJECTION
-            )
-            if not existing:
-                self.schedd.submit(self._description(batch), batch.count)
-                existing = self.schedd.query(
-                    f"{self._mine()} && GlideinBatch == {_q(batch.key)}", PROJECTION
-                )
-            return [self._pilot(ad) for ad in existing]
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        mine = f"{self._mine()} && GlideinBatch == {_q(batch.key)}"
+        existing = self.schedd.query(mine, PROJECTION)
+        if not existing:
+            self.schedd.submit(self._description(batch), batch.count)
+            existing = self.schedd.query(mine, PROJECTION)
+        return [self._pilot(ad) for ad in existing]
 
     def _description(self, batch: LaunchBatch) -> dict[str, str]:
         s, shape = self.settings, batch.shape
@@ -154,10 +154,7 @@ class GridDriver:
         return desc
 
     def list_pilots(self) -> list[CloudPilot]:
-        try:
-            return [self._pilot(ad) for ad in self.schedd.query(self._mine(), PROJECTION)]
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        return [self._pilot(ad) for ad in self.schedd.query(self._mine(), PROJECTION)]
 
     def _pilot(self, ad: classad2.ClassAd) -> CloudPilot:
         status = int(ad.get("JobStatus", 0))
@@ -192,27 +189,19 @@ class GridDriver:
         ids = [p.cloud_id for p in pilots if p.state is not PilotState.TERMINATED]
         if not ids:
             return
-        try:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                expr = " || ".join(
-                    f"(ClusterId == {c} && ProcId == {p})" for c, p in (i.split(".") for i in chunk)
-                )
-                self.schedd.remove(
-                    f"{self._mine()} && ({expr})", "glidein-operator: no longer needed"
-                )
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            expr = " || ".join(
+                f"(ClusterId == {c} && ProcId == {p})" for c, p in (i.split(".") for i in chunk)
+            )
+            self.schedd.remove(f"{self._mine()} && ({expr})", "glidein-operator: no longer needed")
 
     def console_log(self, pilot: CloudPilot) -> str:
-        try:
-            cluster, proc = pilot.cloud_id.split(".")
-            ads = self.schedd.query(
-                f"ClusterId == {int(cluster)} && ProcId == {int(proc)}",
-                ("HoldReason", "GridJobStatus", "JobStatus", "LastRemoteStatus"),
-            )
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        cluster, proc = pilot.cloud_id.split(".")
+        ads = self.schedd.query(
+            f"ClusterId == {int(cluster)} && ProcId == {int(proc)}",
+            ("HoldReason", "GridJobStatus", "JobStatus", "LastRemoteStatus"),
+        )
         if not ads:
             return ""
         ad = ads[0]

@@ -1,5 +1,6 @@
 """Every driver call goes through here: off the event loop, rate-limited, backed off
-after failures, and counted.
+after failures, counted, and its back end's exceptions sorted into ``DriverError``s (by
+the driver's ``map_error``, here and nowhere else).
 
 The SDKs block, and a blocking call inside an ``async def`` freezes the operator,
 watches included (kopf's docs/async.rst), so calls run in worker threads: each entry's
@@ -121,16 +122,23 @@ class TokenBucket:
     def __post_init__(self) -> None:
         self.tokens = float(self.rate_per_minute)
 
+    def available(self, now: float) -> int:
+        """Launches that may go now, without taking them."""
+        return int(self._refilled(now))
+
     def take(self, want: int, now: float) -> int:
         """How many of ``want`` launches may go now (the rest wait for tokens)."""
-        self.tokens = min(
-            float(self.rate_per_minute),
-            self.tokens + (now - self.stamp) * self.rate_per_minute / 60,
-        )
+        self.tokens = self._refilled(now)
         self.stamp = now
         granted = min(want, int(self.tokens))
         self.tokens -= granted
         return granted
+
+    def _refilled(self, now: float) -> float:
+        return min(
+            float(self.rate_per_minute),
+            self.tokens + (now - self.stamp) * self.rate_per_minute / 60,
+        )
 
 
 class BackingOff(DriverError):
@@ -182,20 +190,49 @@ class InstrumentedDriver:
         call = functools.partial(contextvars.copy_context().run, fn)
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._threads, call)
-        except DriverError as exc:
-            self.metrics.errors.labels(self.entry, operation, exc.reason).inc()
-            self.last_error = exc
+        except DriverError as exc:  # refused by the driver before it asked the back end
+            self._failed(operation, exc)
             raise
+        except Exception as exc:
+            # The one place a back end's exceptions become DriverErrors. Anything the
+            # driver does not know as its SDK's (a bug of ours) goes on as it is: the
+            # reconcile fails loudly instead of reporting a sick cloud.
+            mapped = self.driver.map_error(exc)
+            if mapped is None:
+                raise
+            mapped.entry = mapped.entry or self.entry
+            self._failed(operation, mapped)
+            raise mapped from exc
         finally:
             self.metrics.calls.labels(self.entry, operation).observe(time.perf_counter() - started)
         return result
 
-    def launch_allowance(self, want: int) -> int:
-        """How many launches may start now: zero while backing off, else the rate limit."""
+    def _failed(self, operation: str, exc: DriverError) -> None:
+        self.metrics.errors.labels(self.entry, operation, exc.reason).inc()
+        self.last_error = exc
+
+    def launch_room(self) -> int:
+        """Launches the rate limit lets start now (observed; ``spend_launches`` takes them)."""
+        return self.bucket.available(self.clock())
+
+    def launch_hold(self) -> str:
+        """Why no launch may start now ("" when they may): a backoff after failures."""
         now = self.clock()
-        if now < max(self.backoff.until, self.boot_backoff.until):
-            return 0
-        return self.bucket.take(want, now)
+        if now < self.boot_backoff.until:
+            return (
+                f"launches wait {self.boot_backoff.until - now:.0f}s: "
+                f"{self.boot_backoff.failures} time(s) in a row pilots ended unregistered"
+            )
+        if now < self.backoff.until:
+            return (
+                f"launches wait {self.backoff.until - now:.0f}s after "
+                f"{self.backoff.failures} failure(s)"
+            )
+        return ""
+
+    def spend_launches(self, count: int) -> int:
+        """Take ``count`` launches from the rate limit (as many as are left)."""
+        return self.bucket.take(count, self.clock())
 
     def pilots_failed_to_register(self) -> float:
         """Pilots of this entry ended without registering: the wait before launching again."""

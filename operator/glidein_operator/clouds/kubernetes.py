@@ -47,9 +47,10 @@ _IMAGE_ERRORS = {
 }
 
 
-def map_error(exc: Exception, entry: str) -> DriverError:
-    if isinstance(exc, DriverError):
-        return exc
+def map_sdk_error(exc: BaseException, entry: str) -> DriverError | None:
+    """The API server's refusals (ApiException) and the transport's errors (urllib3,
+    sockets) -> the domain taxonomy; None for anything else, the client's own ApiTypeError
+    and ApiValueError included (arguments of ours it refused: a bug)."""
     if isinstance(exc, ApiException):
         text = f"{exc.status} {exc.reason}: {_message(exc)}"
         if exc.status == 403 and ("exceeded quota" in text or "forbidden: exceeded" in text):
@@ -60,7 +61,7 @@ def map_error(exc: Exception, entry: str) -> DriverError:
         return for_http_status(int(exc.status or 0), text, entry)
     if isinstance(exc, HTTPError | OSError):
         return Unavailable(f"Kubernetes API unreachable: {exc}", entry=entry)
-    return DriverError(f"unexpected Kubernetes failure: {exc!r}", entry=entry)
+    return None
 
 
 def _message(exc: ApiException) -> str:
@@ -101,6 +102,9 @@ class KubernetesDriver:
         self.page_size = page_size
         self._core = k8s.CoreV1Api(api)
 
+    def map_error(self, exc: BaseException) -> DriverError | None:
+        return map_sdk_error(exc, self.entry)
+
     def _selector(self, extra: dict[str, str] | None = None) -> str:
         labels = {TAG_OPERATOR: _label_value(self.operator_id), TAG_ENTRY: _label_value(self.entry)}
         labels.update(extra or {})
@@ -116,28 +120,25 @@ class KubernetesDriver:
             TAG_INSTANCE_TYPE: _label_value(batch.shape.name),
         }
         secret_name = f"glidein-{batch.key}"[:253]
-        try:
-            self._create(
-                lambda: self._core.create_namespaced_secret(
-                    ns,
-                    k8s.V1Secret(
-                        metadata=k8s.V1ObjectMeta(name=secret_name, labels=labels),
-                        type="Opaque",
-                        data={PAYLOAD_KEY: base64.b64encode(batch.user_data).decode()},
-                    ),
-                )
+        self._create(
+            lambda: self._core.create_namespaced_secret(
+                ns,
+                k8s.V1Secret(
+                    metadata=k8s.V1ObjectMeta(name=secret_name, labels=labels),
+                    type="Opaque",
+                    data={PAYLOAD_KEY: base64.b64encode(batch.user_data).decode()},
+                ),
             )
-            out = []
-            for index in range(batch.count):
-                pod = self._pod(batch, index, labels, secret_name)
-                name = pod.metadata.name
-                created = self._create(lambda pod=pod: self._core.create_namespaced_pod(ns, pod))
-                if created is None:  # a retry: the pod is already there
-                    created = self._core.read_namespaced_pod(name, ns)
-                out.append(self._pilot(created))
-            return out
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        )
+        out = []
+        for index in range(batch.count):
+            pod = self._pod(batch, index, labels, secret_name)
+            name = pod.metadata.name
+            created = self._create(lambda pod=pod: self._core.create_namespaced_pod(ns, pod))
+            if created is None:  # a retry: the pod is already there
+                created = self._core.read_namespaced_pod(name, ns)
+            out.append(self._pilot(created))
+        return out
 
     @staticmethod
     def _create(call: Any) -> Any:
@@ -208,22 +209,19 @@ class KubernetesDriver:
         )
 
     def list_pilots(self) -> list[CloudPilot]:
-        try:
-            out: list[CloudPilot] = []
-            token = None
-            while True:
-                page = self._core.list_namespaced_pod(
-                    self.settings.namespace,
-                    label_selector=self._selector(),
-                    limit=self.page_size,
-                    _continue=token,
-                )
-                out += [self._pilot(p) for p in page.items]
-                token = page.metadata._continue
-                if not token:
-                    return out
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        out: list[CloudPilot] = []
+        token = None
+        while True:
+            page = self._core.list_namespaced_pod(
+                self.settings.namespace,
+                label_selector=self._selector(),
+                limit=self.page_size,
+                _continue=token,
+            )
+            out += [self._pilot(p) for p in page.items]
+            token = page.metadata._continue
+            if not token:
+                return out
 
     def _pilot(self, pod: k8s.V1Pod) -> CloudPilot:
         labels = pod.metadata.labels or {}
@@ -254,16 +252,13 @@ class KubernetesDriver:
 
     def terminate(self, pilots: Sequence[CloudPilot]) -> None:
         ns = self.settings.namespace
-        try:
-            for p in pilots:
-                try:
-                    self._core.delete_namespaced_pod(p.cloud_id, ns, grace_period_seconds=30)
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
-            self._collect_secrets({p.batch for p in pilots if p.batch})
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        for p in pilots:
+            try:
+                self._core.delete_namespaced_pod(p.cloud_id, ns, grace_period_seconds=30)
+            except ApiException as exc:
+                if exc.status != 404:  # 404: gone already, done
+                    raise
+        self._collect_secrets({p.batch for p in pilots if p.batch})
 
     def _collect_secrets(self, batches: set[str]) -> None:
         if not batches:
@@ -283,31 +278,26 @@ class KubernetesDriver:
 
     def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:
         extra = {TAG_REQUEST_UID: _label_value(request_uid)} if request_uid else None
-        try:
-            secrets = self._core.list_namespaced_secret(
-                self.settings.namespace, label_selector=self._selector(extra)
-            ).items
-            if not secrets:
-                return 0
-            alive = {p.batch for p in self.list_pilots() if p.state in ALIVE_STATES}
-            deleted = 0
-            for secret in secrets:
-                batch = (secret.metadata.labels or {}).get(TAG_BATCH)
-                if batch in alive or not old_enough(
-                    secret.metadata.creation_timestamp, min_age_seconds
-                ):
-                    continue
-                try:
-                    self._core.delete_namespaced_secret(
-                        secret.metadata.name, self.settings.namespace
-                    )
-                    deleted += 1
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
-            return deleted
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        secrets = self._core.list_namespaced_secret(
+            self.settings.namespace, label_selector=self._selector(extra)
+        ).items
+        if not secrets:
+            return 0
+        alive = {p.batch for p in self.list_pilots() if p.state in ALIVE_STATES}
+        deleted = 0
+        for secret in secrets:
+            batch = (secret.metadata.labels or {}).get(TAG_BATCH)
+            if batch in alive or not old_enough(
+                secret.metadata.creation_timestamp, min_age_seconds
+            ):
+                continue
+            try:
+                self._core.delete_namespaced_secret(secret.metadata.name, self.settings.namespace)
+                deleted += 1
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        return deleted
 
     def leftovers(self) -> list[str]:
         """Payload Secrets of this entry still present."""
@@ -326,7 +316,7 @@ class KubernetesDriver:
         except ApiException as exc:
             if exc.status in (400, 404):  # not started yet, or gone
                 return ""
-            raise map_error(exc, self.entry) from exc
+            raise
 
     def image_exists(self, image_id: str) -> bool:
         # Registries are not ours to query; a missing image shows as ErrImagePull on the

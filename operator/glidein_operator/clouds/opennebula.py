@@ -21,6 +21,7 @@ import re
 import xmlrpc.client
 from collections.abc import Sequence
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 import pyone
 import requests
@@ -33,6 +34,7 @@ from glidein_operator.clouds.base import (
     NotFound,
     QuotaExceeded,
     Unavailable,
+    for_http_status,
 )
 from glidein_operator.ground import CloudPilot, LaunchBatch, PilotState
 
@@ -132,23 +134,32 @@ def pilot_state(state: int, lcm: int) -> PilotState:
     return PilotState.UNKNOWN
 
 
-def map_error(exc: Exception, entry: str) -> DriverError:
-    if isinstance(exc, DriverError):
-        return exc
-    text = str(exc)
-    if "quota" in text.lower():
-        return QuotaExceeded(text, entry=entry)
-    if isinstance(exc, pyone.OneAuthenticationException | pyone.OneAuthorizationException):
-        return AuthError(text, entry=entry)
-    if isinstance(exc, pyone.OneNoExistsException):
-        return NotFound(text, entry=entry)
-    if isinstance(exc, pyone.OneInternalException):
-        return Unavailable(text, entry=entry)
+def map_sdk_error(exc: BaseException, entry: str) -> DriverError | None:
+    """pyone's exceptions (OpenNebula's error codes, and the XML-RPC faults it turns into
+    them), the endpoint's HTTP errors and socket errors -> the domain taxonomy; None for
+    anything else."""
     if isinstance(exc, pyone.OneException):
+        text = str(exc)
+        if "quota" in text.lower():
+            return QuotaExceeded(text, entry=entry)
+        if isinstance(exc, pyone.OneAuthenticationException | pyone.OneAuthorizationException):
+            return AuthError(text, entry=entry)
+        if isinstance(exc, pyone.OneNoExistsException):
+            return NotFound(text, entry=entry)
+        if isinstance(exc, pyone.OneInternalException):
+            return Unavailable(text, entry=entry)
         return InvalidConfig(text, entry=entry)
-    if isinstance(exc, OSError):
+    if isinstance(exc, xmlrpc.client.Fault):  # pyone turns these into OneException
+        return InvalidConfig(f"OpenNebula: {exc.faultString}", entry=entry)
+    if isinstance(exc, xmlrpc.client.ProtocolError):  # an HTTP error status (_Transport)
+        return for_http_status(
+            exc.errcode, f"OpenNebula endpoint answered {exc.errcode}: {exc.errmsg}", entry
+        )
+    if isinstance(exc, xmlrpc.client.ResponseError | ExpatError):
+        return Unavailable(f"OpenNebula's answer is not XML-RPC: {exc}", entry=entry)
+    if isinstance(exc, OSError):  # refused, reset, timed out (requests' errors are OSErrors)
         return Unavailable(f"OpenNebula unreachable: {exc}", entry=entry)
-    return DriverError(f"unexpected OpenNebula failure: {exc!r}", entry=entry)
+    return None
 
 
 class OpenNebulaDriver:
@@ -181,6 +192,9 @@ class OpenNebulaDriver:
             settings.endpoint, connect_timeout, read_timeout
         )
 
+    def map_error(self, exc: BaseException) -> DriverError | None:
+        return map_sdk_error(exc, self.entry)
+
     def _vms(self, batch: str | None = None) -> list[Any]:
         kv = f"USER_TEMPLATE/{ATTR['operator']}={self.operator_id}&USER_TEMPLATE/{ATTR['entry']}={self.entry}"
         if batch:
@@ -198,22 +212,19 @@ class OpenNebulaDriver:
     def launch(self, batch: LaunchBatch) -> list[CloudPilot]:
         if not batch.image_id:
             raise InvalidConfig("no image id for an OpenNebula launch", entry=self.entry)
-        try:
-            existing = {self._pilot(vm).pilot_id: vm for vm in self._vms(batch.key)}
-            for index in range(batch.count):
-                pilot_id = batch.pilot_id(index)
-                if pilot_id in existing:
-                    continue
-                self._one.template.instantiate(
-                    self.settings.template_id,
-                    f"glidein-{pilot_id}",
-                    False,
-                    {"TEMPLATE": self._template(batch, pilot_id)},
-                    False,
-                )
-            return [self._pilot(vm) for vm in self._vms(batch.key)]
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        existing = {self._pilot(vm).pilot_id: vm for vm in self._vms(batch.key)}
+        for index in range(batch.count):
+            pilot_id = batch.pilot_id(index)
+            if pilot_id in existing:
+                continue
+            self._one.template.instantiate(
+                self.settings.template_id,
+                f"glidein-{pilot_id}",
+                False,
+                {"TEMPLATE": self._template(batch, pilot_id)},
+                False,
+            )
+        return [self._pilot(vm) for vm in self._vms(batch.key)]
 
     def _template(self, batch: LaunchBatch, pilot_id: str) -> dict[str, Any]:
         shape = batch.shape
@@ -242,10 +253,7 @@ class OpenNebulaDriver:
         return tmpl
 
     def list_pilots(self) -> list[CloudPilot]:
-        try:
-            return [self._pilot(vm) for vm in self._vms()]
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        return [self._pilot(vm) for vm in self._vms()]
 
     def _pilot(self, vm: Any) -> CloudPilot:
         user = dict(vm.USER_TEMPLATE or {})  # an OrderedDict of the attributes
@@ -276,19 +284,14 @@ class OpenNebulaDriver:
             except pyone.OneNoExistsException:
                 continue  # gone already: done
             except pyone.OneActionException as exc:
-                if "DONE" in str(exc):
-                    continue
-                raise map_error(exc, self.entry) from exc
-            except Exception as exc:
-                raise map_error(exc, self.entry) from exc
+                if "DONE" not in str(exc):  # DONE: ended already, done too
+                    raise
 
     def console_log(self, pilot: CloudPilot) -> str:
         try:
             vm = self._one.vm.info(int(pilot.cloud_id))
         except pyone.OneNoExistsException:
             return ""
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
         user = dict(vm.USER_TEMPLATE or {})  # an OrderedDict of the attributes
         text = user.get(BOOT_LOG, "")
         try:
@@ -298,14 +301,14 @@ class OpenNebulaDriver:
 
     def image_exists(self, image_id: str) -> bool:
         try:
-            self._one.image.info(int(image_id))
-            return True
+            number = int(image_id)
+        except ValueError:
+            return False  # OpenNebula's images are numbered: no such image
+        try:
+            self._one.image.info(number)
         except pyone.OneNoExistsException:
             return False
-        except ValueError:
-            return False
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        return True
 
     def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:
         return 0  # a batch leaves nothing but its pilots here

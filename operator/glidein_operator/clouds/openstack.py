@@ -76,9 +76,9 @@ _STATES = {
 }
 
 
-def map_error(exc: Exception, entry: str) -> DriverError:
-    if isinstance(exc, DriverError):
-        return exc
+def map_sdk_error(exc: BaseException, entry: str) -> DriverError | None:
+    """keystoneauth and openstacksdk exceptions -> the domain taxonomy; None for anything
+    else."""
     if isinstance(exc, ks_exc.Unauthorized | ks_exc.AuthorizationFailure):
         return AuthError(f"Keystone refused the credentials: {type(exc).__name__}", entry=entry)
     if isinstance(exc, ks_exc.ConnectFailure | ks_exc.ConnectTimeout | ks_exc.DiscoveryFailure):
@@ -91,7 +91,9 @@ def map_error(exc: Exception, entry: str) -> DriverError:
         return for_http_status(status, text, entry)
     if isinstance(exc, ks_exc.ClientException | os_exc.SDKException):
         return Unavailable(f"OpenStack call failed: {type(exc).__name__}: {exc}", entry=entry)
-    return DriverError(f"unexpected OpenStack failure: {exc!r}", entry=entry)
+    if isinstance(exc, OSError):  # a socket's error that keystoneauth let through
+        return Unavailable(f"OpenStack unreachable: {type(exc).__name__}: {exc}", entry=entry)
+    return None
 
 
 def _parse_time(value: object) -> dt.datetime | None:
@@ -152,6 +154,9 @@ class OpenStackDriver:
         )
         self._flavors: dict[str, str] = {}
 
+    def map_error(self, exc: BaseException) -> DriverError | None:
+        return map_sdk_error(exc, self.entry)
+
     def _base_tags(self) -> list[str]:
         return [_tag("op", self.operator_id), _tag("entry", self.entry)]
 
@@ -178,34 +183,31 @@ class OpenStackDriver:
         if not batch.image_id:
             raise InvalidConfig("no image id for an OpenStack launch", entry=self.entry)
         batch_tag = _tag("batch", batch.key)
-        try:
-            existing = self._servers([batch_tag])
-            if existing:  # a retry: this batch was created before the crash
-                return [self._pilot(s) for s in existing]
-            key_name = self._ensure_key_pair(batch.key)
-            s = self.settings
-            metadata = {**batch.tags(), TAG_OPERATOR: self.operator_id}
-            params: dict[str, Any] = {
-                "name": f"glidein-{batch.key}",
-                "image_id": batch.image_id,
-                "flavor_id": self._flavor_id(batch.shape.name),
-                "key_name": key_name,
-                "user_data": user_data,
-                "metadata": {k: v[:255] for k, v in metadata.items()},
-                "tags": [*self._base_tags(), batch_tag],
-                "min_count": 1,
-                "max_count": batch.count,
-                "config_drive": s.config_drive,
-                "networks": [{"uuid": n} for n in s.network_ids] or "auto",
-            }
-            if s.security_groups:
-                params["security_groups"] = [{"name": g} for g in s.security_groups]
-            if s.availability_zone:
-                params["availability_zone"] = s.availability_zone
-            self._conn.compute.create_server(**params)
-            return [self._pilot(srv) for srv in self._servers([batch_tag])]
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        existing = self._servers([batch_tag])
+        if existing:  # a retry: this batch was created before the crash
+            return [self._pilot(s) for s in existing]
+        key_name = self._ensure_key_pair(batch.key)
+        s = self.settings
+        metadata = {**batch.tags(), TAG_OPERATOR: self.operator_id}
+        params: dict[str, Any] = {
+            "name": f"glidein-{batch.key}",
+            "image_id": batch.image_id,
+            "flavor_id": self._flavor_id(batch.shape.name),
+            "key_name": key_name,
+            "user_data": user_data,
+            "metadata": {k: v[:255] for k, v in metadata.items()},
+            "tags": [*self._base_tags(), batch_tag],
+            "min_count": 1,
+            "max_count": batch.count,
+            "config_drive": s.config_drive,
+            "networks": [{"uuid": n} for n in s.network_ids] or "auto",
+        }
+        if s.security_groups:
+            params["security_groups"] = [{"name": g} for g in s.security_groups]
+        if s.availability_zone:
+            params["availability_zone"] = s.availability_zone
+        self._conn.compute.create_server(**params)
+        return [self._pilot(srv) for srv in self._servers([batch_tag])]
 
     def _ensure_key_pair(self, key: str) -> str:
         name = f"glidein-{key}"
@@ -222,10 +224,7 @@ class OpenStackDriver:
         return name
 
     def list_pilots(self) -> list[CloudPilot]:
-        try:
-            return [self._pilot(s) for s in self._servers()]
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        return [self._pilot(s) for s in self._servers()]
 
     def _pilot(self, server: Any) -> CloudPilot:
         meta = dict(server.metadata or {})
@@ -259,38 +258,30 @@ class OpenStackDriver:
         )
 
     def terminate(self, pilots: Sequence[CloudPilot]) -> None:
-        try:
-            for p in pilots:
-                self._conn.compute.delete_server(p.cloud_id, ignore_missing=True)
-            batches = {p.batch for p in pilots if p.batch}
-            if batches:
-                alive = {
-                    p.batch for p in self.list_pilots() if p.state is not PilotState.TERMINATED
-                }
-                for batch in batches - alive:
-                    self._conn.compute.delete_keypair(f"glidein-{batch}", ignore_missing=True)
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        for p in pilots:
+            self._conn.compute.delete_server(p.cloud_id, ignore_missing=True)
+        batches = {p.batch for p in pilots if p.batch}
+        if batches:
+            alive = {p.batch for p in self.list_pilots() if p.state is not PilotState.TERMINATED}
+            for batch in batches - alive:
+                self._conn.compute.delete_keypair(f"glidein-{batch}", ignore_missing=True)
 
     def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:
-        try:
-            alive = {f"glidein-{p.batch}" for p in self.list_pilots() if p.state in ALIVE_STATES}
-            # Key pairs carry no tags: ours are named glidein-{batch key}, and a batch key
-            # starts with the request uid's first eight characters.
-            prefix = f"glidein-{request_uid[:8]}-" if request_uid else "glidein-"
-            deleted = 0
-            for kp in self._conn.compute.keypairs():
-                created = _parse_time(getattr(kp, "created_at", None))
-                if (
-                    kp.name.startswith(prefix)
-                    and kp.name not in alive
-                    and old_enough(created, min_age_seconds)
-                ):
-                    self._conn.compute.delete_keypair(kp.name, ignore_missing=True)
-                    deleted += 1
-            return deleted
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
+        alive = {f"glidein-{p.batch}" for p in self.list_pilots() if p.state in ALIVE_STATES}
+        # Key pairs carry no tags: ours are named glidein-{batch key}, and a batch key
+        # starts with the request uid's first eight characters.
+        prefix = f"glidein-{request_uid[:8]}-" if request_uid else "glidein-"
+        deleted = 0
+        for kp in self._conn.compute.keypairs():
+            created = _parse_time(getattr(kp, "created_at", None))
+            if (
+                kp.name.startswith(prefix)
+                and kp.name not in alive
+                and old_enough(created, min_age_seconds)
+            ):
+                self._conn.compute.delete_keypair(kp.name, ignore_missing=True)
+                deleted += 1
+        return deleted
 
     def leftovers(self) -> list[str]:
         """Key pairs of ours without a live server (garbage for the collector)."""
@@ -306,8 +297,6 @@ class OpenStackDriver:
             reply = self._conn.compute.get_server_console_output(pilot.cloud_id, length=2000)
         except os_exc.NotFoundException:
             return ""
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
         return str(reply.get("output", "")) if isinstance(reply, dict) else str(reply)
 
     def image_exists(self, image_id: str) -> bool:
@@ -316,5 +305,3 @@ class OpenStackDriver:
             return True
         except os_exc.NotFoundException:
             return False
-        except Exception as exc:
-            raise map_error(exc, self.entry) from exc
