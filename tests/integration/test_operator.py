@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from glidein_devkit.resources import G, cloud_entry, trust_domain, vm_image
 from glidein_operator.controller import runtime
-from glidein_operator.testing.resources import G, cloud_entry, trust_domain, vm_image
 from tests.integration.operator_env import (
     SCHEDD,
     Env,
@@ -203,6 +203,53 @@ def test_entry_status_reports_a_missing_image(env: Env) -> None:
     env.k("delete", "gentry", "no-image")
 
 
+def _entry_ready(env: Env, name: str) -> dict[str, Any] | None:
+    obj = json.loads(env.k("get", "gentry", name, "-o", "json").stdout)
+    conds = (obj.get("status") or {}).get("conditions", [])
+    return next((c for c in conds if c["type"] == "Ready"), None)
+
+
+def test_an_image_the_cloud_does_not_have_is_named_on_the_entry(env: Env) -> None:
+    """The VMImage says where an image is staged; only the cloud knows whether it is.
+    Once a request holds a credential for the entry, the operator asks the cloud (once
+    per entry generation and image id) and the entry names the image id it lacks."""
+    ns, ghost = f"ghost-{uuid.uuid4().hex[:6]}", "ami-0badc0ffee0000000"
+    entry = moto_entry("ghost", env.ec2.url, site="GHOST")
+    entry["spec"]["vmImage"] = "ghost-img"
+    env.apply(
+        vm_image("ghost-img", [{"cloud": "ec2", "region": "us-east-1", "imageId": ghost}]),
+        entry,
+    )
+    # No jobs: the request only gives the operator a credential for both entries.
+    request(env, ns, spec={"entries": {"names": ["ghost", "moto-east"]}})
+    cond = eventually(
+        lambda: (c := _entry_ready(env, "ghost")) and c["reason"] == "ImageMissing" and c,
+        timeout=90,
+        what="ImageMissing on the entry",
+    )
+    assert cond["status"] == "False"
+    assert ghost in cond["message"], cond
+    assert "ghost-img" in cond["message"], cond
+    assert "False" in env.k("get", "gentry", "ghost").stdout
+    # The entry whose image the cloud has was asked too, and stays usable.
+    registry = runtime.get().registry
+
+    def asked() -> bool:
+        labels = {"entry": "moto-east", "operation": "image_exists"}
+        count = registry.get_sample_value("glidein_cloud_call_duration_seconds_count", labels)
+        return bool(count)
+
+    eventually(asked, timeout=60, what="moto-east's image looked up")
+    eventually(
+        lambda: (c := _entry_ready(env, "moto-east")) and c["reason"] == "Valid",
+        timeout=40,
+        what="moto-east still Valid",
+    )
+    env.k("delete", "greq", "vo", "-n", ns, "--wait=false")
+    env.k("delete", "gentry", "ghost", "--wait=false")
+    env.k("delete", "gvmi", "ghost-img", "--wait=false")
+
+
 def test_failing_cloud_marks_degraded_backs_off_and_converges(env: Env) -> None:
     ns = f"flaky-{uuid.uuid4().hex[:6]}"
     env.ec2.clear_faults()
@@ -236,9 +283,9 @@ def test_operator_recovers_from_an_apiserver_restart(env: Env) -> None:
 
 
 def test_pilots_on_openstack_opennebula_grid_and_pods_then_nothing_left(env: Env) -> None:
+    from glidein_devkit.opennebula_fake import FakeOpenNebula
+    from glidein_devkit.openstack_fake import FakeOpenStack
     from glidein_operator.condor.grid import REMOVED
-    from glidein_operator.testing.opennebula_fake import FakeOpenNebula
-    from glidein_operator.testing.openstack_fake import FakeOpenStack
 
     ns, pods_ns = f"multi-{uuid.uuid4().hex[:6]}", f"pilots-{uuid.uuid4().hex[:6]}"
     kubeconfig_text = env.kubeconfig.read_text()
@@ -252,7 +299,10 @@ def test_pilots_on_openstack_opennebula_grid_and_pods_then_nothing_left(env: Env
                 "trustDomain": td_name,
                 "site": name.upper(),
                 typ: section,
-                "instanceTypes": [{"name": "m5.large", "cpus": 2, "memory": "8Gi"}],
+                # Priced alike (an unpriced VM cloud would rank last under placement: cost).
+                "instanceTypes": [
+                    {"name": "m5.large", "cpus": 2, "memory": "8Gi", "pricePerHour": 0}
+                ],
             }
             if image:
                 spec["vmImage"] = "multi-img"

@@ -1,4 +1,4 @@
-"""The real reconcile through simulated weeks (tests/simulation.py): budgets hold, the
+"""The real reconcile through simulated weeks (tests/support/simulation.py): budgets hold, the
 kill switch empties the clouds, accounting matches the pilots' lives to the cent."""
 
 from __future__ import annotations
@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from glidein_operator.controller import spending
 from glidein_operator.ground import CloudPilot, PilotState
+from glidein_operator.money import spending
 from glidein_operator.money.ledger import parse_time
 from glidein_operator.provisioning.lifecycle import Reap
 from glidein_operator.provisioning.planner import PilotPhase, PilotView
-from tests.simulation import START, UID, Sim, entry_spec, request_spec
+from tests.support.simulation import START, UID, Sim, entry_spec, request_spec
 
 CENT = Decimal("0.01")
 DEC1 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from glidein_operator.controller import logs
-from glidein_operator.controller import status as st
+from glidein_operator.provisioning import status as st
 
 BODY = {
     "apiVersion": "glidein.dev/v1alpha1",

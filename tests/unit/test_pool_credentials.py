@@ -9,7 +9,7 @@ import datetime as dt
 from typing import Any
 
 from glidein_operator.api.objects import parse
-from glidein_operator.controller import reconcile
+from glidein_operator.controller import observe
 from glidein_operator.controller.runtime import Runtime, Settings
 from glidein_operator.credentials import idtokens
 from glidein_operator.ground import CloudPilot, PilotState
@@ -39,10 +39,10 @@ def _spec(**pilot: Any):  # type: ignore[no-untyped-def]
 def test_a_binary_signing_key_is_used_as_its_bytes() -> None:
     rt = _Secrets({"signingKey": POOL_FILE})
     spec = _spec()
-    got = asyncio.run(reconcile.pool_token(rt, "ns", spec))
+    got = asyncio.run(observe.pool_token(rt, "ns", spec))
     assert got == (POOL_FILE, None)
     # The operator reads the pool with a READ token minted from the same key.
-    query = asyncio.run(reconcile.query_token(rt, "ns", spec, got))
+    query = asyncio.run(observe.query_token(rt, "ns", spec, got))
     assert not isinstance(query, str)
     token, source = query
     assert token is not None
@@ -51,7 +51,7 @@ def test_a_binary_signing_key_is_used_as_its_bytes() -> None:
     assert idtokens.claims(token)["scope"] == "condor:/READ"
     assert idtokens.claims(token)["iss"] == spec.trust_domain()
     # Minted once, kept (renewed only at half-life).
-    assert asyncio.run(reconcile.query_token(rt, "ns", spec, got)) == query
+    assert asyncio.run(observe.query_token(rt, "ns", spec, got)) == query
 
 
 def test_the_issuer_is_the_collector_string_with_its_port_unless_set() -> None:
@@ -68,7 +68,7 @@ def test_a_ready_token_from_another_issuer_is_named() -> None:
         POOL_FILE, identity="p@x", issuer="elsewhere.example.org", lifetime=60, now=0
     )
     rt = _Secrets({"token": other.encode()})
-    why = asyncio.run(reconcile.pool_token(rt, "ns", _spec()))
+    why = asyncio.run(observe.pool_token(rt, "ns", _spec()))
     assert why == (
         "the token in Secret 'pool' was issued by 'elsewhere.example.org', but the pool's "
         "TRUST_DOMAIN is 'cms-pool.example.org:9618' (spec.poolTrustDomain): pilots "
@@ -78,7 +78,7 @@ def test_a_ready_token_from_another_issuer_is_named() -> None:
 
 def test_binary_garbage_where_a_token_belongs_is_named_without_its_bytes() -> None:
     rt = _Secrets({"token": POOL_FILE})
-    why = asyncio.run(reconcile.pool_token(rt, "ns", _spec()))
+    why = asyncio.run(observe.pool_token(rt, "ns", _spec()))
     assert why == "Secret 'pool' key 'token' is not a token (binary data)"
 
 
@@ -103,7 +103,7 @@ def test_an_unreadable_collector_judges_nobody_stuck() -> None:
 
 
 def test_a_schedd_is_read_through_its_own_collector_when_it_names_one() -> None:
-    from tests.simulation import Sim
+    from tests.support.simulation import Sim
 
     sim = Sim(budget=None)
     sim.spec = sim.spec.model_copy(

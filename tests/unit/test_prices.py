@@ -12,13 +12,14 @@ from typer.testing import CliRunner
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.objects import load
 from glidein_operator.cli import app
-from glidein_operator.controller import spending
 from glidein_operator.money import budget as bg
+from glidein_operator.money import spending
 from glidein_operator.money.ledger import accrue
 from glidein_operator.money.pricing import launch_price
+from glidein_operator.provisioning.cycle import within_budget
 from glidein_operator.provisioning.eligibility import EntryRecord, candidates
 from glidein_operator.provisioning.planner import Candidate, Ramp, plan
-from tests.planning import REQ, entry, jobs, request
+from tests.support.planning import REQ, entry, jobs, request
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
@@ -57,7 +58,7 @@ def test_a_budget_does_not_launch_where_the_price_is_unknown_and_says_so() -> No
 
 
 def test_grid_and_pod_entries_are_free_when_no_price_is_written() -> None:
-    grid = entry("osg")  # tests.planning writes no price
+    grid = entry("osg")  # tests.support.planning writes no price
     assert grid.spec.instance_types[0].price_per_hour == Decimal(0)
     assert grid.spec.unpriced() == []
 
@@ -105,9 +106,10 @@ def test_the_budget_gate_never_affords_a_launch_of_unknown_price() -> None:
         check=bg.check(spec.budget, ledger, {}),
         max_life=dt.timedelta(hours=2),
     )
-    spending.gate(p, money, {"unknown": unknown.spec}, NOW)
-    assert p.entry("unknown").launch == 0
-    assert p.entry("unknown").bound_by == "budget"
+    final = within_budget(p, money, {"unknown": unknown.spec}, NOW)
+    assert final.entry("unknown").launch == 0
+    assert final.entry("unknown").bound_by == "budget"
+    assert p.entry("unknown").launch == 2  # the planner's plan is left as it was made
 
 
 def test_plan_says_unknown_rather_than_a_cost_of_zero(tmp_path: Path) -> None:

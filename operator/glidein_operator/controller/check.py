@@ -60,7 +60,8 @@ from glidein_operator.condor.isolated import IsolatedPool
 from glidein_operator.condor.jobs import JobCluster
 from glidein_operator.condor.reader import select
 from glidein_operator.controller.fixes import pool_key_command, secret_command
-from glidein_operator.controller.reconcile import World, _credential, pool_token, query_token
+from glidein_operator.controller.observe import World, pool_token, query_token
+from glidein_operator.controller.observe import credential as _credential
 from glidein_operator.controller.runtime import Runtime, Settings
 from glidein_operator.credentials import idtokens
 from glidein_operator.provisioning.eligibility import (

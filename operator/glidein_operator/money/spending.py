@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from glidein_operator.api.base import parse_duration
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
-from glidein_operator.controller import status as st
 from glidein_operator.ground import CloudPilot, PilotState
 from glidein_operator.money import budget as bg
 from glidein_operator.money.ledger import Ledger, accrue, parse_time, worth_writing
 from glidein_operator.money.pricing import charge, launch_price
+from glidein_operator.provisioning import status as st
 from glidein_operator.provisioning.lifecycle import Reap
 from glidein_operator.provisioning.planner import PilotPhase, PilotView, Plan
 
@@ -104,7 +103,7 @@ def assess(
         accounting_gap=gap,
         interrupted=interrupted,
         # The operator reaps a pilot at its lifetime plus the grace, seen by one cycle.
-        max_life=parse_duration(spec.pilot.lifetime) + grace + interval,
+        max_life=spec.pilot.lifetime_td + grace + interval,
     )
     if spec.budget is None:
         return out
@@ -114,7 +113,7 @@ def assess(
     )
     if out.check.kill:
         since = _true_since(old_status, KILL) or now
-        grace_over = now - since >= parse_duration(spec.budget.kill_grace_period)
+        grace_over = now - since >= spec.budget.kill_grace_period_td
         phase = {v.pilot_id: v.phase for v in views if v.request_uid == uid}
         busy = (PilotPhase.CLAIMED, PilotPhase.RETIRING)
         for p in mine:
@@ -130,13 +129,14 @@ def assess(
     return out
 
 
-def gate(
+def affordable(
     result: Plan, spending: Spending, entries: Mapping[str, CloudEntrySpec], now: dt.datetime
-) -> None:
-    """Cut the plan's launches to what the budget allows, saying so per entry."""
+) -> dict[tuple[str, str], int] | None:
+    """How many of each (entry, instance type) launch of the plan the budget allows, or
+    None without a budget. provisioning/cycle.py applies it."""
     check = spending.check
     if check is None:
-        return
+        return None
     end = spending.ledger.period_end
     priced = [
         (e.entry, itype, n, price)
@@ -153,19 +153,11 @@ def gate(
     ]
     # A launch of unknown price is never affordable (eligibility keeps such entries out of
     # a budgeted request's plan; this holds whatever reaches here).
-    allowed = {(e.entry, t): 0 for e in result.entries for t in e.launch_by_type}
+    allowed = {
+        (e.entry, t): 0 for e in result.entries if e.entry in entries for t in e.launch_by_type
+    }
     allowed.update(bg.gate(options, check))
-    for e in result.entries:
-        if not e.launch_by_type:
-            continue
-        cut = {t: allowed.get((e.entry, t), n) for t, n in e.launch_by_type.items()}
-        if cut != e.launch_by_type:
-            wanted = e.launch
-            e.launch_by_type = {t: n for t, n in cut.items() if n}
-            e.launch = sum(e.launch_by_type.values())
-            e.bound_by = "budget"
-            e.notes.append(f"budget: {e.launch} of {wanted} launches affordable")
-            spending.held_back += wanted - e.launch
+    return allowed
 
 
 def spend_status(old_status: Mapping[str, Any], spending: Spending) -> dict[str, Any] | None:

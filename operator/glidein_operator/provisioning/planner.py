@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from glidein_operator.api.cloudentry import CloudEntrySpec
@@ -169,6 +169,8 @@ def plan(
     global_headroom: int | None = None,
     ramp: Ramp | None = None,
     matcher: Matcher | None = None,
+    hold: str = "",
+    caps: Mapping[str, tuple[int, str]] | None = None,
 ) -> Plan:
     """Decide launches and cancellations for one request.
 
@@ -176,6 +178,8 @@ def plan(
     image present). ``blocked``: entries it may not use, with why, reported as such.
     ``pilots``: every pilot at these entries, of all requests (entry limits are shared).
     ``global_headroom``: pilots the operator-wide limit still allows.
+    ``hold``: why nothing may launch at all ("" when launches may go).
+    ``caps``: per entry, a further bound on launches and its name (a rate limit, a backoff).
     """
     ramp = ramp or Ramp()
     blocked = dict(blocked or {})
@@ -217,6 +221,10 @@ def plan(
         bounds.append((ramp.allowance(my_alive), "rampUp"))
         if spec.paused:
             bounds.append((0, "paused"))
+        if hold:  # nothing may launch (no pool credential, a pool that cannot be read)
+            bounds.append((0, hold))
+        if caps and c.name in caps:  # the driver's: its rate limit, or a backoff
+            bounds.append(caps[c.name])
         room, reason = min(bounds, key=lambda b: b[0])
         ep = EntryPlan(
             entry=c.name,

@@ -130,7 +130,7 @@ def keep_pilot_logs(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> lis
 
 
 # Conditions whose bad state an admin should hear of as an Event (Budget* ones are
-# announced by controller/spending.py), and that bad state.
+# announced by money/spending.py), and that bad state.
 ANNOUNCED = {
     "Ready": "False",
     "Degraded": "True",
