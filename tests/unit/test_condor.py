@@ -7,8 +7,8 @@ import asyncio
 import classad2
 import pytest
 
+from glidein_devkit.fake_pool import FakePool
 from glidein_operator.condor.classads import is_true
-from glidein_operator.condor.fake import FakePool
 from glidein_operator.condor.interface import CondorError
 from glidein_operator.condor.jobs import cluster_jobs, significant_attributes
 from glidein_operator.condor.pilots import (

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from glidein_devkit.fake_grid import FakeGridSchedd
 from glidein_operator.api.objects import parse
 from glidein_operator.clouds.base import InvalidConfig
 from glidein_operator.clouds.ec2 import Ec2Driver
@@ -15,7 +16,6 @@ from glidein_operator.clouds.factory import CredentialError, build_driver, decod
 from glidein_operator.clouds.grid import GridDriver
 from glidein_operator.clouds.opennebula import OpenNebulaDriver
 from glidein_operator.clouds.openstack import OpenStackDriver
-from glidein_operator.condor.grid import FakeGridSchedd
 from tests.malformed_cases import example
 
 

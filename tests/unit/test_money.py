@@ -164,7 +164,7 @@ def test_spot_pilots_are_reserved_at_their_cap_and_charged_at_the_market() -> No
 def test_a_spot_pilot_without_a_price_tag_is_charged_its_cap_and_reserved_at_it() -> None:
     from glidein_operator.ground import CloudPilot, PilotState
     from glidein_operator.money.pricing import charge as charge_of
-    from tests.simulation import entry_spec
+    from tests.support.simulation import entry_spec
 
     spec = entry_spec("us-east-1", Decimal("0.192")).model_copy(
         update={"spot": SpotOptions(enabled=True, max_price_per_hour=Decimal("0.08"))}

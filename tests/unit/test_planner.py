@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from glidein_operator.provisioning.planner import Candidate, PilotPhase, Ramp, plan
-from tests.planning import REQ, entry, jobs, pilots, request
+from tests.support.planning import REQ, entry, jobs, pilots, request
 
 BIG = Ramp(initial=10_000)
 

@@ -1,8 +1,9 @@
 """The two things the operator asks HTCondor, behind one small interface.
 
-The real implementation (``htcondor.py``) uses the htcondor2 bindings; the fake
-(``fake.py``) holds real classad2 ads and evaluates constraints with classad2, for tests
-and the demo (the PyPI wheel ships bindings but no daemons).
+The real implementation (``htcondor.py``, run in a worker by ``isolated.py``) uses the
+htcondor2 bindings. Tests and the demo inject another (``Runtime.pool_factory``): the
+development kit's ``glidein_devkit.fake_pool`` holds real classad2 ads and evaluates
+constraints with classad2 (the PyPI wheel ships bindings but no daemons).
 """
 
 from __future__ import annotations
