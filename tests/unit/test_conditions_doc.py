@@ -4,7 +4,8 @@ The reasons are read from the code, not from a list kept beside it: every call o
 ``set_condition`` (and of ``flag``, which sets one of two reasons) in the package, with
 each argument at the type and reason positions followed to the string literals it can be
 (literals, ``x if c else y``, local assignments, tuple unpacking, ``for`` loops over
-literal rows, module constants, imported constants). An argument it cannot follow fails
+literal rows, module constants, imported constants, and calls of the package's own
+functions, to what they return). An argument it cannot follow fails
 the test: a reason must be something the doc can be checked against. The per-entry
 reasons of ``Degraded`` come from the ``DriverError`` classes' ``reason`` and the
 ``"Reason: ..."`` prefixes written into ``degraded[entry]``.
@@ -13,6 +14,7 @@ reasons of ``Degraded`` come from the ``DriverError`` classes' ``reason`` and th
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -97,6 +99,12 @@ class Resolver:
         """The expressions ``expr`` may stand for, as literal as they can be made."""
         if isinstance(expr, ast.IfExp):
             return self.values(expr.body) + self.values(expr.orelse)
+        if isinstance(expr, ast.Await):
+            return self.values(expr.value)
+        if isinstance(expr, ast.Call):
+            called = self._function(expr.func)
+            if called is not None:
+                return called.returns()
         if isinstance(expr, ast.Name):
             return self._name(expr.id, expr)
         if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
@@ -104,6 +112,55 @@ class Resolver:
             if target is not None:
                 return Resolver(MODULES[target], None)._name(expr.attr, expr)
         return [expr]
+
+    def _function(self, func: ast.expr) -> Resolver | None:
+        """The package's function a call calls (by its name here, imported, or as an
+        attribute of an imported module), as a resolver of its body."""
+        module, name = self.module, None
+        if isinstance(func, ast.Name):
+            name = func.id
+            for node in module.tree.body:
+                if isinstance(node, ast.ImportFrom) and node.module in MODULES:
+                    for a in node.names:
+                        if (a.asname or a.name) == name:
+                            module, name = MODULES[node.module], a.name
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            target = self._imported_module(func.value.id)
+            if target is not None:
+                module, name = MODULES[target], func.attr
+        for node in module.tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+                return Resolver(module, node)
+        return None
+
+    def returns(self) -> list[ast.expr]:
+        """What the function (``scope``) may return, followed; a tuple's members are
+        followed here, in the function's own scope, one tuple per combination."""
+        assert self.scope is not None
+        out: list[ast.expr] = []
+        for node in ast.walk(self.scope):
+            if (
+                not isinstance(node, ast.Return)
+                or node.value is None
+                or self.module.function_of(node) is not self.scope
+            ):
+                continue
+            for value in self.values(node.value):
+                if not isinstance(value, ast.Tuple):
+                    out.append(value)
+                    continue
+                members = [self._followed(e) for e in value.elts]
+                for combination in itertools.product(*members):
+                    out.append(ast.Tuple(list(combination), ast.Load(), lineno=value.lineno))
+        return out
+
+    def _followed(self, expr: ast.expr) -> list[ast.expr]:
+        # A member that is not followed (a message from a parameter) stays as it is: an
+        # error only where it is used as a type or reason.
+        try:
+            return self.values(expr)
+        except Unresolved:
+            return [expr]
 
     def _imported_module(self, alias: str) -> str | None:
         for node in ast.walk(self.module.tree):
@@ -155,7 +212,16 @@ class Resolver:
                 return []
             if isinstance(value, ast.Tuple) and len(value.elts) == len(names):
                 return self.values(value.elts[names.index(name)])
-            raise Unresolved(f"{self.module.where(value)}: cannot unpack {ast.unparse(value)}")
+            out: list[ast.expr] = []
+            for node in self.values(value):
+                if isinstance(node, ast.Constant) and node.value is None:
+                    continue  # a function's "nothing": not unpacked where it is returned
+                if not (isinstance(node, ast.Tuple) and len(node.elts) == len(names)):
+                    raise Unresolved(
+                        f"{self.module.where(value)}: cannot unpack {ast.unparse(value)}"
+                    )
+                out += self.values(node.elts[names.index(name)])
+            return out
         return []
 
     def _rows(self, iterable: ast.expr) -> list[ast.expr]:
@@ -234,6 +300,13 @@ def _set_in_code() -> tuple[dict[str, list[Use]], dict[str, list[Use]], list[str
     return reasons, types, problems
 
 
+def _names_degraded(target: ast.expr) -> bool:
+    """``degraded[...]`` or ``acted.degraded[...]``/``acted.health[...]`` (controller/act.py)."""
+    if isinstance(target, ast.Name):
+        return target.id == "degraded"
+    return isinstance(target, ast.Attribute) and target.attr in ("degraded", "health")
+
+
 def _entry_reasons() -> tuple[set[str], list[str]]:
     """The per-entry reasons of Degraded: DriverError classes' ``reason``, and the
     ``"Reason: ..."`` prefixes written into ``degraded[...]``."""
@@ -269,8 +342,7 @@ def _entry_reasons() -> tuple[set[str], list[str]]:
             if not (
                 isinstance(node, ast.Assign)
                 and isinstance(node.targets[0], ast.Subscript)
-                and isinstance(node.targets[0].value, ast.Name)
-                and node.targets[0].value.id == "degraded"
+                and _names_degraded(node.targets[0].value)
             ):
                 continue
             value = node.value

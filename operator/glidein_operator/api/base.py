@@ -4,9 +4,11 @@ Two audiences read these models: Python (the operator validates every object it 
 with them) and the API server (the CRD schema is generated from them, see ``crdgen``).
 Anything that must be rejected at ``kubectl apply`` is therefore expressed twice in one
 place: as a JSON-schema constraint or a CEL rule (``cel_rules``) for the server, and as a
-pydantic validator for Python. ``tests/malformed_cases.py`` runs one corpus of bad
-resources through both, and ``tests/integration/test_validation_agreement.py`` draws
-mutations of the examples by property, so the two cannot drift apart.
+pydantic validator for Python. One corpus of bad resources (``tests/malformed_cases.py``)
+goes through both, the models in ``tests/unit/test_models.py`` and the API server in
+``tests/integration/test_crds_on_apiserver.py``; and
+``tests/integration/test_validation_agreement.py`` draws mutations of the examples by
+property and gives each to both, so the two cannot drift apart.
 
 The one exception is ClassAd expressions (``classad``): the API server cannot parse them,
 the validating admission webhook (which calls ``objects.parse``) does.

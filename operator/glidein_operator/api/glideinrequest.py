@@ -6,6 +6,7 @@ what pilots look like, and the limits and budget that bound the whole.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -178,9 +179,29 @@ class PilotSettings(ApiModel):
         ),
     )
 
+    # The durations as timedeltas, for the code that uses them (the fields stay the text
+    # the user wrote, which is what the API server stores). Read from the field at each
+    # use, so a copy with another value never carries a stale one.
+
+    @property
+    def lifetime_td(self) -> dt.timedelta:
+        return parse_duration(self.lifetime)
+
+    @property
+    def idle_timeout_td(self) -> dt.timedelta:
+        return parse_duration(self.idle_timeout)
+
+    @property
+    def registration_timeout_td(self) -> dt.timedelta:
+        return parse_duration(self.registration_timeout)
+
+    @property
+    def retire_before_end_td(self) -> dt.timedelta:
+        return parse_duration(self.retire_before_end)
+
     @model_validator(mode="after")
     def _retire_within_lifetime(self) -> PilotSettings:
-        if parse_duration(self.retire_before_end) >= parse_duration(self.lifetime):
+        if self.retire_before_end_td >= self.lifetime_td:
             raise ValueError("retireBeforeEnd must be shorter than lifetime")
         return self
 
@@ -294,6 +315,11 @@ class Budget(ApiModel):
             ".killAt",
         ),
     )
+
+    @property
+    def kill_grace_period_td(self) -> dt.timedelta:
+        """``killGracePeriod`` as a timedelta."""
+        return parse_duration(self.kill_grace_period)
 
     @model_validator(mode="after")
     def _kill_after_warn(self) -> Budget:

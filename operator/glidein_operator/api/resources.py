@@ -1,7 +1,13 @@
 """The four kinds: names, scope, models and how ``kubectl get`` shows them.
 
-Everything that names a kind (the CRD generator, the operator's handlers, RBAC in the
-Helm chart, tests) reads this table, so a kind is described once.
+The CRD generator (``crdgen``: names, short names, columns, schema), ``objects.parse``
+(which model a kind's spec is, for the admission webhook and ``glidein-operator plan``),
+the tests and the development kit read this table, so a kind is described once for
+them. Three places spell the plurals themselves and must follow a change here by hand:
+the kopf handlers (``controller/handlers.py``: decorator arguments, which
+``tests/unit/test_conditions_doc.py`` reads as literals), the ``check`` command
+(``controller/check.py``), and the Helm chart's RBAC rules
+(``helm/glidein-operator/templates/rbac.yaml``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Making sure nothing is left: a deleted request's pilots, a deleted entry's pilots, and
-pilots whose request is gone (orphans).
+"""Making sure nothing is left when something is deleted: a deleted request's pilots, and
+a deleted entry's pilots (pilots whose request is gone without its finalizer:
+controller/orphans.py, which reaches the clouds the same way).
 
 Each reaches the cloud with every credential that could have launched there: the
 request's own Secret while it exists, and the copies the operator kept of it
@@ -18,7 +19,8 @@ from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.clouds.base import DriverError
 from glidein_operator.clouds.instrumented import InstrumentedDriver
 from glidein_operator.controller.keeper import Kept
-from glidein_operator.controller.reconcile import World, _credential
+from glidein_operator.controller.observe import World
+from glidein_operator.controller.observe import credential as _credential
 from glidein_operator.controller.runtime import Runtime
 from glidein_operator.ground import CloudPilot, PilotState
 
@@ -32,7 +34,8 @@ class Sweep:
     failed: list[str] | None = None  # entry: why, for calls that failed
 
 
-def _alive(pilots: list[CloudPilot], uid: str | None) -> list[CloudPilot]:
+def alive(pilots: list[CloudPilot], uid: str | None) -> list[CloudPilot]:
+    """The pilots not terminated yet (of one request, or all)."""
     # Anything not terminated still exists, and may cost: a SHUTOFF or ERROR server too.
     return [
         p
@@ -41,7 +44,7 @@ def _alive(pilots: list[CloudPilot], uid: str | None) -> list[CloudPilot]:
     ]
 
 
-async def _drivers(
+async def drivers_reaching(
     rt: Runtime,
     entry: str,
     spec: CloudEntrySpec,
@@ -49,8 +52,9 @@ async def _drivers(
     kept: list[Kept],
     built: Sequence[InstrumentedDriver],
 ) -> dict[InstrumentedDriver, list[Kept]]:
-    """One driver per distinct credential (``built`` ones, and those from kept copies,
-    deduplicated by Runtime.driver's key), each with the kept copies behind it."""
+    """The drivers that reach an entry: one per distinct credential (``built`` ones, and
+    those made from kept copies, deduplicated by Runtime.driver's key, which keeps them),
+    each with the kept copies behind it."""
     out: dict[InstrumentedDriver, list[Kept]] = {d: [] for d in built}
     for k in kept:
         try:
@@ -67,14 +71,14 @@ async def _sweep(
 ) -> None:
     for d in drivers:
         try:
-            doomed = _alive(await d.list_pilots(), uid)
+            doomed = alive(await d.list_pilots(), uid)
             if doomed:
                 await d.terminate(doomed)
                 sweep.terminated += len(doomed)
             # Key pairs and payload Secrets a kill left between create and launch, or
             # between terminate and delete.
             await d.collect(uid)
-            sweep.left += len(_alive(await d.list_pilots(), uid))
+            sweep.left += len(alive(await d.list_pilots(), uid))
         except DriverError as exc:
             sweep.left += 1
             sweep.failed = [*(sweep.failed or []), f"{entry}: {exc}"]
@@ -103,7 +107,7 @@ async def request_pilots(
                     log.warning("cleanup of %s/%s at %s: %s", namespace, uid, entry, exc)
         # Only credentials this request (its namespace) had: another request's entry
         # that is down must not hold this deletion.
-        drivers = await _drivers(
+        drivers = await drivers_reaching(
             rt, entry, espec, generation, [k for k in kept if k.entry == entry], own
         )
         await _sweep(drivers, entry, uid, sweep)
@@ -115,50 +119,9 @@ async def entry_pilots(rt: Runtime, entry: str, spec: CloudEntrySpec, generation
     request launched it; then forget the copies of credentials kept for it."""
     kept = await rt.keeper.kept(entry)
     sweep = Sweep()
-    drivers = await _drivers(rt, entry, spec, generation, kept, rt.drivers_for(entry))
+    drivers = await drivers_reaching(rt, entry, spec, generation, kept, rt.drivers_for(entry))
     await _sweep(drivers, entry, None, sweep)
     if not sweep.left:
         for k in kept:
             await rt.keeper.forget(k)
     return sweep
-
-
-async def orphans(
-    rt: Runtime,
-    entry: str,
-    spec: CloudEntrySpec,
-    generation: int,
-    alive_requests: Collection[str],
-    request_namespaces: Collection[str],
-) -> int | None:
-    """Terminate pilots at the entry whose request is gone, through every credential
-    that reaches it (after a restart, the kept copies are the only ones). A copy whose
-    namespace has no request left and behind which nothing of ours is alive goes.
-    Returns how many pilots of live requests run there (None: no credential reaches it)."""
-    kept = await rt.keeper.kept(entry)
-    drivers = await _drivers(rt, entry, spec, generation, kept, rt.drivers_for(entry))
-    if not drivers:
-        return None
-    live = 0
-    for d in drivers:
-        try:
-            listed = _alive(await d.list_pilots(), None)
-        except DriverError:
-            continue
-        stray = [p for p in listed if p.request_uid and p.request_uid not in alive_requests]
-        if stray:
-            try:
-                await d.terminate(stray)
-            except DriverError as exc:
-                log.warning("orphans at %s: %s", entry, exc)
-        live += len(listed) - len(stray)
-        # Leftovers of any batch with no pilot alive, sparing launches in flight.
-        try:
-            await d.collect(None, min_age_seconds=600)
-        except DriverError as exc:
-            log.warning("leftovers at %s: %s", entry, exc)
-        if not listed:
-            for k in drivers[d]:
-                if k.namespace not in request_namespaces:
-                    await rt.keeper.forget(k)
-    return live

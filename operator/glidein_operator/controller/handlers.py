@@ -1,4 +1,6 @@
-"""kopf wiring, and nothing else: one level-based entry point per kind, on a timer.
+"""kopf wiring, and nothing else: one level-based entry point per kind, on a timer, and
+for CloudEntries a second timer, the orphan collector (controller/orphans.py). Each
+handler gets its spec parsed into its model (controller/wiring.py: ``with_spec``).
 
 Indices keep the cluster-scoped resources in memory from their watches, so a reconcile
 reads no API object but the request's Secrets. kopf waits for every index to be filled
@@ -11,23 +13,39 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
 from glidein_operator.api.base import API_GROUP, API_VERSION
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
-from glidein_operator.api.objects import InvalidResource, describe_errors, parse
+from glidein_operator.api.objects import InvalidResource, parse
 from glidein_operator.api.trustdomain import TrustDomainSpec
 from glidein_operator.api.vmimage import VMImageSpec
-from glidein_operator.controller import cleanup, health, leader, logs, metrics, runtime, webhook
-from glidein_operator.controller import status as st
+from glidein_operator.controller import (
+    cleanup,
+    health,
+    imagecheck,
+    leader,
+    logs,
+    metrics,
+    orphans,
+    runtime,
+    webhook,
+    wiring,
+)
 from glidein_operator.controller.reconcile import World, reconcile
+from glidein_operator.provisioning import eligibility
+from glidein_operator.provisioning import status as st
 
 G, V = API_GROUP, API_VERSION
 FINALIZER = f"{G}/finalizer"
+
+# Seconds between two validations of a CloudEntry, TrustDomain or VMImage: they read
+# the indices (a VM entry also asks its cloud, once per generation and image id).
+CHECK_INTERVAL = 30.0
 
 
 @kopf.on.startup()
@@ -121,32 +139,22 @@ for _plural in ("glideinrequests", "cloudentries", "trustdomains", "vmimages"):
 def entries(name: str, spec: kopf.Spec, labels: kopf.Labels, meta: kopf.Meta, **_: Any) -> Any:
     if meta.get("deletionTimestamp"):
         return None  # nothing new there; its own finalizer ends what runs (remove_entry)
-    try:
-        return {
-            name: (
-                CloudEntrySpec.model_validate(spec),
-                dict(labels),
-                int(meta.get("generation") or 0),
-            )
-        }
-    except ValidationError:
+    parsed = wiring.spec_or_none(CloudEntrySpec, spec)
+    if parsed is None:
         return None  # reported by the entry's own status
+    return {name: (parsed, dict(labels), int(meta.get("generation") or 0))}
 
 
 @kopf.index(G, V, "trustdomains")
 def domains(name: str, spec: kopf.Spec, **_: Any) -> Any:
-    try:
-        return {name: TrustDomainSpec.model_validate(spec)}
-    except ValidationError:
-        return None
+    parsed = wiring.spec_or_none(TrustDomainSpec, spec)
+    return None if parsed is None else {name: parsed}
 
 
 @kopf.index(G, V, "vmimages")
 def images(name: str, spec: kopf.Spec, **_: Any) -> Any:
-    try:
-        return {name: VMImageSpec.model_validate(spec)}
-    except ValidationError:
-        return None
+    parsed = wiring.spec_or_none(VMImageSpec, spec)
+    return None if parsed is None else {name: parsed}
 
 
 @kopf.index(G, V, "glideinrequests")
@@ -175,31 +183,23 @@ def _world(kwargs: dict[str, Any]) -> World:
     )
 
 
-def _patch_status(patch: kopf.Patch, old: Any, new: dict[str, Any]) -> None:
-    for k, v in st.changes(dict(old or {}), new).items():
-        patch.status[k] = v
-
-
-def _announce(body: kopf.Body, old: Any, new: dict[str, Any]) -> None:
-    """A condition that went bad is a Warning Event (once, not every cycle)."""
-    if "conditions" not in new:
-        return
-    for reason, message in st.warnings((old or {}).get("conditions"), new["conditions"]):
-        kopf.warn(body, reason=reason, message=message)
-
-
 # --- GlideinRequest ---------------------------------------------------------------------------
+
+
+def _count_invalid(kwargs: Mapping[str, Any]) -> None:
+    runtime.get().reconcile_metrics.failed(kwargs["namespace"], kwargs["name"], kwargs["uid"])
 
 
 @kopf.timer(
     G, V, "glideinrequests", interval=runtime.get().settings.reconcile_interval, initial_delay=0.1
 )
+@wiring.with_spec(GlideinRequestSpec, also=_count_invalid)
 async def reconcile_request(
     name: str,
     namespace: str | None,
     uid: str,
     meta: kopf.Meta,
-    spec: kopf.Spec,
+    parsed: GlideinRequestSpec,
     status: kopf.Status,
     patch: kopf.Patch,
     body: kopf.Body,
@@ -207,27 +207,8 @@ async def reconcile_request(
     **kwargs: Any,
 ) -> None:
     rt = runtime.get()
-    logs.about(body)
     assert namespace is not None  # GlideinRequest is namespaced
     generation = int(meta.get("generation") or 0)
-    try:
-        parsed = GlideinRequestSpec.model_validate(dict(spec))
-    except ValidationError as exc:
-        now = rt.clock()
-        conds = st.set_condition(
-            list(status.get("conditions") or []),
-            "Ready",
-            "False",
-            "InvalidSpec",
-            "; ".join(describe_errors(exc)),
-            generation,
-            now,
-        )
-        new = {"conditions": conds, "observedGeneration": generation}
-        _announce(body, status, new)
-        _patch_status(patch, status, new)
-        rt.reconcile_metrics.failed(namespace, name, uid)
-        return
 
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
@@ -258,14 +239,14 @@ async def reconcile_request(
             generation,
             rt.clock(),
         )
-        _announce(body, status, {"conditions": conds})
-        _patch_status(patch, status, {"conditions": conds})
+        wiring.announce(body, status, {"conditions": conds})
+        wiring.patch_status(patch, status, {"conditions": conds})
         rt.reconcile_metrics.failed(namespace, name, uid)
         return
     seconds = time.perf_counter() - started
     rt.reconcile_metrics.record(namespace, name, outcome.status, seconds, uid)
-    _announce(body, status, outcome.status)
-    _patch_status(patch, status, outcome.status)
+    wiring.announce(body, status, outcome.status)
+    wiring.patch_status(patch, status, outcome.status)
 
 
 @kopf.on.delete(G, V, "glideinrequests")
@@ -283,10 +264,7 @@ async def terminate_everything(
     rt = runtime.get()
     logs.about(body)
     assert namespace is not None
-    try:
-        parsed: GlideinRequestSpec | None = GlideinRequestSpec.model_validate(dict(spec))
-    except ValidationError:
-        parsed = None
+    parsed = wiring.spec_or_none(GlideinRequestSpec, spec)
     sweep = await cleanup.request_pilots(rt, uid, namespace, parsed, _world(kwargs))
     if sweep.terminated:
         kopf.event(
@@ -302,71 +280,73 @@ async def terminate_everything(
     rt.reconcile_metrics.forget_request(namespace, name, uid)  # gone: no series of it
 
 
-# --- cluster-scoped kinds: validation and orphan collection -------------------------------------
+# --- cluster-scoped kinds: validation, and orphan collection --------------------------------
 
 
-@kopf.timer(G, V, "cloudentries", interval=30, initial_delay=0.1)
+@kopf.timer(G, V, "cloudentries", interval=CHECK_INTERVAL, initial_delay=0.1)
+@wiring.with_spec(CloudEntrySpec)
 async def check_entry(
     name: str,
-    spec: Any,
-    status: Any,
-    meta: Any,
+    parsed: CloudEntrySpec,
+    status: kopf.Status,
+    meta: kopf.Meta,
     patch: kopf.Patch,
+    body: kopf.Body,
     **kwargs: Any,
 ) -> None:
+    """The entry's Ready condition: what no request could get past (eligibility), then
+    whether its cloud has its image. Writes conditions and observedGeneration only."""
     rt = runtime.get()
-    logs.about(kwargs["body"])
-    domains, images, requests = kwargs["domains"], kwargs["images"], kwargs["requests"]
-    now, generation = rt.clock(), int(meta.get("generation") or 0)
-    conds = list(status.get("conditions") or [])
-    try:
-        entry = CloudEntrySpec.model_validate(dict(spec))
-    except ValidationError as exc:
-        conds = st.set_condition(
-            conds, "Ready", "False", "InvalidSpec", "; ".join(describe_errors(exc)), generation, now
-        )
-        _patch_status(patch, status, {"conditions": conds, "observedGeneration": generation})
-        return
-    problem, reason = "", "Valid"
-    if entry.trust_domain not in domains:
-        problem, reason = f"TrustDomain {entry.trust_domain!r} does not exist", "TrustDomainMissing"
-    elif entry.vm_image and entry.vm_image not in images:
-        problem, reason = f"VMImage {entry.vm_image!r} does not exist", "ImageMissing"
-    elif entry.vm_image:
-        image = next(iter(images[entry.vm_image]))
-        if image.location(entry.type, entry.image_region or "") is None:
-            problem, reason = (
-                (
-                    f"VMImage {entry.vm_image!r} has no {entry.type} location in region "
-                    f"{entry.image_region!r}"
-                ),
-                "ImageNotInRegion",
-            )
-    if not entry.enabled and not problem:
-        reason = "Disabled"
+    world = _world(kwargs)
+    generation = int(meta.get("generation") or 0)
+    problem = eligibility.entry_problem(parsed, world.domains, world.images)
+    if problem is None:
+        problem = await imagecheck.problem(rt, name, parsed, generation, world.images)
+    if problem is not None:
+        reason, message = problem
+        # Unverified: the cloud could not be asked; the entry may well be usable.
+        ready = "Unknown" if reason == "ImageUnverified" else "False"
+    elif not parsed.enabled:
+        ready, reason, message = "True", "Disabled", "disabled: starts nothing new"
+    else:
+        ready, reason, message = "True", "Valid", "usable"
     conds = st.set_condition(
-        conds,
+        list(status.get("conditions") or []),
         "Ready",
-        "False" if problem else "True",
+        ready,
         reason,
-        problem or ("disabled: starts nothing new" if not entry.enabled else "usable"),
+        message,
         generation,
-        now,
+        rt.clock(),
     )
-    # Orphans: pilots at this entry whose GlideinRequest no longer exists.
-    live = await cleanup.orphans(
-        rt,
+    new = {"conditions": conds, "observedGeneration": generation}
+    wiring.announce(body, status, new)
+    wiring.patch_status(patch, status, new)
+
+
+@kopf.timer(G, V, "cloudentries", interval=orphans.INTERVAL, initial_delay=0.1)
+@wiring.with_spec(CloudEntrySpec, report=False)  # check_entry reports an invalid spec
+async def collect_orphans(
+    name: str,
+    parsed: CloudEntrySpec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    requests: kopf.Index[str, str],
+    **_: Any,
+) -> None:
+    """Pilots at the entry whose GlideinRequest is gone (controller/orphans.py). Writes
+    ``.status.pilots`` only: the conditions are check_entry's."""
+    live = await orphans.collect(
+        runtime.get(),
         name,
-        entry,
-        generation,
+        parsed,
+        int(meta.get("generation") or 0),
         alive_requests=set(requests),
         request_namespaces={next(iter(v)).split("/", 1)[0] for v in requests.values() if v},
     )
-    new: dict[str, Any] = {"conditions": conds, "observedGeneration": generation}
     if live is not None:
-        new["pilots"] = live
-    _announce(kwargs["body"], status, new)
-    _patch_status(patch, status, new)
+        wiring.patch_status(patch, status, {"pilots": live})
 
 
 @kopf.on.delete(G, V, "cloudentries")
@@ -376,9 +356,8 @@ async def remove_entry(
     """The entry's finalizer: whichever request launched them, its pilots go first."""
     rt = runtime.get()
     logs.about(body)
-    try:
-        entry = CloudEntrySpec.model_validate(dict(spec))
-    except ValidationError:
+    entry = wiring.spec_or_none(CloudEntrySpec, spec)
+    if entry is None:
         _forget_entry(rt, name)
         return  # never usable: nothing was launched through it
     sweep = await cleanup.entry_pilots(rt, name, entry, int(meta.get("generation") or 0))
@@ -400,13 +379,18 @@ async def remove_entry(
 
 
 def _forget_entry(rt: runtime.Runtime, name: str) -> None:
-    """A deleted entry has no series: not its drivers', nor any request's rows for it."""
+    """A deleted entry has no series (not its drivers', nor any request's rows for it),
+    and nothing is remembered of its image."""
     rt.reconcile_metrics.forget_entry(name)
     rt.metrics.forget_entry(name)
+    imagecheck.forget(rt, name)
 
 
-@kopf.timer(G, V, "trustdomains", interval=30, initial_delay=0.1)
-def check_domain(name: str, status: Any, meta: Any, patch: kopf.Patch, **kwargs: Any) -> None:
+@kopf.timer(G, V, "trustdomains", interval=CHECK_INTERVAL, initial_delay=0.1)
+@wiring.with_spec(TrustDomainSpec)
+async def check_domain(
+    name: str, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **kwargs: Any
+) -> None:
     rt = runtime.get()
     entries = kwargs["entries"]
     generation = int(meta.get("generation") or 0)
@@ -420,24 +404,32 @@ def check_domain(name: str, status: Any, meta: Any, patch: kopf.Patch, **kwargs:
         generation,
         rt.clock(),
     )
-    _patch_status(
+    wiring.patch_status(
         patch, status, {"conditions": conds, "entries": count, "observedGeneration": generation}
     )
 
 
-@kopf.timer(G, V, "vmimages", interval=30, initial_delay=0.1)
-def check_image(spec: Any, status: Any, meta: Any, patch: kopf.Patch, **_: Any) -> None:
+@kopf.timer(G, V, "vmimages", interval=CHECK_INTERVAL, initial_delay=0.1)
+@wiring.with_spec(VMImageSpec)
+async def check_image(
+    parsed: VMImageSpec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any
+) -> None:
     rt = runtime.get()
     generation = int(meta.get("generation") or 0)
-    deprecated = bool(spec.get("deprecated"))
-    message = f"deprecated; use {spec.get('supersededBy')}" if deprecated else "catalogued"
+    if parsed.deprecated:
+        reason = "Deprecated"
+        message = (
+            f"deprecated; use {parsed.superseded_by}" if parsed.superseded_by else "deprecated"
+        )
+    else:
+        reason, message = "Valid", "catalogued"
     conds = st.set_condition(
         list(status.get("conditions") or []),
         "Ready",
         "True",
-        "Deprecated" if deprecated else "Valid",
+        reason,
         message,
         generation,
         rt.clock(),
     )
-    _patch_status(patch, status, {"conditions": conds, "observedGeneration": generation})
+    wiring.patch_status(patch, status, {"conditions": conds, "observedGeneration": generation})

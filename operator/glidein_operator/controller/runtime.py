@@ -74,9 +74,6 @@ class Settings(BaseSettings):
     webhook_cert_dir: Path = Path("/var/run/glidein/webhook")
     webhook_host: str | None = None
     webhook_self_signed: bool = False
-    # For tests and demos only: a simulated pool served by glidein_operator.testing.pool_server
-    # instead of the real collectors and schedds.
-    pool_url: str | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -109,6 +106,9 @@ class Runtime:
     judged: set[str] = field(default_factory=set)
     # Launches per entry across requests, so an entry's maxPilots holds (claims.py).
     claims: EntryClaims = field(default_factory=EntryClaims)
+    # Whether the cloud has an entry's image, per (entry, its generation, image id): asked
+    # once (controller/imagecheck.py).
+    images_seen: dict[tuple[str, int, str], bool] = field(default_factory=dict)
     started: dt.datetime = field(init=False)
 
     def __post_init__(self) -> None:
@@ -233,8 +233,13 @@ class Runtime:
             self._drivers[key] = cached
         return cached
 
-    def drivers_for(self, entry: str) -> list[InstrumentedDriver]:
-        return [d for k, d in self._drivers.items() if k[0] == entry]
+    def drivers_for(self, entry: str, generation: int | None = None) -> list[InstrumentedDriver]:
+        """The drivers held for an entry (of one generation of it, or any)."""
+        return [
+            d
+            for k, d in self._drivers.items()
+            if k[0] == entry and (generation is None or k[1] == generation)
+        ]
 
 
 _CLIENT_LOCK = threading.Lock()
@@ -256,37 +261,31 @@ def api_client() -> k8s.ApiClient:
 RUNTIME: Runtime | None = None
 
 
+def real_pools(settings: Settings) -> Callable[[str, str | None], Pool]:
+    """The production pool factory: each pool's queries in a worker process with a
+    deadline, so a collector that never answers costs its own requests, not the whole
+    operator."""
+    from glidein_operator.condor.isolated import IsolatedPool
+
+    token_dir = settings.credential_dir / "condor-tokens"
+    return lambda collector, token: IsolatedPool(
+        collector, token, token_dir, deadline=settings.condor_query_deadline
+    )
+
+
 def get() -> Runtime:
-    """The process's runtime, made from settings on first use (tests install their own)."""
+    """The process's runtime, made from settings on first use with the real pools. Tests
+    and the development kit inject another pool factory by installing a Runtime of their
+    own first (``install``); the product never imports a pool double."""
     global RUNTIME
     if RUNTIME is None:
         settings = Settings()
-        if settings.pool_url:
-            from glidein_operator.testing.pool_server import HttpPool
-
-            url = settings.pool_url
-            RUNTIME = Runtime(
-                settings=settings, pool_factory=lambda _collector, _token: HttpPool(url)
-            )
-        else:
-            from glidein_operator.condor.isolated import IsolatedPool
-
-            token_dir = settings.credential_dir / "condor-tokens"
-            RUNTIME = Runtime(
-                settings=settings,
-                # Each pool's queries in a worker process with a deadline: a collector
-                # that never answers costs its own requests, not the whole operator.
-                pool_factory=lambda collector, token: IsolatedPool(
-                    collector, token, token_dir, deadline=settings.condor_query_deadline
-                ),
-            )
+        RUNTIME = Runtime(settings=settings, pool_factory=real_pools(settings))
     return RUNTIME
 
 
 def install(runtime: Runtime) -> None:
+    """Make ``runtime`` the process's (before the handlers run): how a pool factory other
+    than the real one is injected."""
     global RUNTIME
     RUNTIME = runtime
-
-
-def entry_generation(body: Any) -> int:
-    return int((body.get("metadata") or {}).get("generation") or 0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from glidein_operator.api.base import parse_duration
 from glidein_operator.api.cloudentry import CloudEntrySpec, InstanceType
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.api.vmimage import VMImageSpec
@@ -31,7 +30,7 @@ def build(
     now: int,
     factory: str = DEFAULT_FACTORY,
 ) -> Payload:
-    lifetime = int(parse_duration(spec.pilot.lifetime).total_seconds())
+    lifetime = int(spec.pilot.lifetime_td.total_seconds())
     trust_domain = spec.trust_domain()
     if pool_signing_key is not None:
         token = idtokens.mint(
@@ -58,8 +57,8 @@ def build(
         token=token,
         not_after=now + lifetime + BOOT_GRACE,
         lifetime=lifetime,
-        idle_timeout=int(parse_duration(spec.pilot.idle_timeout).total_seconds()),
-        retire_before_end=int(parse_duration(spec.pilot.retire_before_end).total_seconds()),
+        idle_timeout=int(spec.pilot.idle_timeout_td.total_seconds()),
+        retire_before_end=int(spec.pilot.retire_before_end_td.total_seconds()),
         start_expression=spec.pilot.start_expression,
         partitionable=spec.pilot.partitionable,
         attributes=dict(offer.attributes),

@@ -36,13 +36,33 @@ def selected(request: GlideinRequestSpec, entry: EntryRecord) -> bool:
     return False
 
 
+def entry_problem(
+    entry: CloudEntrySpec,
+    domains: Mapping[str, TrustDomainSpec],
+    images: Mapping[str, VMImageSpec],
+) -> tuple[str, str] | None:
+    """Why no request can use this entry, whatever it holds: (the reason its Ready
+    condition gives, the message), or None. The words are those ``credential_for`` and
+    ``image_for`` give a request for the same fault."""
+    if entry.trust_domain not in domains:
+        return "TrustDomainMissing", _no_domain(entry)
+    problem = _image_problem(entry, images)
+    if problem is not None:
+        return problem
+    return None
+
+
+def _no_domain(entry: CloudEntrySpec) -> str:
+    return f"TrustDomain {entry.trust_domain!r} does not exist"
+
+
 def credential_for(
     request: GlideinRequestSpec, entry: CloudEntrySpec, domains: Mapping[str, TrustDomainSpec]
 ) -> tuple[Credential | None, str]:
     """The request's credential for this entry, or None and why not."""
     domain = domains.get(entry.trust_domain)
     if domain is None:
-        return None, f"trust domain {entry.trust_domain!r} does not exist"
+        return None, _no_domain(entry)
     held = [c for c in request.credentials if c.trust_domain == entry.trust_domain]
     if not held:
         return None, f"no credential for trust domain {entry.trust_domain!r}"
@@ -61,16 +81,32 @@ def credential_for(
 def image_for(
     entry: CloudEntrySpec, images: Mapping[str, VMImageSpec]
 ) -> tuple[VMImageSpec | None, str]:
+    """The VMImage a VM entry boots, or None and why not (None and "": not a VM entry)."""
     if entry.type not in VM_ENTRY_TYPES:
         return None, ""
+    problem = _image_problem(entry, images)
+    if problem is not None:
+        return None, problem[1]
+    assert entry.vm_image is not None  # _image_problem found it
+    return images[entry.vm_image], ""
+
+
+def _image_problem(
+    entry: CloudEntrySpec, images: Mapping[str, VMImageSpec]
+) -> tuple[str, str] | None:
+    if entry.type not in VM_ENTRY_TYPES:
+        return None
     assert entry.vm_image is not None  # the schema requires it for VM types
     image = images.get(entry.vm_image)
     if image is None:
-        return None, f"VMImage {entry.vm_image!r} does not exist"
+        return "ImageMissing", f"VMImage {entry.vm_image!r} does not exist"
     region = entry.image_region or ""
     if image.location(entry.type, region) is None:
-        return None, f"VMImage {entry.vm_image!r} has no {entry.type} location in region {region!r}"
-    return image, ""
+        return (
+            "ImageNotInRegion",
+            f"VMImage {entry.vm_image!r} has no {entry.type} location in region {region!r}",
+        )
+    return None
 
 
 NO_POOL_CREDENTIAL = (
