@@ -148,3 +148,33 @@ def test_plan_says_unknown_rather_than_a_cost_of_zero(tmp_path: Path) -> None:
     row = next(line for line in result.output.splitlines() if "hlt-openstack" in line)
     assert "unknown" in row, result.output
     assert "launches cost unknown/h" in result.output, result.output
+
+
+def _ec2(name: str, price: str, spot_cap: str | None = None) -> Candidate:
+    body: dict[str, object] = {
+        "type": "ec2",
+        "trustDomain": "osg",
+        "site": name,
+        "vmImage": "img",
+        "ec2": {"region": "us-east-1"},
+        "instanceTypes": [
+            {"name": "m5.xlarge", "cpus": 4, "memory": "8Gi", "pricePerHour": Decimal(price)}
+        ],
+    }
+    if spot_cap is not None:
+        body["spot"] = {
+            "enabled": True,
+            "maxPricePerHour": Decimal(spot_cap),
+            "fallBackToOnDemand": False,
+        }
+    return Candidate(name, CloudEntrySpec.model_validate(body))
+
+
+def test_cost_placement_prices_a_spot_entry_as_the_budget_gate_does() -> None:
+    """One price function: a spot entry capped below another's on-demand price is the
+    cheaper one for placement as for the budget gate (it was ranked at on-demand)."""
+    on_demand, spot = _ec2("on-demand", "0.20"), _ec2("spot", "0.30", spot_cap="0.10")
+    assert launch_price(spot.spec, "m5.xlarge") == Decimal("0.10")
+    p = plan(REQ, request(), [on_demand, spot], jobs(8), [], ramp=Ramp(initial=10_000))
+    assert p.entry("spot").launch == 2
+    assert p.entry("on-demand").launch == 0

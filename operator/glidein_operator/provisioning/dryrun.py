@@ -20,6 +20,7 @@ from glidein_operator.api.objects import Resource
 from glidein_operator.api.trustdomain import TrustDomainSpec
 from glidein_operator.api.vmimage import VMImageSpec
 from glidein_operator.condor.jobs import cluster_jobs, select, significant_attributes
+from glidein_operator.money.pricing import launch_price
 from glidein_operator.provisioning.eligibility import EntryRecord, candidates
 from glidein_operator.provisioning.planner import Plan, Ramp, plan
 
@@ -72,7 +73,8 @@ def launch_cost(spec: CloudEntrySpec, launch_by_type: dict[str, int]) -> Decimal
     total = Decimal(0)
     for name, n in launch_by_type.items():
         itype = spec.instance_type(name)
-        if itype is None or itype.price_per_hour is None:
+        price = launch_price(spec, name) if itype is not None else None
+        if price is None:
             return None
-        total += itype.price_per_hour * n
+        total += price * n
     return total

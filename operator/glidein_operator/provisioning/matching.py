@@ -27,6 +27,7 @@ from glidein_operator.api.cloudentry import CloudEntrySpec, InstanceType
 from glidein_operator.api.vmimage import VMImageSpec
 from glidein_operator.condor.classads import is_true
 from glidein_operator.condor.jobs import JobCluster, referenced_names
+from glidein_operator.money.pricing import launch_price
 from glidein_operator.pilot import attributes
 
 # The oldest HTCondor a pilot image may carry (docs/htcondor.md), as a startd says it.
@@ -89,7 +90,7 @@ def offer_of(
         trust_domain=spec.trust_domain,
         resource_type=spec.type,
         instance_type=itype.name,
-        price_per_hour=None if itype.price_per_hour is None else float(itype.price_per_hour),
+        price_per_hour=None if (price := launch_price(spec, itype.name)) is None else float(price),
         cpus=itype.cpus,
         memory_mb=parse_quantity(itype.memory) // MIB,
         os_name=image.os.name if image and image.os else "",
@@ -126,12 +127,15 @@ def machine_ad(
     return ad
 
 
-def offer_order(itype: InstanceType) -> tuple[bool, Decimal, int, int, int, int]:
+def offer_order(
+    spec: CloudEntrySpec, itype: InstanceType
+) -> tuple[bool, Decimal, int, int, int, int]:
     """Cheapest first (an unknown price last), then smallest: the first offer that fits
     is the one to launch."""
+    price = launch_price(spec, itype.name)
     return (
-        itype.price_per_hour is None,
-        itype.price_per_hour or Decimal(0),
+        price is None,
+        price or Decimal(0),
         itype.cpus,
         parse_quantity(itype.memory),
         parse_quantity(itype.disk),
@@ -166,7 +170,7 @@ class Matcher:
         groups: list[EntryOffers] = []
         for name, spec, image in sorted(entries, key=lambda e: e[0]):
             first = len(offers)
-            for itype in sorted(spec.instance_types, key=offer_order):
+            for itype in sorted(spec.instance_types, key=lambda it: offer_order(spec, it)):
                 offers.append(
                     Offer(
                         index=len(offers),
@@ -176,7 +180,7 @@ class Matcher:
                         memory_mb=parse_quantity(itype.memory) // MIB,
                         disk_kb=parse_quantity(itype.disk) // KIB,
                         gpus=itype.gpus,
-                        price=itype.price_per_hour,
+                        price=launch_price(spec, itype.name),
                         ad=machine_ad(name, spec, itype, image),
                     )
                 )
