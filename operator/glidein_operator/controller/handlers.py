@@ -19,11 +19,11 @@ from typing import Any
 import kopf
 
 from glidein_operator.api.base import API_GROUP, API_VERSION
-from glidein_operator.api.cloudentry import CloudEntrySpec
-from glidein_operator.api.glideinrequest import GlideinRequestSpec
+from glidein_operator.api.cloudentry import CloudEntrySpec, CloudEntryStatus
+from glidein_operator.api.glideinrequest import GlideinRequestSpec, GlideinRequestStatus
 from glidein_operator.api.objects import InvalidResource, parse
-from glidein_operator.api.trustdomain import TrustDomainSpec
-from glidein_operator.api.vmimage import VMImageSpec
+from glidein_operator.api.trustdomain import TrustDomainSpec, TrustDomainStatus
+from glidein_operator.api.vmimage import VMImageSpec, VMImageStatus
 from glidein_operator.controller import (
     cleanup,
     health,
@@ -240,13 +240,13 @@ async def reconcile_request(
             rt.clock(),
         )
         wiring.announce(body, status, {"conditions": conds})
-        wiring.patch_status(patch, status, {"conditions": conds})
+        wiring.patch_status(patch, status, {"conditions": conds}, GlideinRequestStatus)
         rt.reconcile_metrics.failed(namespace, name, uid)
         return
     seconds = time.perf_counter() - started
     rt.reconcile_metrics.record(namespace, name, outcome.status, seconds, uid)
     wiring.announce(body, status, outcome.status)
-    wiring.patch_status(patch, status, outcome.status)
+    wiring.patch_status(patch, status, outcome.status, GlideinRequestStatus)
 
 
 @kopf.on.delete(G, V, "glideinrequests")
@@ -321,7 +321,7 @@ async def check_entry(
     )
     new = {"conditions": conds, "observedGeneration": generation}
     wiring.announce(body, status, new)
-    wiring.patch_status(patch, status, new)
+    wiring.patch_status(patch, status, new, CloudEntryStatus)
 
 
 @kopf.timer(G, V, "cloudentries", interval=orphans.INTERVAL, initial_delay=0.1)
@@ -346,7 +346,7 @@ async def collect_orphans(
         request_namespaces={next(iter(v)).split("/", 1)[0] for v in requests.values() if v},
     )
     if live is not None:
-        wiring.patch_status(patch, status, {"pilots": live})
+        wiring.patch_status(patch, status, {"pilots": live}, CloudEntryStatus)
 
 
 @kopf.on.delete(G, V, "cloudentries")
@@ -405,7 +405,10 @@ async def check_domain(
         rt.clock(),
     )
     wiring.patch_status(
-        patch, status, {"conditions": conds, "entries": count, "observedGeneration": generation}
+        patch,
+        status,
+        {"conditions": conds, "entries": count, "observedGeneration": generation},
+        TrustDomainStatus,
     )
 
 
@@ -432,4 +435,6 @@ async def check_image(
         generation,
         rt.clock(),
     )
-    wiring.patch_status(patch, status, {"conditions": conds, "observedGeneration": generation})
+    wiring.patch_status(
+        patch, status, {"conditions": conds, "observedGeneration": generation}, VMImageStatus
+    )

@@ -18,18 +18,30 @@ import kopf
 from pydantic import ValidationError
 
 from glidein_operator.api.base import ApiModel
+from glidein_operator.api.cloudentry import CloudEntrySpec, CloudEntryStatus
+from glidein_operator.api.glideinrequest import GlideinRequestSpec, GlideinRequestStatus
 from glidein_operator.api.objects import describe_errors
+from glidein_operator.api.trustdomain import TrustDomainSpec, TrustDomainStatus
+from glidein_operator.api.vmimage import VMImageSpec, VMImageStatus
 from glidein_operator.controller import logs, runtime
 from glidein_operator.provisioning import status as st
 
 M = TypeVar("M", bound=ApiModel)
+# Each kind's spec model, and the model its status is written through.
+STATUS_OF: dict[type[ApiModel], type[ApiModel]] = {
+    GlideinRequestSpec: GlideinRequestStatus,
+    CloudEntrySpec: CloudEntryStatus,
+    TrustDomainSpec: TrustDomainStatus,
+    VMImageSpec: VMImageStatus,
+}
 Handler = Callable[..., Coroutine[Any, Any, None]]
 
 
-def patch_status(patch: kopf.Patch, old: Any, new: dict[str, Any]) -> None:
+def patch_status(patch: kopf.Patch, old: Any, new: dict[str, Any], model: type[ApiModel]) -> None:
     """Into the handler's patch: the fields of ``new`` that differ from ``old``, only
-    those (two timers of one object each write their own fields)."""
-    for k, v in st.changes(dict(old or {}), new).items():
+    those (two timers of one object each write their own fields), written through the
+    kind's status model."""
+    for k, v in st.changes(dict(old or {}), st.through(model, new)).items():
         patch.status[k] = v
 
 
@@ -70,7 +82,7 @@ def with_spec(
                 parsed = model.model_validate(dict(kwargs["spec"]))
             except ValidationError as exc:
                 if report:
-                    _invalid_spec(kwargs, exc)
+                    _invalid_spec(kwargs, exc, STATUS_OF[model])
                 if also is not None:
                     also(kwargs)
                 return
@@ -81,7 +93,9 @@ def with_spec(
     return decorate
 
 
-def _invalid_spec(kwargs: Mapping[str, Any], exc: ValidationError) -> None:
+def _invalid_spec(
+    kwargs: Mapping[str, Any], exc: ValidationError, status_model: type[ApiModel]
+) -> None:
     status, meta = kwargs["status"], kwargs["meta"]
     generation = int(meta.get("generation") or 0)
     conds = st.set_condition(
@@ -95,4 +109,4 @@ def _invalid_spec(kwargs: Mapping[str, Any], exc: ValidationError) -> None:
     )
     new = {"conditions": conds, "observedGeneration": generation}
     announce(kwargs["body"], status, new)
-    patch_status(kwargs["patch"], status, new)
+    patch_status(kwargs["patch"], status, new, status_model)

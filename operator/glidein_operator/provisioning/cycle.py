@@ -26,7 +26,7 @@ from typing import Any
 
 from glidein_operator.api.base import parse_quantity
 from glidein_operator.api.cloudentry import CloudEntrySpec
-from glidein_operator.api.glideinrequest import GlideinRequestSpec
+from glidein_operator.api.glideinrequest import GlideinRequestSpec, GlideinRequestStatus
 from glidein_operator.condor.jobs import JobCluster
 from glidein_operator.condor.pilots import RegisteredPilot
 from glidein_operator.ground import CloudPilot, PilotState, Shape
@@ -552,4 +552,4 @@ def report(
     )
     status["conditions"] = conditions
     status["observedGeneration"] = generation
-    return status, events
+    return st.through(GlideinRequestStatus, status), events

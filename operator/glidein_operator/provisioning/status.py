@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from glidein_operator.api.base import ApiModel
 from glidein_operator.ground import CloudPilot
 from glidein_operator.provisioning.planner import PilotPhase, PilotView, Plan
 
@@ -100,6 +101,15 @@ def request_status(
         "totals": {k: totals[k] for k in ("idleJobs", "wanted", "launching", "running", "idle")},
         "entries": entries,
     }
+
+
+def through(model: type[ApiModel], status: Mapping[str, Any]) -> dict[str, Any]:
+    """``status`` as its model writes it: every field checked against the CRD's own model
+    (a key it does not know, a negative count, a malformed time fail here, not at the API
+    server), and dumped as the API stores it. Only the fields given are written."""
+    return model.model_validate(dict(status)).model_dump(
+        by_alias=True, exclude_unset=True, mode="json"
+    )
 
 
 def changes(old: Mapping[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
