@@ -13,18 +13,22 @@ import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-# Ownership marks, written atomically at creation on every back end.
-TAG_OPERATOR = "glidein.dev/operator"
-TAG_REQUEST_UID = "glidein.dev/request-uid"
-TAG_REQUEST = "glidein.dev/request"
-TAG_ENTRY = "glidein.dev/entry"
-TAG_BATCH = "glidein.dev/batch"
-TAG_PILOT_ID = "glidein.dev/pilot-id"
-TAG_INSTANCE_TYPE = "glidein.dev/instance-type"
-TAG_SPOT = "glidein.dev/spot"
-# The hourly price the pilot was launched at: accounting survives a restart and a later
-# price change in the CloudEntry without remembering anything.
-TAG_PRICE = "glidein.dev/price-per-hour"
+
+class Tag:
+    """Ownership marks, written atomically at creation on every back end (EC2 tags,
+    OpenStack metadata, OpenNebula template attributes, pod labels)."""
+
+    OPERATOR = "glidein.dev/operator"
+    REQUEST_UID = "glidein.dev/request-uid"
+    REQUEST = "glidein.dev/request"
+    ENTRY = "glidein.dev/entry"
+    BATCH = "glidein.dev/batch"
+    PILOT_ID = "glidein.dev/pilot-id"
+    INSTANCE_TYPE = "glidein.dev/instance-type"
+    SPOT = "glidein.dev/spot"
+    # The hourly price the pilot was launched at: accounting survives a restart and a later
+    # price change in the CloudEntry without remembering anything.
+    PRICE = "glidein.dev/price-per-hour"
 
 
 class PilotState(enum.StrEnum):
@@ -81,15 +85,15 @@ class LaunchBatch:
             self.spot_max_price if self.spot and self.spot_max_price else self.shape.price_per_hour
         )
         tags = {
-            TAG_REQUEST_UID: self.request_uid,
-            TAG_REQUEST: self.request.replace("/", "."),
-            TAG_ENTRY: self.entry,
-            TAG_BATCH: self.key,
-            TAG_INSTANCE_TYPE: self.shape.name,
-            TAG_SPOT: "true" if self.spot else "false",
+            Tag.REQUEST_UID: self.request_uid,
+            Tag.REQUEST: self.request.replace("/", "."),
+            Tag.ENTRY: self.entry,
+            Tag.BATCH: self.key,
+            Tag.INSTANCE_TYPE: self.shape.name,
+            Tag.SPOT: "true" if self.spot else "false",
         }
         if price is not None:
-            tags[TAG_PRICE] = str(price)
+            tags[Tag.PRICE] = str(price)
         return tags
 
 
@@ -122,6 +126,6 @@ class CloudPilot:
 
 def price_from_tags(tags: dict[str, str]) -> Decimal | None:
     try:
-        return Decimal(tags[TAG_PRICE])
+        return Decimal(tags[Tag.PRICE])
     except (KeyError, ArithmeticError, ValueError):
         return None

@@ -16,7 +16,7 @@ from glidein_operator.clouds.base import (
     Throttled,
 )
 from glidein_operator.clouds.instrumented import DriverMetrics, InstrumentedDriver
-from glidein_operator.ground import TAG_BATCH, PilotState
+from glidein_operator.ground import PilotState, Tag
 from tests.support.harness import Harness
 
 ALIVE = {PilotState.PENDING, PilotState.RUNNING}
@@ -38,7 +38,7 @@ def test_launch_then_list_shows_them_with_our_marks(harness: Harness) -> None:
         assert p.request_uid == "uid-0001"
         assert p.batch == batch.key
         assert p.instance_type == "m5.large"
-    assert TAG_BATCH.startswith("glidein.dev/")
+    assert Tag.BATCH.startswith("glidein.dev/")
 
 
 def test_relaunch_with_the_same_key_makes_no_duplicate(harness: Harness) -> None:

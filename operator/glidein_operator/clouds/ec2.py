@@ -46,16 +46,10 @@ from glidein_operator.clouds.base import (
 )
 from glidein_operator.ground import (
     ALIVE_STATES,
-    TAG_BATCH,
-    TAG_ENTRY,
-    TAG_INSTANCE_TYPE,
-    TAG_OPERATOR,
-    TAG_PILOT_ID,
-    TAG_REQUEST_UID,
-    TAG_SPOT,
     CloudPilot,
     LaunchBatch,
     PilotState,
+    Tag,
     price_from_tags,
 )
 
@@ -216,9 +210,9 @@ class Ec2Driver:
         self, batch: LaunchBatch, *, index_base: int, count: int, token_suffix: str
     ) -> list[CloudPilot]:
         token = (batch.key + token_suffix)[-64:]  # ClientToken: at most 64 ASCII characters
-        tags = {**batch.tags(), TAG_OPERATOR: self.operator_id}
+        tags = {**batch.tags(), Tag.OPERATOR: self.operator_id}
         if self.key_pairs == "perVM":
-            tags[TAG_PILOT_ID] = batch.pilot_id(index_base)
+            tags[Tag.PILOT_ID] = batch.pilot_id(index_base)
         params: dict[str, Any] = {
             "ImageId": batch.image_id,
             "InstanceType": batch.shape.name,
@@ -278,8 +272,8 @@ class Ec2Driver:
     def _instances(self, extra_filters: Sequence[dict[str, Any]] = ()) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("describe_instances")
         filters = [
-            {"Name": f"tag:{TAG_OPERATOR}", "Values": [self.operator_id]},
-            {"Name": f"tag:{TAG_ENTRY}", "Values": [self.entry]},
+            {"Name": f"tag:{Tag.OPERATOR}", "Values": [self.operator_id]},
+            {"Name": f"tag:{Tag.ENTRY}", "Values": [self.entry]},
             *extra_filters,
         ]
         for page in paginator.paginate(
@@ -335,22 +329,22 @@ class Ec2Driver:
         self, inst: dict[str, Any], batch_key: str | None = None, index_base: int = 0
     ) -> CloudPilot:
         tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
-        batch = tags.get(TAG_BATCH, batch_key or "")
+        batch = tags.get(Tag.BATCH, batch_key or "")
         pilot_id = (
-            tags.get(TAG_PILOT_ID) or f"{batch}-{int(inst.get('AmiLaunchIndex', 0)) + index_base}"
+            tags.get(Tag.PILOT_ID) or f"{batch}-{int(inst.get('AmiLaunchIndex', 0)) + index_base}"
         )
         state = inst.get("State", {}).get("Name", "")
         launched = inst.get("LaunchTime")
         return CloudPilot(
             pilot_id=pilot_id,
             cloud_id=inst["InstanceId"],
-            entry=tags.get(TAG_ENTRY, self.entry),
-            request_uid=tags.get(TAG_REQUEST_UID, ""),
+            entry=tags.get(Tag.ENTRY, self.entry),
+            request_uid=tags.get(Tag.REQUEST_UID, ""),
             batch=batch,
-            instance_type=tags.get(TAG_INSTANCE_TYPE, inst.get("InstanceType", "")),
+            instance_type=tags.get(Tag.INSTANCE_TYPE, inst.get("InstanceType", "")),
             state=_STATES.get(state, PilotState.UNKNOWN),
             launched_at=launched if isinstance(launched, dt.datetime) else None,
-            spot=tags.get(TAG_SPOT) == "true" or inst.get("InstanceLifecycle") == "spot",
+            spot=tags.get(Tag.SPOT) == "true" or inst.get("InstanceLifecycle") == "spot",
             raw_state=state,
             extra={"keyName": inst.get("KeyName", "")} if inst.get("KeyName") else {},
             price_per_hour=price_from_tags(tags),
@@ -391,28 +385,28 @@ class Ec2Driver:
             p.batch
             for p in (
                 self._pilot(i)
-                for i in self._instances([{"Name": f"tag:{TAG_BATCH}", "Values": sorted(batches)}])
+                for i in self._instances([{"Name": f"tag:{Tag.BATCH}", "Values": sorted(batches)}])
             )
             if p.state in (PilotState.PENDING, PilotState.RUNNING, PilotState.SHUTDOWN)
         }
         reply = self._client.describe_key_pairs(
             Filters=[
-                {"Name": f"tag:{TAG_OPERATOR}", "Values": [self.operator_id]},
-                {"Name": f"tag:{TAG_BATCH}", "Values": sorted(batches)},
+                {"Name": f"tag:{Tag.OPERATOR}", "Values": [self.operator_id]},
+                {"Name": f"tag:{Tag.BATCH}", "Values": sorted(batches)},
             ]
         )
         for kp in reply.get("KeyPairs", []):
             tags = {t["Key"]: t["Value"] for t in kp.get("Tags", [])}
-            if tags.get(TAG_BATCH) not in alive:
+            if tags.get(Tag.BATCH) not in alive:
                 self._client.delete_key_pair(KeyName=kp["KeyName"])
 
     def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:
         filters = [
-            {"Name": f"tag:{TAG_OPERATOR}", "Values": [self.operator_id]},
-            {"Name": f"tag:{TAG_ENTRY}", "Values": [self.entry]},
+            {"Name": f"tag:{Tag.OPERATOR}", "Values": [self.operator_id]},
+            {"Name": f"tag:{Tag.ENTRY}", "Values": [self.entry]},
         ]
         if request_uid:
-            filters.append({"Name": f"tag:{TAG_REQUEST_UID}", "Values": [request_uid]})
+            filters.append({"Name": f"tag:{Tag.REQUEST_UID}", "Values": [request_uid]})
         pairs = self._client.describe_key_pairs(Filters=filters).get("KeyPairs", [])
         if not pairs:
             return 0
@@ -420,7 +414,7 @@ class Ec2Driver:
         deleted = 0
         for kp in pairs:
             tags = {t["Key"]: t["Value"] for t in kp.get("Tags", [])}
-            if tags.get(TAG_BATCH) in alive or not old_enough(
+            if tags.get(Tag.BATCH) in alive or not old_enough(
                 kp.get("CreateTime"), min_age_seconds
             ):
                 continue
@@ -432,8 +426,8 @@ class Ec2Driver:
         """Names of our key pairs at this entry (for garbage collection and tests)."""
         reply = self._client.describe_key_pairs(
             Filters=[
-                {"Name": f"tag:{TAG_OPERATOR}", "Values": [self.operator_id]},
-                {"Name": f"tag:{TAG_ENTRY}", "Values": [self.entry]},
+                {"Name": f"tag:{Tag.OPERATOR}", "Values": [self.operator_id]},
+                {"Name": f"tag:{Tag.ENTRY}", "Values": [self.entry]},
             ]
         )
         return sorted(kp["KeyName"] for kp in reply.get("KeyPairs", []))

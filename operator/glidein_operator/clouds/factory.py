@@ -55,6 +55,15 @@ def missing_keys(credential_type: str, values: SecretValues, key: str | None = N
     return [k for k in wanted if not values.get(k)]
 
 
+def under_defined_key(credential_type: str, values: SecretValues, key: str | None) -> SecretValues:
+    """A one-value credential kept under another key (a token under "bearer") also under
+    the key its type defines, where the driver reads it."""
+    defined = CREDENTIAL_SECRET_KEYS.get(credential_type, ())
+    if key and len(defined) == 1 and key in values:
+        return {**values, defined[0]: values[key]}
+    return values
+
+
 def not_text(credential_type: str, values: SecretValues) -> list[str]:
     """Keys the credential type reads as text that hold binary data."""
     text = text_values(values)

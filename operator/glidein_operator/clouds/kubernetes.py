@@ -25,18 +25,7 @@ from glidein_operator.clouds.base import (
     for_http_status,
     old_enough,
 )
-from glidein_operator.ground import (
-    ALIVE_STATES,
-    TAG_BATCH,
-    TAG_ENTRY,
-    TAG_INSTANCE_TYPE,
-    TAG_OPERATOR,
-    TAG_PILOT_ID,
-    TAG_REQUEST_UID,
-    CloudPilot,
-    LaunchBatch,
-    PilotState,
-)
+from glidein_operator.ground import ALIVE_STATES, CloudPilot, LaunchBatch, PilotState, Tag
 
 PAYLOAD_KEY = "user-data"
 _IMAGE_ERRORS = {
@@ -106,18 +95,18 @@ class KubernetesDriver:
         return map_sdk_error(exc, self.entry)
 
     def _selector(self, extra: dict[str, str] | None = None) -> str:
-        labels = {TAG_OPERATOR: _label_value(self.operator_id), TAG_ENTRY: _label_value(self.entry)}
+        labels = {Tag.OPERATOR: _label_value(self.operator_id), Tag.ENTRY: _label_value(self.entry)}
         labels.update(extra or {})
         return ",".join(f"{k}={v}" for k, v in labels.items())
 
     def launch(self, batch: LaunchBatch) -> list[CloudPilot]:
         ns = self.settings.namespace
         labels = {
-            TAG_OPERATOR: _label_value(self.operator_id),
-            TAG_ENTRY: _label_value(self.entry),
-            TAG_REQUEST_UID: _label_value(batch.request_uid),
-            TAG_BATCH: _label_value(batch.key),
-            TAG_INSTANCE_TYPE: _label_value(batch.shape.name),
+            Tag.OPERATOR: _label_value(self.operator_id),
+            Tag.ENTRY: _label_value(self.entry),
+            Tag.REQUEST_UID: _label_value(batch.request_uid),
+            Tag.BATCH: _label_value(batch.key),
+            Tag.INSTANCE_TYPE: _label_value(batch.shape.name),
         }
         secret_name = f"glidein-{batch.key}"[:253]
         self._create(
@@ -164,7 +153,7 @@ class KubernetesDriver:
         return k8s.V1Pod(
             metadata=k8s.V1ObjectMeta(
                 name=f"glidein-{pilot_id}"[:253],
-                labels={**labels, TAG_PILOT_ID: _label_value(pilot_id)},
+                labels={**labels, Tag.PILOT_ID: _label_value(pilot_id)},
             ),
             spec=k8s.V1PodSpec(
                 restart_policy="Never",
@@ -239,12 +228,12 @@ class KubernetesDriver:
             if waiting is not None and waiting.reason in _IMAGE_ERRORS:
                 state = PilotState.ERROR
         return CloudPilot(
-            pilot_id=labels.get(TAG_PILOT_ID, pod.metadata.name),
+            pilot_id=labels.get(Tag.PILOT_ID, pod.metadata.name),
             cloud_id=pod.metadata.name,
-            entry=labels.get(TAG_ENTRY, self.entry),
-            request_uid=labels.get(TAG_REQUEST_UID, ""),
-            batch=labels.get(TAG_BATCH, ""),
-            instance_type=labels.get(TAG_INSTANCE_TYPE, ""),
+            entry=labels.get(Tag.ENTRY, self.entry),
+            request_uid=labels.get(Tag.REQUEST_UID, ""),
+            batch=labels.get(Tag.BATCH, ""),
+            instance_type=labels.get(Tag.INSTANCE_TYPE, ""),
             state=state,
             launched_at=pod.metadata.creation_timestamp,
             raw_state=phase,
@@ -277,7 +266,7 @@ class KubernetesDriver:
                     raise
 
     def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:
-        extra = {TAG_REQUEST_UID: _label_value(request_uid)} if request_uid else None
+        extra = {Tag.REQUEST_UID: _label_value(request_uid)} if request_uid else None
         secrets = self._core.list_namespaced_secret(
             self.settings.namespace, label_selector=self._selector(extra)
         ).items
@@ -286,7 +275,7 @@ class KubernetesDriver:
         alive = {p.batch for p in self.list_pilots() if p.state in ALIVE_STATES}
         deleted = 0
         for secret in secrets:
-            batch = (secret.metadata.labels or {}).get(TAG_BATCH)
+            batch = (secret.metadata.labels or {}).get(Tag.BATCH)
             if batch in alive or not old_enough(
                 secret.metadata.creation_timestamp, min_age_seconds
             ):

@@ -38,16 +38,10 @@ from glidein_operator.clouds.base import (
 )
 from glidein_operator.ground import (
     ALIVE_STATES,
-    TAG_BATCH,
-    TAG_ENTRY,
-    TAG_INSTANCE_TYPE,
-    TAG_OPERATOR,
-    TAG_REQUEST,
-    TAG_REQUEST_UID,
-    TAG_SPOT,
     CloudPilot,
     LaunchBatch,
     PilotState,
+    Tag,
     price_from_tags,
 )
 
@@ -188,7 +182,7 @@ class OpenStackDriver:
             return [self._pilot(s) for s in existing]
         key_name = self._ensure_key_pair(batch.key)
         s = self.settings
-        metadata = {**batch.tags(), TAG_OPERATOR: self.operator_id}
+        metadata = {**batch.tags(), Tag.OPERATOR: self.operator_id}
         params: dict[str, Any] = {
             "name": f"glidein-{batch.key}",
             "image_id": batch.image_id,
@@ -228,7 +222,7 @@ class OpenStackDriver:
 
     def _pilot(self, server: Any) -> CloudPilot:
         meta = dict(server.metadata or {})
-        batch = meta.get(TAG_BATCH, "")
+        batch = meta.get(Tag.BATCH, "")
         name = server.name or ""
         m = re.fullmatch(rf"glidein-{re.escape(batch)}(?:-(\d+))?", name) if batch else None
         index = int(m.group(1)) - 1 if m and m.group(1) else 0
@@ -240,15 +234,15 @@ class OpenStackDriver:
         return CloudPilot(
             pilot_id=f"{batch}-{index}" if batch else name,
             cloud_id=server.id,
-            entry=meta.get(TAG_ENTRY, self.entry),
-            request_uid=meta.get(TAG_REQUEST_UID, ""),
+            entry=meta.get(Tag.ENTRY, self.entry),
+            request_uid=meta.get(Tag.REQUEST_UID, ""),
             batch=batch,
-            instance_type=meta.get(TAG_INSTANCE_TYPE, ""),
+            instance_type=meta.get(Tag.INSTANCE_TYPE, ""),
             state=_STATES.get(status, PilotState.UNKNOWN),
             launched_at=created,
-            spot=meta.get(TAG_SPOT) == "true",
+            spot=meta.get(Tag.SPOT) == "true",
             raw_state=raw,
-            extra={"request": meta.get(TAG_REQUEST, "")},
+            extra={"request": meta.get(Tag.REQUEST, "")},
             price_per_hour=price_from_tags(meta),
             # The operator never stops a server, it deletes: SHUTOFF is the guest's own
             # power-off (its pilot's, or a kernel that gave up), and Nova's `updated` is

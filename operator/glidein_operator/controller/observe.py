@@ -17,10 +17,10 @@ from kubernetes import client as k8s
 
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
-from glidein_operator.api.trustdomain import CREDENTIAL_SECRET_KEYS, TrustDomainSpec
+from glidein_operator.api.trustdomain import TrustDomainSpec
 from glidein_operator.api.vmimage import VMImageSpec
 from glidein_operator.clouds.base import DriverError
-from glidein_operator.clouds.factory import missing_keys
+from glidein_operator.clouds.factory import missing_keys, under_defined_key
 from glidein_operator.clouds.instrumented import InstrumentedDriver
 from glidein_operator.condor.interface import CondorError
 from glidein_operator.condor.pilots import RegisteredPilot
@@ -189,10 +189,7 @@ async def credential(
     lacking = missing_keys(cred.type, values, cred.secret_ref.key)
     if lacking:
         return f"Secret {cred.secret_ref.name!r} lacks {', '.join(lacking)} for a {cred.type} credential"
-    defined = CREDENTIAL_SECRET_KEYS[cred.type]
-    if cred.secret_ref.key and len(defined) == 1:
-        # A one-value credential kept under another key (e.g. a token under "bearer").
-        values = {**values, defined[0]: values[cred.secret_ref.key]}
+    values = dict(under_defined_key(cred.type, values, cred.secret_ref.key))
     return Credential(
         cred.type, cred.secret_ref.name, values, f"{namespace}/{cred.secret_ref.name}"
     )
