@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from glidein_devkit.condor_pool import (
     PilotMachine,
     find_condor,
 )
+from tests.condor.support import Stage
+from tests.support.cluster import Cluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -63,6 +66,33 @@ def pool(condor: CondorInstall, condor_tmp: Path) -> Iterator[CondorPool]:
     yield p
     _LOG_SOURCES.remove(p)
     p.stop()
+
+
+def _started(p: CondorPool) -> Iterator[CondorPool]:
+    p.start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def own_pool(condor: CondorInstall, condor_tmp: Path) -> Iterator[CondorPool]:
+    """A pool of the test's own, READ needing a token as in the session's: for a story
+    that counts what ran there, or a test that stops its daemons."""
+    yield from _started(
+        CondorPool(condor, condor_tmp / f"own-{time.monotonic_ns()}", read_needs_auth=True)
+    )
+
+
+@pytest.fixture
+def open_pool(condor: CondorInstall, condor_tmp: Path) -> Iterator[CondorPool]:
+    """A pool that lets anyone READ (the common case): the operator reads it whatever
+    token it holds, and only the pilots' tokens are put to the test."""
+    yield from _started(CondorPool(condor, condor_tmp / f"open-{time.monotonic_ns()}"))
+
+
+@pytest.fixture
+def stage(cluster: Cluster, namespace: str, condor: CondorInstall, condor_tmp: Path) -> Stage:
+    return Stage(cluster, namespace, condor, condor_tmp)
 
 
 @pytest.fixture

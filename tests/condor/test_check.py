@@ -13,17 +13,17 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 import yaml
 
 from glidein_devkit.condor_pool import CondorPool, job
 from glidein_devkit.ec2server import Ec2Server
-from glidein_devkit.resources import G, ec2_entry, trust_domain, vm_image
+from tests.condor.support import ec2_docs, ec2_names
 from tests.support.cluster import Cluster
+from tests.support.documents import Doc, credential, glidein_request, pool_key, secret
 
 pytestmark = pytest.mark.integration
 
@@ -41,90 +41,52 @@ def ec2() -> Iterator[Ec2Server]:
 class Setup:
     cluster: Cluster
     namespace: str
+    ec2: Ec2Server
     entry: str
-    image: str
     # Every Secret value the check reads: none of it may be printed (a failing assertion's
     # report included).
     secret_values: list[bytes] = field(repr=False)
 
 
-def _apply(
-    cluster: Cluster,
-    namespace: str,
-    pool: CondorPool,
-    ec2: Ec2Server,
-    *,
-    signing_key: bytes,
-    aws: bool = True,
-) -> Setup:
-    entry, td, image = f"{namespace}-east", f"{namespace}-aws", f"{namespace}-img"
-    access = {
-        "accessKeyId": "AKIA" + secrets.token_hex(8).upper(),
-        "secretAccessKey": secrets.token_urlsafe(30),
-    }
-    docs: list[dict[str, Any]] = [
-        trust_domain(td, ["ec2-access-key"]),
-        vm_image(image, [{"cloud": "ec2", "region": "us-east-1", "imageId": ec2.image_id()}]),
-        ec2_entry(
-            entry,
-            endpoint=ec2.url,
-            trust_domain=td,
-            image=image,
-            site="EAST",
-            instance_types=[{"name": "t3.small", "cpus": 1, "memory": "2Gi", "disk": "10Gi"}],
-            limits={"maxPilots": 10},
-        ),
-        {
-            # The POOL file as the collector wrote it: binary, as --from-file keeps it.
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "pool-key", "namespace": namespace},
-            "data": {"signingKey": base64.b64encode(signing_key).decode()},
-        },
-        {
-            "apiVersion": G,
-            "kind": "GlideinRequest",
-            "metadata": {"name": "vo", "namespace": namespace},
-            "spec": {
-                "collector": pool.collector,
-                "schedds": [{"name": pool.schedd_name}],
-                "jobConstraint": f'GlideinCheck =?= "{namespace}"',
-                "entries": {"names": [entry]},
-                "credentials": [
-                    {"trustDomain": td, "type": "ec2-access-key", "secretRef": {"name": "aws"}}
-                ],
-                "pilot": {"tokenSecretRef": {"name": "pool-key"}},
-            },
-        },
-    ]
-    if aws:
-        docs.insert(
-            3,
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "aws", "namespace": namespace},
-                "stringData": access,
-            },
-        )
-    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
-    return Setup(
-        cluster, namespace, entry, image, [signing_key, *(v.encode() for v in access.values())]
-    )
-
-
 @pytest.fixture
-def cleanup(cluster: Cluster) -> Iterator[list[str]]:
-    """Namespaces whose cluster-scoped resources go after the test."""
-    made: list[str] = []
-    yield made
-    for ns in made:
-        for kind, name in (
-            ("cloudentry", f"{ns}-east"),
-            ("vmimage", f"{ns}-img"),
-            ("trustdomain", f"{ns}-aws"),
-        ):
-            cluster.kubectl("delete", kind, name, "--wait=false", check=False)
+def setup(
+    cluster: Cluster, namespace: str, pool: CondorPool, ec2: Ec2Server
+) -> Iterator[Callable[..., Setup]]:
+    """Applies the namespace's request on the session's pool, its entry on the EC2 test
+    server: ``setup(signing_key, aws=True)``, ``aws`` whether its credential Secret is
+    there. The entry, its trust domain and image go after the test."""
+    names = ec2_names(namespace)
+
+    def apply(signing_key: bytes, aws: bool = True) -> Setup:
+        access = {
+            "accessKeyId": "AKIA" + secrets.token_hex(8).upper(),
+            "secretAccessKey": secrets.token_urlsafe(30),
+        }
+        request = glidein_request(
+            namespace,
+            pool.collector,
+            pool.schedd_name,
+            [credential(names.trust_domain)],
+            jobConstraint=f'GlideinCheck =?= "{namespace}"',
+            entries={"names": [names.entry]},
+        )
+        docs: list[Doc] = [
+            *ec2_docs(names, ec2),
+            *([secret(namespace, "aws", access)] if aws else []),
+            pool_key(namespace, signing_key),
+            request,
+        ]
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+        keys = [signing_key, *(v.encode() for v in access.values())]
+        return Setup(cluster, namespace, ec2, names.entry, keys)
+
+    yield apply
+    for kind, name in (
+        ("cloudentry", names.entry),
+        ("vmimage", names.image),
+        ("trustdomain", names.trust_domain),
+    ):
+        cluster.kubectl("delete", kind, name, "--wait=false", check=False)
 
 
 @dataclass
@@ -142,7 +104,7 @@ class Checked:
         ]
 
 
-def _check(s: Setup, ec2: Ec2Server) -> Checked:
+def _check(s: Setup) -> Checked:
     """The command, as an admin runs it, and proof it wrote nothing."""
 
     def secrets_now() -> tuple[str, set[str]]:
@@ -158,7 +120,7 @@ def _check(s: Setup, ec2: Ec2Server) -> Checked:
     version_before = s.cluster.kubectl(
         "get", "greq", "vo", "-n", s.namespace, "-o", "jsonpath={.metadata.resourceVersion}"
     ).stdout
-    calls_before = ec2.calls()
+    calls_before = s.ec2.calls()
     t0 = time.monotonic()
     proc = subprocess.run(
         [*CLI, "check", "vo", "--namespace", s.namespace],
@@ -185,7 +147,7 @@ def _check(s: Setup, ec2: Ec2Server) -> Checked:
         ).stdout
         == version_before
     )
-    calls = ec2.calls()
+    calls = s.ec2.calls()
     made = {a: n - calls_before.get(a, 0) for a, n in calls.items() if n > calls_before.get(a, 0)}
     assert all(a.startswith("Describe") for a in made), made
     out, err = proc.stdout.decode(), proc.stderr.decode()
@@ -194,17 +156,12 @@ def _check(s: Setup, ec2: Ec2Server) -> Checked:
 
 
 def test_a_working_setup_passes_every_check(
-    cluster: Cluster,
-    namespace: str,
-    pool: CondorPool,
-    ec2: Ec2Server,
-    cleanup: list[str],
+    namespace: str, pool: CondorPool, setup: Callable[..., Setup]
 ) -> None:
-    cleanup.append(namespace)
-    s = _apply(cluster, namespace, pool, ec2, signing_key=pool.signing_key())
+    s = setup(pool.signing_key())
     cluster_id = pool.submit(job(extra=[f'+GlideinCheck = "{namespace}"']), JOBS)
     try:
-        got = _check(s, ec2)
+        got = _check(s)
     finally:
         pool.tool("condor_rm", str(cluster_id), check=False)
     assert got.code == 0, got.out + got.err
@@ -232,16 +189,11 @@ def test_a_working_setup_passes_every_check(
 
 
 def test_a_signing_key_that_is_not_the_pools_fails_in_the_collectors_words(
-    cluster: Cluster,
-    namespace: str,
-    pool: CondorPool,
-    ec2: Ec2Server,
-    cleanup: list[str],
+    namespace: str, setup: Callable[..., Setup]
 ) -> None:
-    cleanup.append(namespace)
     # 64 random bytes, scrambled: a POOL file like the collector's, of another pool.
-    s = _apply(cluster, namespace, pool, ec2, signing_key=os.urandom(64))
-    got = _check(s, ec2)
+    s = setup(os.urandom(64))
+    got = _check(s)
     assert got.code == 1
     (token,) = got.rows("FAIL", "pool token")
     assert "AUTHENTICATE:1004:Failed to authenticate using IDTOKENS" in token
@@ -260,15 +212,10 @@ def test_a_signing_key_that_is_not_the_pools_fails_in_the_collectors_words(
 
 
 def test_a_missing_credential_secret_says_how_to_make_it_and_skips_what_needs_it(
-    cluster: Cluster,
-    namespace: str,
-    pool: CondorPool,
-    ec2: Ec2Server,
-    cleanup: list[str],
+    namespace: str, pool: CondorPool, setup: Callable[..., Setup]
 ) -> None:
-    cleanup.append(namespace)
-    s = _apply(cluster, namespace, pool, ec2, signing_key=pool.signing_key(), aws=False)
-    got = _check(s, ec2)
+    s = setup(pool.signing_key(), aws=False)
+    got = _check(s)
     assert got.code == 1
     (secret,) = got.rows("FAIL", "secret")
     assert f"{namespace}/aws: not found in namespace {namespace}" in secret
@@ -286,22 +233,17 @@ def test_a_missing_credential_secret_says_how_to_make_it_and_skips_what_needs_it
 
 
 def test_a_plan_with_nothing_to_start_says_which_jobs_and_why(
-    cluster: Cluster,
-    namespace: str,
-    pool: CondorPool,
-    ec2: Ec2Server,
-    cleanup: list[str],
+    namespace: str, pool: CondorPool, setup: Callable[..., Setup]
 ) -> None:
-    cleanup.append(namespace)
-    s = _apply(cluster, namespace, pool, ec2, signing_key=pool.signing_key())
-    got = _check(s, ec2)
+    s = setup(pool.signing_key())
+    got = _check(s)
     assert got.code == 1
     (empty,) = got.rows("FAIL", "plan")
     assert f"no idle jobs match jobConstraint 'GlideinCheck =?= \"{namespace}\"'" in empty
     # A job larger than any instance type of the entry: it matches no entry, and says why.
     cluster_id = pool.submit(job(cpus=64, extra=[f'+GlideinCheck = "{namespace}"']))
     try:
-        got = _check(s, ec2)
+        got = _check(s)
     finally:
         pool.tool("condor_rm", str(cluster_id), check=False)
     assert got.code == 1

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from glidein_devkit.condor_pool import (
-    CondorInstall,
     CondorPool,
     PilotMachine,
     job,
@@ -22,8 +20,7 @@ from glidein_operator.condor.interface import CondorError
 from glidein_operator.condor.jobs import significant_attributes
 from glidein_operator.condor.pilots import STARTD_PROJECTION, SlotState
 from glidein_operator.condor.reader import PoolReader
-from glidein_operator.credentials import idtokens
-from tests.condor.support import eventually, operator_token
+from tests.condor.support import eventually, operator_token, pilot_token, wrong_domain_token
 
 SHAPES = {(1, 512): 5, (2, 2048): 3, (4, 8000): 2}
 # Other tests' pilots join the same pool: these jobs stay idle, whatever starts.
@@ -43,15 +40,6 @@ def queued(pool: CondorPool) -> dict[str, int]:
     pool.tool("condor_hold", str(held))
     clusters["held"] = held
     return clusters
-
-
-@pytest.fixture
-def spare_pool(condor: CondorInstall, condor_tmp: Path) -> Iterator[CondorPool]:
-    """A pool of its own, for tests that stop daemons."""
-    p = CondorPool(condor, condor_tmp / f"spare-{time.monotonic_ns()}", read_needs_auth=True)
-    p.start()
-    yield p
-    p.stop()
 
 
 def test_idle_jobs_come_projected_and_constrained(pool: CondorPool, queued: dict[str, int]) -> None:
@@ -82,14 +70,7 @@ def test_registered_pilots_carry_their_ids_and_state(
     pool: CondorPool, machine: Callable[[], PilotMachine]
 ) -> None:
     m = machine()
-    token = idtokens.mint(
-        pool.signing_key(),
-        identity=idtokens.pilot_identity("bclient", pool.trust_domain),
-        issuer=pool.trust_domain,
-        lifetime=600,
-        now=int(time.time()),
-    )
-    m.start_startd(pool.collector, token, pool.trust_domain)
+    m.start_startd(pool.collector, pilot_token(pool), pool.trust_domain)
     client = HTCondorPool(pool.collector, operator_token(pool))
     ads = eventually(
         lambda: client.slot_ads(f'GlideinPilotId == "{m.name}"', STARTD_PROJECTION),
@@ -104,43 +85,37 @@ def test_registered_pilots_carry_their_ids_and_state(
     assert mine[0].total_cpus == 1
 
 
-def test_reading_needs_the_operator_token_where_the_pool_says_so(spare_pool: CondorPool) -> None:
+def test_reading_needs_the_operator_token_where_the_pool_says_so(own_pool: CondorPool) -> None:
     with pytest.raises(CondorError, match="cannot locate schedd"):
-        HTCondorPool(spare_pool.collector).idle_jobs(spare_pool.schedd_name, "true", ["Owner"])
-    wrong = idtokens.mint(
-        spare_pool.signing_key(),
-        identity="glidein-operator@cm.wrong.example.org",
-        issuer="cm.wrong.example.org",
-        lifetime=600,
-        now=int(time.time()),
-        scope="condor:/READ",
-    )
+        HTCondorPool(own_pool.collector).idle_jobs(own_pool.schedd_name, "true", ["Owner"])
     with pytest.raises(CondorError) as err:
-        HTCondorPool(spare_pool.collector, wrong).idle_jobs(spare_pool.schedd_name, "true", [])
+        HTCondorPool(own_pool.collector, wrong_domain_token(own_pool)).idle_jobs(
+            own_pool.schedd_name, "true", []
+        )
     # The failure says which identity and issuer were offered, the usual culprit.
     assert "issued by cm.wrong.example.org" in str(err.value)
-    client = HTCondorPool(spare_pool.collector, operator_token(spare_pool))
-    assert client.idle_jobs(spare_pool.schedd_name, "true", ["Owner"]) == []
+    client = HTCondorPool(own_pool.collector, operator_token(own_pool))
+    assert client.idle_jobs(own_pool.schedd_name, "true", ["Owner"]) == []
 
 
-def test_a_stopped_schedd_and_a_stopped_collector_are_named(spare_pool: CondorPool) -> None:
-    client = HTCondorPool(spare_pool.collector, operator_token(spare_pool))
-    assert client.idle_jobs(spare_pool.schedd_name, "true", ["Owner"]) == []
-    spare_pool.tool("condor_off", "-fast", "-schedd")
+def test_a_stopped_schedd_and_a_stopped_collector_are_named(own_pool: CondorPool) -> None:
+    client = HTCondorPool(own_pool.collector, operator_token(own_pool))
+    assert client.idle_jobs(own_pool.schedd_name, "true", ["Owner"]) == []
+    own_pool.tool("condor_off", "-fast", "-schedd")
 
     def schedd_gone() -> str | None:
         try:
-            client.idle_jobs(spare_pool.schedd_name, "true", ["Owner"])
+            client.idle_jobs(own_pool.schedd_name, "true", ["Owner"])
         except CondorError as exc:
             return str(exc)
         return None
 
     message = eventually(schedd_gone, 60, "the schedd's absence")
-    assert spare_pool.schedd_name in message
+    assert own_pool.schedd_name in message
 
-    spare_pool.stop()
+    own_pool.stop()
     t0 = time.monotonic()
     with pytest.raises(CondorError) as err:
         client.slot_ads("true", ["Name"])
-    assert spare_pool.collector in str(err.value)
+    assert own_pool.collector in str(err.value)
     assert time.monotonic() - t0 < 30

@@ -24,8 +24,7 @@ from glidein_operator.condor.interface import CondorError
 from glidein_operator.condor.isolated import IsolatedPool
 from glidein_operator.condor.pilots import STARTD_PROJECTION
 from glidein_operator.condor.reader import PoolReader
-from glidein_operator.credentials import idtokens
-from tests.condor.support import eventually, operator_token
+from tests.condor.support import eventually, operator_token, pilot_token, wrong_domain_token
 from tests.relay import Relay
 
 DEADLINE = 2.0
@@ -182,14 +181,7 @@ def test_it_reads_what_htcondor_pool_reads(
         assert len(bare) == len(direct.idle_jobs(pool.schedd_name, constraint, ["NoSuchAttribute"]))
 
         m = machine()
-        startd_token = idtokens.mint(
-            pool.signing_key(),
-            identity=idtokens.pilot_identity("bclient", pool.trust_domain),
-            issuer=pool.trust_domain,
-            lifetime=600,
-            now=int(time.time()),
-        )
-        m.start_startd(pool.collector, startd_token, pool.trust_domain)
+        m.start_startd(pool.collector, pilot_token(pool), pool.trust_domain)
         mine = f'GlideinPilotId == "{m.name}"'
         eventually(lambda: direct.slot_ads(mine, STARTD_PROJECTION), 60, "the slot ad")
         assert _one(isolated.slot_ads(mine, STARTD_PROJECTION)) == _one(
@@ -216,14 +208,7 @@ def test_its_errors_say_what_htcondor_pool_says(pool: CondorPool, tmp_path: Path
         isolated.close()
     # Token folders of their own: this process's shared one holds the pool's good token by
     # now, which HTCondor would pick whatever was offered.
-    wrong = idtokens.mint(
-        pool.signing_key(),
-        identity="glidein-operator@cm.wrong.example.org",
-        issuer="cm.wrong.example.org",
-        lifetime=600,
-        now=int(time.time()),
-        scope="condor:/READ",
-    )
+    wrong = wrong_domain_token(pool)
     anonymous = IsolatedPool(pool.collector, token_dir=tmp_path / "none", deadline=10)
     refused = IsolatedPool(pool.collector, wrong, tmp_path / "wrong", deadline=10)
     try:

@@ -8,16 +8,21 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from glidein_devkit.condor_pool import CondorInstall, CondorPool, job
+from glidein_devkit.condor_pool import CondorPool, job
 from glidein_devkit.ec2server import Ec2Server
-from glidein_devkit.resources import ec2_entry, trust_domain, vm_image
-from tests.condor.support import eventually, operator_on, request_status
-from tests.condor.test_story_ec2 import _request, open_pool  # noqa: F401 (a fixture)
-from tests.support.cluster import Cluster
+from tests.condor.support import (
+    Stage,
+    ec2_docs,
+    ec2_names,
+    eventually,
+    operator_on,
+    request_status,
+    story_request,
+)
+from tests.support.documents import EC2_TESTING, namespace_doc, secret
 
 pytestmark = pytest.mark.integration
 
@@ -34,39 +39,20 @@ def silent() -> Iterator[str]:
 
 
 def test_a_silent_collector_does_not_slow_the_other_requests(
-    cluster: Cluster,
-    namespace: str,
-    condor: CondorInstall,
-    condor_tmp: Path,
-    open_pool: CondorPool,  # noqa: F811
-    silent: str,
+    stage: Stage, open_pool: CondorPool, silent: str
 ) -> None:
-    pool = open_pool
-    hung = f"{namespace}-hung"
-    entry, td, image = f"{namespace}-east", f"{namespace}-aws", f"{namespace}-img"
+    pool, cluster = open_pool, stage.cluster
+    ns, names = stage.namespace, ec2_names(stage.namespace)
+    hung = f"{ns}-hung"
     with Ec2Server() as ec2:
-        healthy = _request(namespace, pool, entry, td, {})
-        stuck = _request(hung, pool, entry, td, {})
+        healthy = story_request(ns, pool, names, "ec2", secret(ns, "aws", EC2_TESTING))
+        stuck = story_request(hung, pool, names, "ec2", secret(hung, "aws", EC2_TESTING))
         stuck[-1]["spec"]["collector"] = silent
         stuck[-1]["spec"]["schedds"] = [{"name": "schedd@nowhere"}]
-        docs = [
-            trust_domain(td, ["ec2-access-key"]),
-            vm_image(image, [{"cloud": "ec2", "region": "us-east-1", "imageId": ec2.image_id()}]),
-            ec2_entry(
-                entry,
-                endpoint=ec2.url,
-                trust_domain=td,
-                image=image,
-                site="EAST",
-                instance_types=[{"name": "t3.small", "cpus": 1, "memory": "2Gi"}],
-                limits={"maxPilots": 10},
-            ),
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": hung}},
-            *healthy,
-            *stuck,
-        ]
+        no_disk = {"name": "t3.small", "cpus": 1, "memory": "2Gi"}
+        docs = [*ec2_docs(names, ec2, no_disk), namespace_doc(hung), *healthy, *stuck]
         env = {"GLIDEIN_CONDOR_QUERY_DEADLINE": str(DEADLINE)}
-        with operator_on(cluster, namespace, condor_tmp, docs, env):
+        with operator_on(stage, docs, env):
 
             def hung_says() -> str | None:
                 for c in request_status(cluster, hung).get("conditions", []):

@@ -9,56 +9,36 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from functools import cached_property
 from typing import Any
 
 import pytest
 
 from glidein_devkit.boot_openstack import OpenStackBootEmulator
-from glidein_devkit.condor_pool import CondorInstall, CondorPool, job
+from glidein_devkit.condor_pool import CondorPool
 from glidein_devkit.openstack_fake import FakeOpenStack
-from glidein_devkit.resources import cloud_entry, trust_domain, vm_image
 from glidein_operator.api.cloudentry import OpenStackSettings
 from glidein_operator.clouds.openstack import OpenStackDriver
 from glidein_operator.ground import PilotState
 from glidein_operator.provisioning.lifecycle import Reap
-from tests.condor.support import (
-    Registrations,
-    degraded,
-    diagnose,
-    event_reasons,
-    eventually,
-    operator_on,
-    request_status,
-    story_operator_id,
-    unregistered_logs,
-    wait_for_jobs,
-)
-from tests.condor.test_story_ec2 import _request, open_pool, story_pool  # noqa: F401 (fixtures)
-from tests.integration.process_world import OperatorProcess
-from tests.support.cluster import Cluster
+from tests.condor.support import MAX_PILOTS, Stage, Story, eventually, story_entry, told
+from tests.support.documents import Names, secret
 
 pytestmark = pytest.mark.integration
 
 JOBS = 4
-MAX_PILOTS = 4
 FLAVOR = "g1.small"  # one vcpu
 CREDENTIALS = {"username": "glidein", "password": "secret"}
 
 
 @dataclass
-class OpenStackStory:
-    cluster: Cluster
-    namespace: str
-    pool: CondorPool
-    nova: FakeOpenStack
+class OpenStackStory(Story, cloud="openstack"):
     boot: OpenStackBootEmulator
-    operator: OpenStackDriver
-    process: OperatorProcess
-    entry: str
+    nova: FakeOpenStack
+    settings: dict[str, Any]  # the entry's
 
-    def status(self) -> dict[str, Any]:
-        return request_status(self.cluster, self.namespace)
+    def machines(self) -> str:
+        return f"servers {[(x['name'], x['status']) for x in self.servers()]} {self.key_pairs()}"
 
     def servers(self) -> list[dict[str, Any]]:
         with self.nova.state.lock:
@@ -68,24 +48,26 @@ class OpenStackStory:
         with self.nova.state.lock:
             return sorted(self.nova.state.keypairs)
 
+    @cached_property
+    def driver(self) -> OpenStackDriver:
+        """The operator's own driver for the entry, as the test reads the cloud (consoles)."""
+        return OpenStackDriver(
+            self.entry,
+            OpenStackSettings.model_validate(self.settings),
+            credentials=CREDENTIALS,
+            operator_id=self.operator_id,
+        )
+
 
 @contextmanager
 def openstack_story(
-    cluster: Cluster,
-    namespace: str,
-    condor: CondorInstall,
-    condor_tmp: Path,
-    pool: CondorPool,
-    spec: dict[str, Any] | None = None,
-    pilot: dict[str, Any] | None = None,
+    stage: Stage, pool: CondorPool, refused: bool = False
 ) -> Iterator[OpenStackStory]:
     """One OpenStack entry (with a config drive), a request on the real pool, the boot
     emulator and the operator process; all of it removed after, while the operator runs."""
-    entry, td, image = f"{namespace}-nova", f"{namespace}-os", f"{namespace}-img"
-    with (
-        FakeOpenStack() as nova,
-        OpenStackBootEmulator(nova, condor, condor_tmp / f"vms-{namespace}") as boot,
-    ):
+    ns = stage.namespace
+    names = Names(f"{ns}-nova", f"{ns}-os", f"{ns}-img")
+    with FakeOpenStack() as nova, stage.emulator(OpenStackBootEmulator, nova) as boot:
         nova.add_flavor(FLAVOR, 1, 2048, 20)
         settings = {
             "authUrl": nova.auth_url,
@@ -93,86 +75,32 @@ def openstack_story(
             "projectName": nova.state.project,
             "configDrive": True,
         }
-        request = _request(namespace, pool, entry, td, pilot or {})
-        request[0]["stringData"] = CREDENTIALS  # the Secret the request names
-        request_spec = request[-1]["spec"]
-        request_spec["jobConstraint"] = 'Story =?= "openstack"'
-        request_spec["credentials"][0]["type"] = "openstack-password"
-        request_spec.update(spec or {})
-        docs = [
-            trust_domain(td, ["openstack-password"]),
-            vm_image(
-                image, [{"cloud": "openstack", "region": "RegionOne", "imageId": nova.image_id}]
-            ),
-            cloud_entry(
-                entry,
-                {
-                    "type": "openstack",
-                    "trustDomain": td,
-                    "site": "NOVA",
-                    "vmImage": image,
-                    "openstack": settings,
-                    "instanceTypes": [{"name": FLAVOR, "cpus": 1, "memory": "2Gi", "disk": "10Gi"}],
-                    "limits": {"maxPilots": 10},
-                },
-            ),
-            *request,
-        ]
-        # The operator's own driver, as the test reads the cloud (console output).
-        driver = OpenStackDriver(
-            entry,
-            OpenStackSettings.model_validate(settings),
-            credentials=CREDENTIALS,
-            operator_id=story_operator_id(namespace),
+        flavor = {"name": FLAVOR, "cpus": 1, "memory": "2Gi", "disk": "10Gi"}
+        location = ("RegionOne", nova.image_id)
+        entry = story_entry("openstack", names, location, settings, flavor, "NOVA")
+        user = secret(ns, "nova", CREDENTIALS)
+        yield from told(
+            OpenStackStory, stage, pool, boot, names, entry, user, nova, settings, refused=refused
         )
-        with operator_on(cluster, namespace, condor_tmp, docs) as process:
-            s = OpenStackStory(cluster, namespace, pool, nova, boot, driver, process, entry)
-            try:
-                yield s
-            except BaseException:
-                diagnose(
-                    s.cluster,
-                    s.namespace,
-                    s.process.log,
-                    f"servers {[(x['name'], x['status']) for x in s.servers()]} {s.key_pairs()}",
-                    s.boot,
-                )
-                raise
 
 
 def test_jobs_run_on_openstack_pilots_which_shut_off_and_are_reaped(
-    cluster: Cluster,
-    namespace: str,
-    condor: CondorInstall,
-    condor_tmp: Path,
-    story_pool: CondorPool,  # noqa: F811 (the fixture imported above)
+    stage: Stage, own_pool: CondorPool
 ) -> None:
-    pool = story_pool
-    with openstack_story(cluster, namespace, condor, condor_tmp, pool) as s:
-        cluster_id = pool.submit(
-            job(
-                arguments="5",
-                extra=['+Story = "openstack"', "job_machine_attrs = GLIDEIN_Entry_Name"],
-            ),
-            JOBS,
-        )
+    with openstack_story(stage, own_pool) as s:
         console = ""
-        registrations = Registrations(pool)
 
         def read_console() -> None:
             nonlocal console
-            registrations.look()
             if not console:  # a running pilot's console, through the operator's driver
-                running = [p for p in s.operator.list_pilots() if p.state is PilotState.RUNNING]
+                running = [p for p in s.driver.list_pilots() if p.state is PilotState.RUNNING]
                 for p in running:
-                    text = s.operator.console_log(p)
+                    text = s.driver.console_log(p)
                     if "glidein-pilot: payload" in text:
                         console = text
 
-        run = wait_for_jobs(pool, cluster_id, JOBS, 240, read_console)
-        first_running, all_done_after, rows = run.first_running, run.all_done, run.rows
-        # Every job ran, on a pilot of the OpenStack entry.
-        assert rows == [["4", "0", s.entry]] * JOBS
+        # Every job runs, on a pilot of the OpenStack entry.
+        run = s.run_jobs(JOBS, 240, read_console)
         # The VM's boot log is the server's console output, as the operator reads it.
         assert "[fake-nova] booting glidein-" in console
         assert "glidein-pilot: payload v" in console
@@ -212,46 +140,24 @@ def test_jobs_run_on_openstack_pilots_which_shut_off_and_are_reaped(
         calls = s.nova.calls()
         assert calls.get("DELETE /compute/v2.1/servers/{id}", 0) >= launched
         print(
-            f"\nOpenStack story: first job running after {first_running:.1f}s, all {JOBS} done "
-            f"after {all_done_after:.1f}s, {launched} pilots launched (max {MAX_PILOTS}; "
-            f"payload from {sorted(s.boot.sources.values())}), "
-            + registrations.summary(list(s.boot.vms.values()))
+            f"\nOpenStack story: first job running after {run.first_running:.1f}s, all {JOBS} "
+            f"done after {run.all_done:.1f}s, {launched} pilots launched (max {MAX_PILOTS}; "
+            f"payload from {sorted(s.boot.sources.values())}), " + s.registered()
         )
 
 
 def test_servers_whose_pilot_the_collector_refuses_are_judged_and_reaped(
-    cluster: Cluster,
-    namespace: str,
-    condor: CondorInstall,
-    condor_tmp: Path,
-    open_pool: CondorPool,  # noqa: F811 (the fixture imported above)
+    stage: Stage, open_pool: CondorPool
 ) -> None:
     """As on EC2, with OpenStack's own end: the pilot powers off, the server sits SHUTOFF,
     and the operator says why (the collector's words) before it deletes it."""
-    pool = open_pool
-    with openstack_story(
-        cluster,
-        namespace,
-        condor,
-        condor_tmp,
-        pool,
-        spec={"poolTrustDomain": "cm.wrong.example.org"},
-        pilot={"registrationTimeout": "40s"},
-    ) as s:
-        pool.submit(job(arguments="5", extra=['+Story = "openstack"']), 2)
-        message = eventually(
-            lambda: degraded(s.status(), "PilotsRefused"),
-            180,
-            "a Degraded condition naming the refusal",
-            interval=2,
-        )
-        assert "Failed to authenticate using IDTOKENS" in message
+    with openstack_story(stage, open_pool, refused=True) as s:
+        s.submit(2)
+        message = s.refused()
         spent = sorted(s.boot.vms)
         assert 1 <= len(spent) <= 2  # the first launch's worth, then a back-off
-        logs = unregistered_logs(s.status())
-        assert all("the collector refused this pilot's ad" in x["log"] for x in logs)
+        logs = s.judged("PilotRefused", "the collector refused this pilot's ad")
         assert all("[fake-nova] booting glidein-" in x["log"] for x in logs)  # Nova's console
-        assert "PilotRefused" in event_reasons(s.cluster, s.namespace)
         # Each went SHUTOFF by its own pilot, and the operator deleted it.
         assert set(spent) <= set(s.boot.shut_off)
         eventually(
@@ -260,5 +166,5 @@ def test_servers_whose_pilot_the_collector_refuses_are_judged_and_reaped(
             "the refused servers deleted",
             interval=1,
         )
-        assert pool.tool("condor_history", "-af", "ClusterId").stdout.strip() == ""
+        assert open_pool.tool("condor_history", "-af", "ClusterId").stdout.strip() == ""
         print(f"\nOpenStack refusal as the operator says it: {message}")

@@ -6,9 +6,6 @@ executor carry on."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +20,7 @@ from glidein_operator.clouds.ec2 import Ec2Driver
 from glidein_operator.clouds.instrumented import DriverMetrics, InstrumentedDriver
 from glidein_operator.clouds.opennebula import OpenNebulaDriver
 from glidein_operator.clouds.openstack import OpenStackDriver
+from tests.relay import Relay
 from tests.support.harness import ec2_harness
 
 TIMEOUT = 0.5  # the hung driver's connect and read timeouts
@@ -36,35 +34,12 @@ MARGIN = 1.0
 ROUNDS = {"ec2": 1, "openstack": 2, "opennebula": 1}
 
 
-class Silent:
-    """A 127.0.0.1 listener that accepts connections, reads nothing and answers nothing."""
-
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
-        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            self._held.append(conn)
-
-    def close(self) -> None:
-        self._listener.close()
-        for conn in self._held:
-            with contextlib.suppress(OSError):
-                conn.close()
-
-
 @pytest.fixture
-def silent() -> Iterator[Silent]:
-    s = Silent()
-    yield s
-    s.close()
+def silent() -> Iterator[Relay]:
+    """A 127.0.0.1 listener that accepts connections, reads nothing and answers nothing."""
+    relay = Relay()
+    yield relay
+    relay.close()
 
 
 def _hung_driver(kind: str, address: str) -> Driver:
@@ -102,7 +77,7 @@ def _hung_driver(kind: str, address: str) -> Driver:
 
 
 @pytest.mark.parametrize("kind", ["ec2", "openstack", "opennebula"])
-def test_a_hung_entry_holds_back_nobody_else(kind: str, silent: Silent, ec2_server: Any) -> None:
+def test_a_hung_entry_holds_back_nobody_else(kind: str, silent: Relay, ec2_server: Any) -> None:
     h = ec2_harness(ec2_server)
     registry = CollectorRegistry()
     metrics = DriverMetrics(registry)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import classad2
+import pytest
 import yaml
 from kopf.testing import KopfRunner
 
@@ -29,8 +30,11 @@ from glidein_devkit.fake_pool import FakePool
 from glidein_devkit.kube import OPERATOR_NAMESPACE, install_crds, kubectl
 from glidein_devkit.resources import ec2_entry, trust_domain, vm_image
 from glidein_operator.controller import runtime
+from tests.support import documents
+from tests.support.cluster import own_control_plane
 
 SCHEDD = "schedd@submit.test"
+COLLECTOR = "pool.test:9618"
 REQUIREMENTS = "(TARGET.Memory >= RequestMemory) && (TARGET.Cpus >= RequestCpus)"
 
 
@@ -166,6 +170,19 @@ def operator_env(
         assert runner.exception is None, runner.output
 
 
+def env_fixture(**operator_env_kw: Any) -> Any:
+    """A test module's ``env`` fixture: one ``operator_env(**operator_env_kw)`` for the
+    module (skipped against an outside cluster)."""
+
+    @pytest.fixture(scope="module", name="env")
+    def env() -> Iterator[Env]:
+        own_control_plane()
+        with operator_env(**operator_env_kw) as e:
+            yield e
+
+    return env
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -197,51 +214,23 @@ def request(
     env.k("create", "namespace", ns)
     docs: list[dict[str, Any]] = []
     if secret:
-        docs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "aws", "namespace": ns},
-                "stringData": {"accessKeyId": "testing", "secretAccessKey": env.cloud_secret},
-            }
-        )
+        keys = {"accessKeyId": "testing", "secretAccessKey": env.cloud_secret}
+        docs.append(documents.secret(ns, "aws", keys))
     if token:
-        docs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "pool-key", "namespace": ns},
-                "stringData": {"signingKey": env.pool_key},
-            }
-        )
-    docs.append(
-        {
-            "apiVersion": "glidein.dev/v1alpha1",
-            "kind": "GlideinRequest",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {
-                "collector": "pool.test:9618",
-                "schedds": [{"name": SCHEDD}],
-                "jobConstraint": f'Owner == "{ns}"',
-                "entries": {"names": ["moto-east"]},
-                "credentials": [
-                    {
-                        "trustDomain": "aws-test",
-                        "type": "ec2-access-key",
-                        "secretRef": {"name": "aws"},
-                    }
-                ],
-                "pilot": {
-                    "tokenSecretRef": {"name": "pool-key"},
-                    "lifetime": "2h",
-                    "retireBeforeEnd": "10m",
-                },
-                "limits": {"maxPilots": 50},
-                **(spec or {}),
-            },
-        }
+        docs.append(documents.pool_key(ns, env.pool_key))
+    request = documents.glidein_request(
+        ns,
+        COLLECTOR,
+        SCHEDD,
+        [documents.credential("aws-test")],
+        name=name,
+        pilot={"lifetime": "2h", "retireBeforeEnd": "10m"},
+        jobConstraint=f'Owner == "{ns}"',
+        entries={"names": ["moto-east"]},
+        limits={"maxPilots": 50},
     )
-    env.apply(*docs)
+    request["spec"].update(spec or {})
+    env.apply(*docs, request)
 
 
 def advertise(env: Env, instances: list[dict[str, Any]], uid: str, claimed: bool) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import classad2
+import pytest
 import yaml
 
 from glidein_devkit.controlplane import LocalControlPlane
@@ -24,9 +25,12 @@ from glidein_devkit.fake_pool import FakePool
 from glidein_devkit.kube import OPERATOR_NAMESPACE, install_crds, kubectl
 from glidein_devkit.openstack_fake import FakeOpenStack
 from glidein_devkit.pool_server import PoolServer
-from glidein_devkit.resources import G, cloud_entry, trust_domain, vm_image
+from tests.support import documents
+from tests.support.cluster import own_control_plane
+from tests.support.documents import CREDENTIAL_TYPE, EC2_TESTING, Names, credential
 
 SCHEDD = "schedd@process.test"
+COLLECTOR = "pool.test:9618"
 
 
 class OperatorProcess:
@@ -138,43 +142,20 @@ class World:
             RequestMemory=1000,
             Requirements=classad2.ExprTree("TARGET.Cpus >= RequestCpus"),
         )
+        request = documents.glidein_request(
+            ns,
+            COLLECTOR,
+            SCHEDD,
+            [credential("aws")],
+            jobConstraint=f'Owner == "{ns}"',
+            entries={"names": [entry]},
+            limits={"maxPilots": max_pilots, "maxIdlePilots": max_pilots},
+        )
         docs = [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "aws", "namespace": ns},
-                **(
-                    secret
-                    or {"stringData": {"accessKeyId": "testing", "secretAccessKey": "testing"}}
-                ),
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "pool-key", "namespace": ns},
-                "stringData": {"signingKey": f"{ns}-key"},
-            },
-            {
-                "apiVersion": G,
-                "kind": "GlideinRequest",
-                "metadata": {"name": "vo", "namespace": ns},
-                "spec": {
-                    "collector": "pool.test:9618",
-                    "schedds": [{"name": SCHEDD}],
-                    "jobConstraint": f'Owner == "{ns}"',
-                    "entries": {"names": [entry]},
-                    "credentials": [
-                        {
-                            "trustDomain": "aws",
-                            "type": "ec2-access-key",
-                            "secretRef": {"name": "aws"},
-                        }
-                    ],
-                    "pilot": {"tokenSecretRef": {"name": "pool-key"}},
-                    "limits": {"maxPilots": max_pilots, "maxIdlePilots": max_pilots},
-                },
-            },
+            documents.namespace_doc(ns),
+            documents.secret(ns, "aws", None if secret else EC2_TESTING, **(secret or {})),
+            documents.pool_key(ns, f"{ns}-key"),
+            request,
         ]
         kubectl(self.cp.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
         return kubectl(
@@ -182,26 +163,13 @@ class World:
         ).stdout
 
     def request(self, max_pilots: int) -> None:
-        doc = {
-            "apiVersion": G,
-            "kind": "GlideinRequest",
-            "metadata": {"name": "vo", "namespace": self.namespace},
-            "spec": {
-                "collector": "pool.test:9618",
-                "schedds": [{"name": SCHEDD}],
-                "credentials": [
-                    {"trustDomain": "aws", "type": "ec2-access-key", "secretRef": {"name": "aws"}}
-                    if self.nova is None
-                    else {
-                        "trustDomain": "aws",
-                        "type": "openstack-password",
-                        "secretRef": {"name": "aws"},
-                    }
-                ],
-                "pilot": {"tokenSecretRef": {"name": "pool-key"}},
-                "limits": {"maxPilots": max_pilots, "maxIdlePilots": max_pilots},
-            },
-        }
+        doc = documents.glidein_request(
+            self.namespace,
+            COLLECTOR,
+            SCHEDD,
+            [credential("aws", CREDENTIAL_TYPE[self.cloud])],
+            limits={"maxPilots": max_pilots, "maxIdlePilots": max_pilots},
+        )
         kubectl(self.cp.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(doc))
 
 
@@ -223,59 +191,28 @@ def process_world(
         nova = stack.enter_context(FakeOpenStack()) if cloud == "openstack" else None
         install_crds(cp.kubeconfig)
         if nova is None:
-            types, location = (
-                ["ec2-access-key"],
-                {
-                    "cloud": "ec2",
-                    "region": "us-east-1",
-                    "imageId": ec2.image_id(),
-                },
-            )
-            section: dict[str, Any] = {
-                "ec2": {"region": "us-east-1", "endpointUrl": ec2.url},
-                "instanceTypes": [{"name": "t3.small", "cpus": 1, "memory": "2Gi"}],
-            }
-            secret = {"accessKeyId": "testing", "secretAccessKey": "testing"}
+            location = ("us-east-1", ec2.image_id())
+            settings: dict[str, Any] = {"region": "us-east-1", "endpointUrl": ec2.url}
+            instance_type = {"name": "t3.small", "cpus": 1, "memory": "2Gi"}
+            secret = EC2_TESTING
         else:
             nova.add_flavor("p1.small", 1, 2048, 20)
-            types = ["openstack-password"]
-            location = {"cloud": "openstack", "region": "RegionOne", "imageId": nova.image_id}
-            section = {
-                "openstack": {
-                    "authUrl": nova.auth_url,
-                    "region": "RegionOne",
-                    "projectName": "glidein-project",
-                },
-                "instanceTypes": [{"name": "p1.small", "cpus": 1, "memory": "2Gi"}],
+            location = ("RegionOne", nova.image_id)
+            settings = {
+                "authUrl": nova.auth_url,
+                "region": "RegionOne",
+                "projectName": "glidein-project",
             }
+            instance_type = {"name": "p1.small", "cpus": 1, "memory": "2Gi"}
             secret = {"username": "glidein", "password": "secret"}
+        names = Names("east", "aws", "img")
         docs = [
-            trust_domain("aws", types),
-            vm_image("img", [location]),
-            cloud_entry(
-                "east",
-                {
-                    "type": cloud,
-                    "trustDomain": "aws",
-                    "site": "EAST",
-                    "vmImage": "img",
-                    **section,
-                    "limits": entry_limits,
-                },
+            *documents.entry_docs(
+                cloud, names, location, settings, instance_type, site="EAST", limits=entry_limits
             ),
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "aws", "namespace": namespace},
-                "stringData": secret,
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "pool-key", "namespace": namespace},
-                "stringData": {"signingKey": f"{operator_id}-key"},
-            },
+            documents.namespace_doc(namespace),
+            documents.secret(namespace, "aws", secret),
+            documents.pool_key(namespace, f"{operator_id}-key"),
         ]
         kubectl(cp.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
         env = {
@@ -292,6 +229,19 @@ def process_world(
             yield World(cp, ec2, ec2.client(), pool, operator, namespace, nova)
         finally:
             operator.stop()
+
+
+def world_fixture(namespace: str, operator_id: str, entry_limits: dict[str, int]) -> Any:
+    """A test module's ``world`` fixture: a ``process_world`` of its own for each test,
+    in the test's tmp_path (skipped against an outside cluster)."""
+
+    @pytest.fixture(name="world")
+    def world(tmp_path: Path) -> Iterator[World]:
+        own_control_plane()
+        with process_world(tmp_path, namespace, operator_id, entry_limits) as w:
+            yield w
+
+    return world
 
 
 def live_instances(boto: Any) -> list[dict[str, Any]]:

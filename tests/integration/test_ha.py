@@ -5,9 +5,7 @@ from the API server stops acting (its process ends) before anyone may take over.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ import yaml
 
 from glidein_devkit.kube import OPERATOR_NAMESPACE, kubectl
 from tests.integration.operator_env import eventually
-from tests.integration.process_world import OperatorProcess, World, process_world
+from tests.integration.process_world import OperatorProcess, World, world_fixture
 from tests.relay import Relay
 
 pytestmark = pytest.mark.integration
@@ -25,12 +23,7 @@ LEASE = "glidein-operator"
 DURATION, DEADLINE, RETRY = 6, 4, 1
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    if os.environ.get("GLIDEIN_TEST_KUBECONFIG"):
-        pytest.skip("runs its own control plane: the operator acts cluster-wide")
-    with process_world(tmp_path, "ha-vo", "op-ha", {"maxPilots": 200}) as w:
-        yield w
+world = world_fixture("ha-vo", "op-ha", {"maxPilots": 200})
 
 
 def _replica(w: World, name: str, kubeconfig: Path | None = None) -> OperatorProcess:

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ from tests.integration.chart import CHART, NS, RELEASE, SA, helm, render, sa_kub
 from tests.integration.operator_env import (
     Env,
     delete_and_wait,
+    env_fixture,
     eventually,
-    operator_env,
     request,
     start,
     submit,
@@ -276,12 +275,7 @@ def _install(cp: LocalControlPlane) -> Path:
     return sa_kubeconfig(cp.kubeconfig)
 
 
-@pytest.fixture(scope="module")
-def env() -> Iterator[Env]:
-    if os.environ.get("GLIDEIN_TEST_KUBECONFIG"):
-        pytest.skip("runs its own control plane: the operator acts cluster-wide")
-    with operator_env(prepare=_install) as e:
-        yield e
+env = env_fixture(prepare=_install)
 
 
 def test_operator_works_with_only_the_charts_rbac(env: Env) -> None:

@@ -4,37 +4,30 @@ AWS-faithful) -> registered -> status and Events -> deletion terminates everythi
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import yaml
 
-from glidein_devkit.resources import G, cloud_entry, trust_domain, vm_image
+from glidein_devkit.resources import cloud_entry, trust_domain, vm_image
 from glidein_operator.controller import runtime
 from tests.integration.operator_env import (
+    COLLECTOR,
     SCHEDD,
     Env,
     advertise,
     delete_and_wait,
+    env_fixture,
     eventually,
     moto_entry,
-    operator_env,
     request,
     start,
     submit,
 )
+from tests.support.documents import credential, glidein_request, secret
 
-
-@pytest.fixture(scope="module")
-def env() -> Iterator[Env]:
-    if os.environ.get("GLIDEIN_TEST_KUBECONFIG"):
-        pytest.skip("runs its own control plane: the operator acts cluster-wide")
-    with operator_env(webhook=True) as e:
-        yield e
+env = env_fixture(webhook=True)
 
 
 def test_idle_jobs_launch_pilots_which_register_and_leave_on_delete(env: Env) -> None:
@@ -115,19 +108,14 @@ def test_classad_expressions_are_checked_at_apply_by_the_webhook(env: Env) -> No
     CloudEntry attribute never reaches the requests that could use the entry."""
     ns = f"hook-{uuid.uuid4().hex[:6]}"
     env.k("create", "namespace", ns)
-    bad = {
-        "apiVersion": "glidein.dev/v1alpha1",
-        "kind": "GlideinRequest",
-        "metadata": {"name": "vo", "namespace": ns},
-        "spec": {
-            "collector": "pool.test:9618",
-            "schedds": [{"name": SCHEDD}],
-            "jobConstraint": 'Owner == "unterminated',
-            "credentials": [
-                {"trustDomain": "aws-test", "type": "ec2-access-key", "secretRef": {"name": "aws"}}
-            ],
-        },
-    }
+    bad = glidein_request(
+        ns,
+        COLLECTOR,
+        SCHEDD,
+        [credential("aws-test")],
+        token=False,
+        jobConstraint='Owner == "unterminated',
+    )
     refused = env.k("apply", "-f", "-", stdin=yaml.safe_dump(bad), check=False)
     assert refused.returncode != 0
     assert "admission webhook" in refused.stderr, refused.stderr
@@ -350,40 +338,22 @@ def test_pilots_on_openstack_opennebula_grid_and_pods_then_nothing_left(env: Env
             "kube": {"kubeconfig": kubeconfig_text},
             "pool-key": {"signingKey": env.pool_key},
         }
-        env.apply(
-            *(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": n, "namespace": ns},
-                    "stringData": d,
-                }
-                for n, d in secrets.items()
-            )
-        )
+        env.apply(*(secret(ns, n, d) for n, d in secrets.items()))
         creds = [
-            ("td-os", "openstack-password", "os"),
-            ("td-one", "opennebula-user-password", "one"),
-            ("td-grid", "scitoken", "tok"),
-            ("td-k8s", "kubeconfig", "kube"),
+            credential("td-os", "openstack-password", "os"),
+            credential("td-one", "opennebula-user-password", "one"),
+            credential("td-grid", "scitoken", "tok"),
+            credential("td-k8s", "kubeconfig", "kube"),
         ]
         env.apply(
-            {
-                "apiVersion": G,
-                "kind": "GlideinRequest",
-                "metadata": {"name": "vo", "namespace": ns},
-                "spec": {
-                    "collector": "pool.test:9618",
-                    "schedds": [{"name": SCHEDD}],
-                    "jobConstraint": f'Owner == "{ns}"',
-                    "entries": {"names": ["e-os", "e-one", "e-grid", "e-pods"]},
-                    "credentials": [
-                        {"trustDomain": t, "type": ty, "secretRef": {"name": s}}
-                        for t, ty, s in creds
-                    ],
-                    "pilot": {"tokenSecretRef": {"name": "pool-key"}},
-                },
-            }
+            glidein_request(
+                ns,
+                COLLECTOR,
+                SCHEDD,
+                creds,
+                jobConstraint=f'Owner == "{ns}"',
+                entries={"names": ["e-os", "e-one", "e-grid", "e-pods"]},
+            )
         )
         # Four two-core jobs, split over the four entries: one pilot each.
         submit(env, ns, 4, cpus=2)

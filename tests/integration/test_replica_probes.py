@@ -6,12 +6,9 @@ deleted entry's, are gone."""
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,21 +16,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from glidein_devkit.controlplane.cluster import free_port
 from glidein_devkit.kube import OPERATOR_NAMESPACE, kubectl
-from glidein_devkit.resources import G
 from tests.integration.operator_env import eventually
-from tests.integration.process_world import SCHEDD, OperatorProcess, World, process_world
+from tests.integration.process_world import COLLECTOR, SCHEDD, OperatorProcess, World, world_fixture
+from tests.support.documents import credential, glidein_request
 
 pytestmark = pytest.mark.integration
 
 LEASE = "glidein-operator"
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    if os.environ.get("GLIDEIN_TEST_KUBECONFIG"):
-        pytest.skip("runs its own control plane: the operator acts cluster-wide")
-    with process_world(tmp_path, "probe-vo", "op-probes", {"maxPilots": 20}) as w:
-        yield w
+world = world_fixture("probe-vo", "op-probes", {"maxPilots": 20})
 
 
 class Replica:
@@ -96,20 +88,14 @@ def _holds(w: World, r: Replica) -> bool:
 def _bad_request(w: World) -> None:
     """A request the CRD schema accepts and the operator cannot use (no webhook here):
     a jobConstraint that is no ClassAd expression."""
-    doc = {
-        "apiVersion": G,
-        "kind": "GlideinRequest",
-        "metadata": {"name": "bad", "namespace": w.namespace},
-        "spec": {
-            "collector": "pool.test:9618",
-            "schedds": [{"name": SCHEDD}],
-            "jobConstraint": 'Owner == "unterminated',
-            "credentials": [
-                {"trustDomain": "aws", "type": "ec2-access-key", "secretRef": {"name": "aws"}}
-            ],
-            "pilot": {"tokenSecretRef": {"name": "pool-key"}},
-        },
-    }
+    doc = glidein_request(
+        w.namespace,
+        COLLECTOR,
+        SCHEDD,
+        [credential("aws")],
+        name="bad",
+        jobConstraint='Owner == "unterminated',
+    )
     kubectl(w.cp.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(doc))
 
 

@@ -7,29 +7,21 @@ the clouds."""
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
 
 from glidein_devkit.kube import kubectl
 from tests.integration.chart import NS, RELEASE, render, sa_kubeconfig
-from tests.integration.process_world import OperatorProcess, World, process_world
+from tests.integration.process_world import OperatorProcess, World, world_fixture
 
 pytestmark = pytest.mark.integration
 
 COMMUNITIES = ("cms-un", "atlas-un")
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    if os.environ.get("GLIDEIN_TEST_KUBECONFIG"):
-        pytest.skip("runs its own control plane: the operator acts cluster-wide")
-    with process_world(tmp_path, "un-base", "op-uninstall", {"maxPilots": 100}) as w:
-        yield w
+world = world_fixture("un-base", "op-uninstall", {"maxPilots": 100})
 
 
 def _install(w: World) -> tuple[list[dict[str, object]], OperatorProcess]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from glidein_devkit.kube import Result, kubectl
 
@@ -15,3 +18,11 @@ class Cluster:
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> Result:
         return kubectl(self.kubeconfig, *args, stdin=stdin, check=check)
+
+
+def own_control_plane() -> None:
+    """Skip the test when the session runs against a cluster of someone else's
+    (GLIDEIN_TEST_KUBECONFIG): it runs its own control plane, where the operator may act
+    cluster-wide."""
+    if os.environ.get("GLIDEIN_TEST_KUBECONFIG"):
+        pytest.skip("runs its own control plane: the operator acts cluster-wide")

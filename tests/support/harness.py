@@ -15,14 +15,18 @@ from glidein_operator.ground import LaunchBatch, Shape
 SHAPE = Shape(name="m5.large", cpus=2, memory_mb=8192, disk_gb=20)
 
 
+def _leftovers(driver: Driver) -> list[str]:
+    return driver.leftovers()  # type: ignore[attr-defined,no-any-return]
+
+
 @dataclass
 class Harness:
     name: str
     make: Callable[..., Driver]  # make(entry="e1", operator_id=..., bad_auth=False)
     image_id: str | None
     fail: Callable[[str], None]  # fail("quota" | "capacity" | "throttle")
-    leftovers: Callable[[Driver], list[str]]
-    console_text: str  # something the console log of a fresh pilot contains ("" if none yet)
+    leftovers: Callable[[Driver], list[str]] = _leftovers  # what the driver left in the cloud
+    console_text: str = ""  # something the console log of a fresh pilot contains, if any yet
     missing_image: str | None = None
     secrets: tuple[str, ...] = ()  # credential values that must never show in an error
     extra: dict[str, Any] = field(default_factory=dict)
@@ -88,13 +92,13 @@ def ec2_harness(ec2_server: Any) -> Harness:
         # botocore's standard mode retries throttling and 5xx: fail every attempt.
         ec2_server.fail("RunInstances", code, status=status, times=times)
 
+    # No console_text: EC2 has no console output before the machine prints any.
     return Harness(
         "ec2",
         make,
         image,
         fail,
         lambda d: d.key_pairs_left(),  # type: ignore[attr-defined]
-        console_text="",  # EC2 has no console output before the machine prints any
         secrets=(EC2_SECRET,),
         missing_image="ami-00000000deadbeef",
         extra={"server": ec2_server},
@@ -138,14 +142,7 @@ def pods_harness(cluster: Any, namespace: str) -> Harness:
 
         cluster.kubectl("apply", "-f", "-", stdin=json.dumps(quota))
 
-    return Harness(
-        "kubernetes",
-        make,
-        None,
-        fail,
-        lambda d: d.leftovers(),  # type: ignore[attr-defined]
-        console_text="",
-    )
+    return Harness("kubernetes", make, None, fail)
 
 
 # --- OpenStack: Keystone + Nova + Glance fake via openstacksdk -----------------------
@@ -194,7 +191,6 @@ def openstack_harness(fake: Any) -> Harness:
         make,
         fake.image_id,
         fail,
-        lambda d: d.leftovers(),  # type: ignore[attr-defined]
         console_text="[fake-nova] booting",
         secrets=(BAD_PASSWORD,),
         missing_image="00000000-0000-0000-0000-000000000000",
@@ -232,8 +228,6 @@ def opennebula_harness() -> Iterator[Harness]:
             make,
             "1342",
             fail,
-            lambda d: d.leftovers(),  # type: ignore[attr-defined]
-            console_text="",
             missing_image="7",
             extra={"fake": fake},
             secrets=(BAD_PASSWORD,),
@@ -268,15 +262,7 @@ def grid_harness(tmp_path: Any) -> Harness:
         assert kind == "quota"
         schedd.max_jobs = 0
 
-    return Harness(
-        "grid",
-        make,
-        None,
-        fail,
-        lambda d: d.leftovers(),  # type: ignore[attr-defined]
-        console_text="",
-        extra={"schedd": schedd},
-    )
+    return Harness("grid", make, None, fail, extra={"schedd": schedd})
 
 
 HARNESSES = ["ec2", "kubernetes", "openstack", "opennebula", "grid"]

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from glidein_devkit.fake_pool import FakePool
 from glidein_devkit.simcloud import SimCloud
@@ -20,7 +20,7 @@ from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.api.objects import load
 from glidein_operator.clouds.instrumented import InstrumentedDriver
 from glidein_operator.condor.reader import PoolReader
-from glidein_operator.controller.reconcile import World, reconcile
+from glidein_operator.controller.reconcile import Outcome, World, reconcile
 from glidein_operator.controller.runtime import Runtime, Settings
 from glidein_operator.provisioning import status as st
 
@@ -34,6 +34,35 @@ SECRET = {
     "secretAccessKey": b"simulated-secret",
     "signingKey": bytes(range(256))[::-5],
 }
+
+
+class Rig(Protocol):
+    """What a reconcile is run with: the runtime, the world it sees, the request's spec,
+    its status as stored and the Events emitted so far."""
+
+    rt: Runtime
+    world: World
+    spec: GlideinRequestSpec
+    status: dict[str, Any]
+    events: list[tuple[str, str, str]]
+
+
+def reconcile_once(rig: Rig, name: str, uid: str) -> Outcome:
+    """One reconcile of the rig's request ``name`` (in the namespace of that name, its
+    first generation), as kopf calls it; what it emits goes to ``rig.events``."""
+    return asyncio.run(
+        reconcile(
+            rig.rt,
+            name=name,
+            namespace=name,
+            uid=uid,
+            generation=1,
+            spec=rig.spec,
+            old_status=dict(rig.status),
+            world=rig.world,
+            emit=lambda *e: rig.events.append(e),
+        )
+    )
 
 
 def entry_spec(region: str, price: Decimal) -> CloudEntrySpec:
@@ -185,19 +214,7 @@ class Sim:
         self._set_entries()
 
     def cycle(self) -> None:
-        out = asyncio.run(
-            reconcile(
-                self.rt,
-                name="sim",
-                namespace="sim",
-                uid=UID,
-                generation=1,
-                spec=self.spec,
-                old_status=dict(self.status),
-                world=self.world,
-                emit=lambda *e: self.events.append(e),
-            )
-        )
+        out = reconcile_once(self, "sim", UID)
         self.cycles += 1
         patch = st.changes(self.status, out.status)  # what kopf's patch would write
         if patch:

@@ -3,6 +3,8 @@ and what fix each kind gets, and the commands it prints."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from glidein_operator.condor.htcondor import refusal_words, sinful
@@ -55,6 +57,22 @@ def test_the_collectors_words_come_from_the_security_log() -> None:
     assert refusal(said) is Refusal.AUTHENTICATION
 
 
+def _fix(said: str, pool: tuple[str, str], identity: str, **kw: Any) -> str:
+    """``token_fix`` for the request ns/vo: its pool's collector and trust domain, the
+    identity of its pilots' token; ``kw``: the Secret that holds it (``pool-key``) and
+    whether it is minted (it is)."""
+    collector, trust_domain = pool
+    return token_fix(
+        said,
+        namespace="ns",
+        request="vo",
+        collector=collector,
+        trust_domain=trust_domain,
+        identity=identity,
+        **{"secret": "pool-key", "minted": True, **kw},
+    )
+
+
 @pytest.mark.parametrize(
     ("said", "kind", "fix"),
     [
@@ -95,31 +113,13 @@ def test_the_collectors_words_come_from_the_security_log() -> None:
 def test_each_refusal_gets_its_own_fix(said: str, kind: Refusal, fix: str) -> None:
     assert refusal(said) is kind
     assert (
-        token_fix(
-            said,
-            namespace="ns",
-            request="vo",
-            secret="pool-key",
-            collector="cm.example.org:9618",
-            trust_domain="cm.example.org",
-            identity="glidein-check@cm.example.org",
-            minted=True,
-        )
-        == fix
+        _fix(said, ("cm.example.org:9618", "cm.example.org"), "glidein-check@cm.example.org") == fix
     )
 
 
 def test_a_ready_token_the_collector_refuses_is_made_anew() -> None:
-    fix = token_fix(
-        "AUTHENTICATE:1004:Failed to authenticate using IDTOKENS",
-        namespace="ns",
-        request="vo",
-        secret="pool-token",
-        collector="cm:9618",
-        trust_domain="cm:9618",
-        identity="glidein@cm",
-        minted=False,
-    )
+    said = "AUTHENTICATE:1004:Failed to authenticate using IDTOKENS"
+    fix = _fix(said, ("cm:9618", "cm:9618"), "glidein@cm", secret="pool-token", minted=False)
     assert "condor_token_create -identity glidein@cm -authz ADVERTISE_STARTD" in fix
     assert "kubectl -n ns create secret generic pool-token --from-literal=token=" in fix
 

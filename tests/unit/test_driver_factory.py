@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from glidein_devkit.fake_grid import FakeGridSchedd
 from glidein_operator.api.objects import parse
-from glidein_operator.clouds.base import InvalidConfig
+from glidein_operator.clouds.base import Driver, InvalidConfig
 from glidein_operator.clouds.ec2 import Ec2Driver
 from glidein_operator.clouds.factory import CredentialError, build_driver, decode_secret
 from glidein_operator.clouds.grid import GridDriver
@@ -21,6 +22,21 @@ from tests.malformed_cases import example
 
 def _spec(name: str):  # type: ignore[no-untyped-def]
     return parse(example("CloudEntry", name)).spec
+
+
+def _build(
+    name: str, credential_type: str, secret: str | None, secrets: dict[str, bytes], **kw: Any
+) -> Driver:
+    """The driver of the example entry ``name``, its credential in the Secret ``secret``."""
+    return build_driver(
+        name,
+        _spec(name),
+        credential_type=credential_type,
+        secret_name=secret,
+        secrets=secrets,
+        operator_id="op",
+        **kw,
+    )
 
 
 def test_each_entry_type_gets_its_driver(tmp_path: Path) -> None:
@@ -46,29 +62,14 @@ def test_each_entry_type_gets_its_driver(tmp_path: Path) -> None:
         ("osg-nebraska", "scitoken", {"token": b"tok"}, GridDriver),
     ]
     for name, ctype, values, cls in cases:
-        driver = build_driver(
-            name,
-            _spec(name),
-            credential_type=ctype,
-            secret_name="s",
-            secrets=values,
-            operator_id="op",
-            grid_schedd=FakeGridSchedd(),
-            credential_dir=tmp_path,
-        )
+        schedd = FakeGridSchedd()
+        driver = _build(name, ctype, "s", values, grid_schedd=schedd, credential_dir=tmp_path)
         assert isinstance(driver, cls)
 
 
 def test_missing_key_names_the_secret_and_key_not_the_values() -> None:
     with pytest.raises(CredentialError) as err:
-        build_driver(
-            "aws-us-east-1",
-            _spec("aws-us-east-1"),
-            credential_type="ec2-access-key",
-            secret_name="cms-aws",
-            secrets={"accessKeyId": b"AKIAEXAMPLE"},
-            operator_id="op",
-        )
+        _build("aws-us-east-1", "ec2-access-key", "cms-aws", {"accessKeyId": b"AKIAEXAMPLE"})
     assert (
         str(err.value) == "Secret 'cms-aws' lacks secretAccessKey for a ec2-access-key credential"
     )
@@ -76,13 +77,11 @@ def test_missing_key_names_the_secret_and_key_not_the_values() -> None:
 
 
 def test_grid_token_file_is_private(tmp_path: Path) -> None:
-    driver = build_driver(
+    driver = _build(
         "osg-nebraska",
-        _spec("osg-nebraska"),
-        credential_type="scitoken",
-        secret_name="t",
-        secrets={"token": b"eyJ-token"},
-        operator_id="op",
+        "scitoken",
+        "t",
+        {"token": b"eyJ-token"},
         grid_schedd=FakeGridSchedd(),
         credential_dir=tmp_path / "creds",
     )
@@ -103,15 +102,9 @@ def test_secret_data_stays_bytes_binary_keys_included() -> None:
 
 def test_binary_data_where_text_is_needed_is_named_without_a_byte_of_it() -> None:
     secret = bytes([0xFF, 0xFE, 0x41, 0x4B, 0x49, 0x41])
+    keys = {"accessKeyId": b"AKIA", "secretAccessKey": secret}
     with pytest.raises(CredentialError) as err:
-        build_driver(
-            "aws-us-east-1",
-            _spec("aws-us-east-1"),
-            credential_type="ec2-access-key",
-            secret_name="cms-aws",
-            secrets={"accessKeyId": b"AKIA", "secretAccessKey": secret},
-            operator_id="op",
-        )
+        _build("aws-us-east-1", "ec2-access-key", "cms-aws", keys)
     message = str(err.value)
     assert message == (
         "Secret 'cms-aws' holds binary data under secretAccessKey, where a ec2-access-key "
@@ -123,11 +116,4 @@ def test_binary_data_where_text_is_needed_is_named_without_a_byte_of_it() -> Non
 
 def test_in_cluster_pods_without_the_operators_client_are_refused() -> None:
     with pytest.raises(InvalidConfig, match="in-cluster credential needs the operator's own"):
-        build_driver(
-            "local-pods",
-            _spec("local-pods"),
-            credential_type="in-cluster",
-            secret_name=None,
-            secrets={},
-            operator_id="op",
-        )
+        _build("local-pods", "in-cluster", None, {})

@@ -273,14 +273,19 @@ def _build(name: str) -> Driver:
     )
 
 
+def _raises(exc: BaseException) -> Callable[..., Any]:
+    """A stand-in for a call that raises ``exc``, whatever it is given."""
+
+    def call(*_a: Any, **_k: Any) -> Any:
+        raise exc
+
+    return call
+
+
 def _listing_raises(
     name: str, driver: Any, monkeypatch: pytest.MonkeyPatch, exc: Exception
 ) -> None:
     """Make the first thing list_pilots asks of the back end raise ``exc``."""
-
-    def boom(*_a: Any, **_k: Any) -> Any:
-        raise exc
-
     target: tuple[Any, str] = {
         "ec2": (driver, "_instances"),
         "openstack": (driver, "_servers"),
@@ -288,7 +293,7 @@ def _listing_raises(
         "kubernetes": (getattr(driver, "_core", None), "list_namespaced_pod"),
         "grid": (getattr(driver, "schedd", None), "query"),
     }[name]
-    monkeypatch.setattr(*target, boom)
+    monkeypatch.setattr(*target, _raises(exc))
 
 
 # What each back end's SDK raises for some failure, and what that is.
@@ -301,38 +306,37 @@ SDK_FAILURES: dict[str, tuple[Callable[[], Exception], type[DriverError]]] = {
 }
 
 
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
+class Instrumented:
+    """Drivers wrapped as the operator wraps them, counting their errors in a registry of
+    the test's own (the ``instrumented`` fixture)."""
 
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.made: list[InstrumentedDriver] = []
 
-@pytest.fixture
-def wrap(registry: CollectorRegistry) -> Iterator[Callable[[Driver], InstrumentedDriver]]:
-    made: list[InstrumentedDriver] = []
+    def wrap(self, driver: Driver) -> InstrumentedDriver:
+        metrics = DriverMetrics(self.registry)
+        self.made.append(InstrumentedDriver(driver, launches_per_minute=600, metrics=metrics))
+        return self.made[-1]
 
-    def wrap(driver: Driver) -> InstrumentedDriver:
-        made.append(
-            InstrumentedDriver(driver, launches_per_minute=600, metrics=DriverMetrics(registry))
+    def errors(self, operation: str, reason: str) -> float | None:
+        """glidein_cloud_errors_total of the entry "e" for ``operation`` and ``reason``."""
+        return self.registry.get_sample_value(
+            "glidein_cloud_errors_total", {"entry": "e", "operation": operation, "reason": reason}
         )
-        return made[-1]
 
-    yield wrap
-    for d in made:
+
+@pytest.fixture
+def instrumented() -> Iterator[Instrumented]:
+    i = Instrumented()
+    yield i
+    for d in i.made:
         d.close()
-
-
-def _errors(registry: CollectorRegistry, operation: str, reason: str) -> float | None:
-    return registry.get_sample_value(
-        "glidein_cloud_errors_total", {"entry": "e", "operation": operation, "reason": reason}
-    )
 
 
 @pytest.mark.parametrize("name", SDK_FAILURES)
 def test_an_sdk_error_is_mapped_once_at_the_choke_point(
-    name: str,
-    monkeypatch: pytest.MonkeyPatch,
-    wrap: Callable[[Driver], InstrumentedDriver],
-    registry: CollectorRegistry,
+    name: str, monkeypatch: pytest.MonkeyPatch, instrumented: Instrumented
 ) -> None:
     make, expected = SDK_FAILURES[name]
     original = make()
@@ -342,14 +346,14 @@ def test_an_sdk_error_is_mapped_once_at_the_choke_point(
     with pytest.raises(type(original)):
         driver.list_pilots()
     # ... and InstrumentedDriver sorts it, once: the original is the cause, unwrapped.
-    wrapped = wrap(driver)
+    wrapped = instrumented.wrap(driver)
     with pytest.raises(DriverError) as err:
         asyncio.run(wrapped.list_pilots())
     assert type(err.value) is expected
     assert err.value.__cause__ is original
     assert err.value.entry == "e"
     assert wrapped.last_error is err.value
-    assert _errors(registry, "list", expected.reason) == 1
+    assert instrumented.errors("list", expected.reason) == 1
 
 
 @pytest.mark.parametrize("name", SDK_FAILURES)
@@ -359,15 +363,11 @@ def test_an_sdk_error_is_mapped_once_at_the_choke_point(
     ids=lambda e: type(e).__name__,
 )
 def test_a_bug_in_a_driver_comes_out_as_itself(
-    name: str,
-    bug: Exception,
-    monkeypatch: pytest.MonkeyPatch,
-    wrap: Callable[[Driver], InstrumentedDriver],
-    registry: CollectorRegistry,
+    name: str, bug: Exception, monkeypatch: pytest.MonkeyPatch, instrumented: Instrumented
 ) -> None:
     driver = _build(name)
     _listing_raises(name, driver, monkeypatch, bug)
-    wrapped = wrap(driver)
+    wrapped = instrumented.wrap(driver)
     with pytest.raises(type(bug)) as err:
         asyncio.run(wrapped.list_pilots())
     assert err.value is bug
@@ -375,13 +375,7 @@ def test_a_bug_in_a_driver_comes_out_as_itself(
     # Not counted as the cloud's failure, and the entry is not Degraded by it.
     assert wrapped.last_error is None
     assert not wrapped.degraded
-    assert (
-        registry.get_sample_value(
-            "glidein_cloud_errors_total",
-            {"entry": "e", "operation": "list", "reason": "DriverError"},
-        )
-        is None
-    )
+    assert instrumented.errors("list", "DriverError") is None
 
 
 def _batch(image_id: str | None = "ami-12345678") -> LaunchBatch:
@@ -398,53 +392,40 @@ def _batch(image_id: str | None = "ami-12345678") -> LaunchBatch:
 
 
 def test_ec2_throttled_launch_is_throttled_and_backs_off(
-    monkeypatch: pytest.MonkeyPatch,
-    wrap: Callable[[Driver], InstrumentedDriver],
-    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch, instrumented: Instrumented
 ) -> None:
     driver = _ec2()
     original = _client_error("RequestLimitExceeded", 503)
-
-    def run_instances(**_: Any) -> Any:
-        raise original
-
-    monkeypatch.setattr(driver._client, "run_instances", run_instances)
-    wrapped = wrap(driver)
+    monkeypatch.setattr(driver._client, "run_instances", _raises(original))
+    wrapped = instrumented.wrap(driver)
     with pytest.raises(Throttled) as err:
         asyncio.run(wrapped.launch(_batch()))
     assert err.value.reason == "Throttled"
     assert err.value.__cause__ is original
     assert err.value.entry == "e"
     assert wrapped.degraded  # retryable: the entry backs off
-    assert _errors(registry, "launch", "Throttled") == 1
+    assert instrumented.errors("launch", "Throttled") == 1
 
 
 def test_ec2_bug_in_launch_is_a_type_error_not_a_degraded_entry(
-    monkeypatch: pytest.MonkeyPatch,
-    wrap: Callable[[Driver], InstrumentedDriver],
-    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch, instrumented: Instrumented
 ) -> None:
     driver = _ec2()
     monkeypatch.setattr(
         driver._client, "run_instances", lambda **_: {"Instances": [{"InstanceId": "i-1"}]}
     )
-
-    def broken(*_a: Any, **_k: Any) -> Any:
-        raise TypeError("'NoneType' object is not subscriptable")
-
-    monkeypatch.setattr(driver, "_pilot", broken)
-    wrapped = wrap(driver)
+    bug = TypeError("'NoneType' object is not subscriptable")
+    monkeypatch.setattr(driver, "_pilot", _raises(bug))
+    wrapped = instrumented.wrap(driver)
     with pytest.raises(TypeError):
         asyncio.run(wrapped.launch(_batch()))
     assert not wrapped.degraded
     assert wrapped.last_error is None
-    assert _errors(registry, "launch", "DriverError") is None
+    assert instrumented.errors("launch", "DriverError") is None
 
 
 def test_what_a_driver_refuses_itself_passes_through_unchanged(
-    monkeypatch: pytest.MonkeyPatch,
-    wrap: Callable[[Driver], InstrumentedDriver],
-    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch, instrumented: Instrumented
 ) -> None:
     driver = _ec2()
 
@@ -452,8 +433,8 @@ def test_what_a_driver_refuses_itself_passes_through_unchanged(
         raise AssertionError(f"mapped again: {exc!r}")
 
     monkeypatch.setattr(driver, "map_error", never)
-    wrapped = wrap(driver)
+    wrapped = instrumented.wrap(driver)
     with pytest.raises(InvalidConfig) as err:
         asyncio.run(wrapped.launch(_batch(image_id=None)))
     assert err.value.__cause__ is None
-    assert _errors(registry, "launch", "InvalidConfig") == 1
+    assert instrumented.errors("launch", "InvalidConfig") == 1

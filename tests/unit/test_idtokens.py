@@ -47,26 +47,24 @@ def test_signing_keys_double_only_the_pool_key() -> None:
 
 
 @pytest.mark.usefixtures("fixed_jti")
-def test_minted_tokens_are_byte_exact() -> None:
-    pool = idtokens.mint(
-        KEY,
-        identity="glidein-b1@pool.example.org",
-        issuer="pool.example.org:9618",
-        lifetime=3600,
-        now=1700000000,
+@pytest.mark.parametrize(
+    ("token", "identity", "issuer", "lifetime", "named"),
+    [
+        (POOL_TOKEN, "glidein-b1@pool.example.org", "pool.example.org:9618", 3600, {}),
+        (NAMED_TOKEN, "x@pool.example.org", "pool.example.org", 60, {"kid": "SITEKEY"}),
+    ],
+    ids=["pool", "named"],
+)
+def test_minted_tokens_are_byte_exact(
+    token: str, identity: str, issuer: str, lifetime: int, named: dict[str, str]
+) -> None:
+    scope = {"scope": "condor:/READ"} if named else {}
+    minted = idtokens.mint(
+        KEY, identity=identity, issuer=issuer, lifetime=lifetime, now=1700000000, **named, **scope
     )
-    named = idtokens.mint(
-        KEY,
-        identity="x@pool.example.org",
-        issuer="pool.example.org",
-        lifetime=60,
-        now=1700000000,
-        kid="SITEKEY",
-        scope="condor:/READ",
-    )
-    assert pool == POOL_TOKEN
-    assert named == NAMED_TOKEN
-    assert idtokens.header(pool) == {"alg": "HS256", "kid": "POOL", "typ": "JWT"}
+    assert minted == token
+    kid = named.get("kid", "POOL")
+    assert idtokens.header(minted) == {"alg": "HS256", "kid": kid, "typ": "JWT"}
 
 
 def test_verify_checks_the_signature_and_nothing_else() -> None:

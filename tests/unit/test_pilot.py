@@ -13,16 +13,17 @@ import re
 import stat
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import classad2
 import pytest
 import yaml
 
+from glidein_devkit.boot import Imds
+from glidein_devkit.boot_openstack import NovaMetadata
 from glidein_operator.api.objects import parse
 from glidein_operator.condor import pilots
 from glidein_operator.credentials import idtokens, payloads
@@ -137,63 +138,32 @@ def test_pilot_package_uses_only_the_standard_library() -> None:
 # --- sources ---------------------------------------------------------------------------
 
 
-class _Metadata(BaseHTTPRequestHandler):
-    """EC2 IMDSv2 (token required) and OpenStack's metadata service on loopback."""
-
-    user_data = b""
-    token = "imds-token-123"
-
-    def log_message(self, *a: object) -> None:
-        pass
-
-    def _reply(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_PUT(self) -> None:
-        if self.path == "/latest/api/token" and self.headers.get(
-            "X-aws-ec2-metadata-token-ttl-seconds"
-        ):
-            return self._reply(200, self.token.encode())
-        return self._reply(403, b"")
-
-    def do_GET(self) -> None:
-        if self.path.startswith("/latest/"):
-            if self.headers.get("X-aws-ec2-metadata-token") != self.token:
-                return self._reply(401, b"")  # IMDSv2: no token, no data
-            if self.path == "/latest/user-data":
-                return self._reply(200, self.user_data)
-            if self.path == "/latest/meta-data/ami-launch-index":
-                return self._reply(200, b"3")
-        if self.path == "/openstack/latest/user_data":
-            return self._reply(200, self.user_data)
-        if self.path == "/openstack/latest/meta_data.json":
-            meta = {
-                "name": "glidein-abcd1234-hlt-7-5",
-                "meta": {"glidein.dev/batch": "abcd1234-hlt-7"},
-            }
-            return self._reply(200, json.dumps(meta).encode())
-        return self._reply(404, b"")
+@pytest.fixture
+def imds() -> Iterator[str]:
+    """EC2's instance metadata (IMDSv2: token required) of the fourth instance of a batch,
+    on loopback."""
+    server = Imds("i-0123456789abcdef0", 3, encode(_payload()))
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture
-def metadata() -> Iterator[str]:
-    handler = type("H", (_Metadata,), {"user_data": encode(_payload())})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def nova_metadata() -> Iterator[str]:
+    """Nova's metadata service of the fifth server of a batch, on loopback."""
+    meta = {"name": "glidein-abcd1234-hlt-7-5", "meta": {"glidein.dev/batch": "abcd1234-hlt-7"}}
+    files = {"user_data": encode(_payload()), "meta_data.json": json.dumps(meta).encode()}
+    server = NovaMetadata(files)
+    yield server.url
+    server.stop()
 
 
-def test_ec2_imdsv2(metadata: str) -> None:
-    ctx = sources.from_ec2(metadata)
+def test_ec2_imdsv2(imds: str) -> None:
+    ctx = sources.from_ec2(imds)
     assert ctx.resolve_pilot_id(decode(ctx.raw, NOW).batch) == "abcd1234-hlt-7-3"
 
 
-def test_openstack_metadata_service(metadata: str) -> None:
-    ctx = sources.from_openstack_metadata(metadata)
+def test_openstack_metadata_service(nova_metadata: str) -> None:
+    ctx = sources.from_openstack_metadata(nova_metadata)
     # glidein-<batch>-5: Nova counts from 1; the batch key itself ends in a number too.
     assert ctx.resolve_pilot_id(decode(ctx.raw, NOW).batch) == "abcd1234-hlt-7-4"
 
@@ -670,12 +640,28 @@ def _timeout_runner(tmp: Path):  # type: ignore[no-untyped-def]
     )
 
 
+def _supervisor(
+    fake_condor: Path,
+    log: Callable[[str], None] = lambda _: None,
+    *,
+    boot: int = 0,
+    lifetime: int = 100_000,
+    runner: Callable[[Sequence[str]], str] | None = None,
+    payload: dict[str, Any] | None = None,
+    **kw: Any,
+) -> lifecycle.Supervisor:
+    """The supervisor of a pilot booted at ``boot`` that lives ``lifetime`` seconds,
+    retiring 1000 s before the end and idle 600 s at most (``payload``: more of its
+    payload), over the stand-in HTCondor (``runner``: how its commands run); ``kw``: the
+    supervisor's other settings."""
+    p = _payload(lifetime=lifetime, retire_before_end=1_000, idle_timeout=600, **(payload or {}))
+    state = lifecycle.State(boot=boot, idle_since=None)
+    return lifecycle.Supervisor(p, state, runner=runner or _runner(fake_condor), log=log, **kw)
+
+
 def test_supervisor_retires_lets_the_job_end_then_powers_off(fake_condor: Path) -> None:
-    p = _payload(lifetime=10_000, retire_before_end=1_000, idle_timeout=600)
     log: list[str] = []
-    sup = lifecycle.Supervisor(
-        p, lifecycle.State(boot=0, idle_since=None), runner=_runner(fake_condor), log=log.append
-    )
+    sup = _supervisor(fake_condor, log.append, lifetime=10_000)
     (fake_condor / "slot").write_text("Unclaimed\nClaimed\n")  # a dynamic slot holds a job
     assert sup.tick(5_000) is lifecycle.Action.NONE
     assert sup.tick(9_100) is lifecycle.Action.RETIRE
@@ -698,10 +684,7 @@ def test_supervisor_retires_lets_the_job_end_then_powers_off(fake_condor: Path) 
 
 
 def test_supervisor_idle_timeout(fake_condor: Path) -> None:
-    p = _payload(lifetime=100_000, retire_before_end=1_000, idle_timeout=600)
-    sup = lifecycle.Supervisor(
-        p, lifecycle.State(boot=0, idle_since=None), runner=_runner(fake_condor), log=lambda _: None
-    )
+    sup = _supervisor(fake_condor)
     assert sup.tick(100) is lifecycle.Action.NONE  # idle from now
     assert sup.tick(650) is lifecycle.Action.NONE
     assert sup.tick(700) is lifecycle.Action.SHUTDOWN
@@ -709,10 +692,7 @@ def test_supervisor_idle_timeout(fake_condor: Path) -> None:
 
 def test_a_claimed_static_slot_is_busy(fake_condor: Path) -> None:
     # Not partitionable: the slot's own Cpus never drops, only its State says it is claimed.
-    p = _payload(lifetime=100_000, retire_before_end=1_000, idle_timeout=600, partitionable=False)
-    sup = lifecycle.Supervisor(
-        p, lifecycle.State(boot=0, idle_since=None), runner=_runner(fake_condor), log=lambda _: None
-    )
+    sup = _supervisor(fake_condor, payload={"partitionable": False})
     (fake_condor / "slot").write_text("Claimed\n")
     assert sup.tick(100) is lifecycle.Action.NONE
     assert sup.tick(5_000) is lifecycle.Action.NONE
@@ -720,19 +700,11 @@ def test_a_claimed_static_slot_is_busy(fake_condor: Path) -> None:
 
 
 def test_supervisor_waits_for_the_startd_to_start(fake_condor: Path) -> None:
-    p = _payload(lifetime=100_000, retire_before_end=1_000, idle_timeout=600)
     address = fake_condor / "startd_address"
     address.unlink()  # the master has not started the startd yet
     _break(fake_condor, "condor_status", "exit")
     log: list[str] = []
-    sup = lifecycle.Supervisor(
-        p,
-        lifecycle.State(boot=1_000, idle_since=None),
-        runner=_runner(fake_condor),
-        log=log.append,
-        startup_timeout=600,
-        max_failures=2,
-    )
+    sup = _supervisor(fake_condor, log.append, boot=1_000, startup_timeout=600, max_failures=2)
     for now in (1_000, 1_010, 1_020, 1_030):
         assert sup.tick(now) is lifecycle.Action.NONE
     assert len(log) == 1
@@ -751,16 +723,9 @@ def test_supervisor_waits_for_the_startd_to_start(fake_condor: Path) -> None:
 
 
 def test_supervisor_gives_up_on_a_startd_that_never_answers(fake_condor: Path) -> None:
-    p = _payload(lifetime=100_000, retire_before_end=1_000, idle_timeout=600)
     (fake_condor / "startd_address").unlink()
     log: list[str] = []
-    sup = lifecycle.Supervisor(
-        p,
-        lifecycle.State(boot=1_000, idle_since=None),
-        runner=_runner(fake_condor),
-        log=log.append,
-        startup_timeout=600,
-    )
+    sup = _supervisor(fake_condor, log.append, boot=1_000, startup_timeout=600)
     assert sup.tick(1_599) is lifecycle.Action.NONE
     assert sup.tick(1_600) is lifecycle.Action.SHUTDOWN
     assert log[-1].startswith("FATAL: the startd did not answer within 600s of boot: ")
@@ -771,15 +736,8 @@ def test_supervisor_gives_up_on_a_startd_that_never_answers(fake_condor: Path) -
 
 
 def test_a_failed_look_at_a_running_startd_is_not_fatal(fake_condor: Path) -> None:
-    p = _payload(lifetime=100_000, retire_before_end=1_000, idle_timeout=600)
     log: list[str] = []
-    sup = lifecycle.Supervisor(
-        p,
-        lifecycle.State(boot=0, idle_since=None),
-        runner=_runner(fake_condor),
-        log=log.append,
-        max_failures=3,
-    )
+    sup = _supervisor(fake_condor, log.append, max_failures=3)
     (fake_condor / "slot").write_text("Claimed\n")
     assert sup.tick(100) is lifecycle.Action.NONE
     good = (fake_condor / "bin/condor_status").read_text()
@@ -801,14 +759,7 @@ def test_a_failed_look_at_a_running_startd_is_not_fatal(fake_condor: Path) -> No
 
 
 def test_the_lifetime_still_counts_while_the_startd_does_not_answer(fake_condor: Path) -> None:
-    p = _payload(lifetime=10_000, retire_before_end=1_000, idle_timeout=600)
-    sup = lifecycle.Supervisor(
-        p,
-        lifecycle.State(boot=0, idle_since=None),
-        runner=_runner(fake_condor),
-        log=lambda _: None,
-        max_failures=100,
-    )
+    sup = _supervisor(fake_condor, lifetime=10_000, max_failures=100)
     (fake_condor / "slot").write_text("Claimed\n")
     assert sup.tick(100) is lifecycle.Action.NONE
     _break(fake_condor, "condor_status", "exit")
@@ -818,14 +769,8 @@ def test_the_lifetime_still_counts_while_the_startd_does_not_answer(fake_condor:
 
 @pytest.mark.parametrize("how", ["exit", "hang", "missing"])
 def test_failed_condor_off_still_powers_off(fake_condor: Path, how: str) -> None:
-    p = _payload(lifetime=100_000, retire_before_end=1_000, idle_timeout=600)
     log: list[str] = []
-    sup = lifecycle.Supervisor(
-        p,
-        lifecycle.State(boot=0, idle_since=None),
-        runner=_timeout_runner(fake_condor),
-        log=log.append,
-    )
+    sup = _supervisor(fake_condor, log.append, runner=_timeout_runner(fake_condor))
     _break(fake_condor, "condor_off", how)
     assert sup.tick(100) is lifecycle.Action.NONE
     assert sup.tick(700) is lifecycle.Action.SHUTDOWN
@@ -835,11 +780,8 @@ def test_failed_condor_off_still_powers_off(fake_condor: Path, how: str) -> None
 
 
 def test_a_failed_power_off_is_reported(fake_condor: Path) -> None:
-    p = _payload(lifetime=100_000, retire_before_end=1_000, idle_timeout=600)
     log: list[str] = []
-    sup = lifecycle.Supervisor(
-        p, lifecycle.State(boot=0, idle_since=None), runner=_runner(fake_condor), log=log.append
-    )
+    sup = _supervisor(fake_condor, log.append)
     _break(fake_condor, "poweroff", "exit")
     sup.tick(100)
     assert sup.tick(700) is lifecycle.Action.SHUTDOWN
@@ -848,16 +790,9 @@ def test_a_failed_power_off_is_reported(fake_condor: Path) -> None:
 
 
 def test_supervisor_shuts_down_when_condor_master_exits(fake_condor: Path) -> None:
-    p = _payload(lifetime=100_000, retire_before_end=1_000, idle_timeout=600)
     exit_code: list[int | None] = [None]
     log: list[str] = []
-    sup = lifecycle.Supervisor(
-        p,
-        lifecycle.State(boot=0, idle_since=None),
-        runner=_runner(fake_condor),
-        log=log.append,
-        master_exit=lambda: exit_code[0],
-    )
+    sup = _supervisor(fake_condor, log.append, master_exit=lambda: exit_code[0])
     assert sup.tick(100) is lifecycle.Action.NONE
     exit_code[0] = 4
     assert sup.tick(200) is lifecycle.Action.SHUTDOWN
@@ -884,52 +819,36 @@ def test_the_startd_address_file_can_be_given(fake_condor: Path) -> None:
     )
 
 
-def test_entry_point_fails_loudly_on_a_bad_payload(tmp_path: Path) -> None:
-    bad = tmp_path / "user-data"
-    bad.write_text("#cloud-config\n")
-    env = {**os.environ, "GLIDEIN_PAYLOAD_FILE": str(bad)}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "glidein_operator.pilot",
-            "--log",
-            str(tmp_path / "boot.log"),
-            "--config-dir",
-            str(tmp_path / "c"),
-            "--token-dir",
-            str(tmp_path / "t"),
-        ],
-        env=env,
+def _run(
+    tmp_path: Path, payload: bytes, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m glidein_operator.pilot`` on ``payload`` (its file given by
+    GLIDEIN_PAYLOAD_FILE, with ``env`` besides), its log, configuration and tokens in
+    ``tmp_path``."""
+    given = tmp_path / "user-data"
+    given.write_bytes(payload)
+    command = [sys.executable, "-m", "glidein_operator.pilot", *args]
+    command += ["--log", str(tmp_path / "boot.log"), "--config-dir", str(tmp_path / "c")]
+    command += ["--token-dir", str(tmp_path / "t")]
+    return subprocess.run(
+        command,
+        env={**os.environ, "GLIDEIN_PAYLOAD_FILE": str(given), **env},
         capture_output=True,
         text=True,
+        timeout=60,
     )
+
+
+def test_entry_point_fails_loudly_on_a_bad_payload(tmp_path: Path) -> None:
+    proc = _run(tmp_path, b"#cloud-config\n")
     assert proc.returncode == 2
     assert "FATAL: not a glidein payload" in proc.stderr
     assert "FATAL: not a glidein payload" in (tmp_path / "boot.log").read_text()
 
 
 def test_entry_point_writes_config_from_a_pod_payload(tmp_path: Path) -> None:
-    good = tmp_path / "user-data"
-    good.write_bytes(encode(_payload(not_after=2**40)))
-    env = {**os.environ, "GLIDEIN_PAYLOAD_FILE": str(good), "GLIDEIN_PILOT_ID": "abcd1234-hlt-7-0"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "glidein_operator.pilot",
-            "--no-supervise",
-            "--log",
-            str(tmp_path / "boot.log"),
-            "--config-dir",
-            str(tmp_path / "c"),
-            "--token-dir",
-            str(tmp_path / "t"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    good = encode(_payload(not_after=2**40))
+    proc = _run(tmp_path, good, "--no-supervise", GLIDEIN_PILOT_ID="abcd1234-hlt-7-0")
     assert proc.returncode == 0, proc.stderr
     assert (
         'GlideinPilotId = "abcd1234-hlt-7-0"' in (tmp_path / "c/50-glidein-pilot.conf").read_text()
@@ -938,33 +857,9 @@ def test_entry_point_writes_config_from_a_pod_payload(tmp_path: Path) -> None:
 
 def _pilot(tmp_path: Path, *args: str, env: dict[str, str] | None = None, path: str = "") -> str:
     """Run ``glidein-pilot`` on a pod payload; returns the boot log."""
-    good = tmp_path / "user-data"
-    good.write_bytes(encode(_payload(not_after=2**40, idle_timeout=1)))
-    full = {
-        **os.environ,
-        "GLIDEIN_PAYLOAD_FILE": str(good),
-        "GLIDEIN_PILOT_ID": "abcd1234-hlt-7-0",
-        "PATH": path or os.environ["PATH"],
-        **(env or {}),
-    }
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "glidein_operator.pilot",
-            "--log",
-            str(tmp_path / "boot.log"),
-            "--config-dir",
-            str(tmp_path / "c"),
-            "--token-dir",
-            str(tmp_path / "t"),
-            *args,
-        ],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    good = encode(_payload(not_after=2**40, idle_timeout=1))
+    more = {"GLIDEIN_PILOT_ID": "abcd1234-hlt-7-0", "PATH": path or os.environ["PATH"]}
+    proc = _run(tmp_path, good, *args, **{**more, **(env or {})})
     log = (tmp_path / "boot.log").read_text()
     assert proc.stderr.strip() == log.strip()  # every line is in the log: no traceback
     return f"{proc.returncode}\n{log}"

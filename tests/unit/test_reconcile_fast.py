@@ -3,7 +3,6 @@ and an in-memory schedd: what a user sees when a cloud fails, in milliseconds.""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import classad2
@@ -16,9 +15,10 @@ from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.clouds.base import InsufficientCapacity
 from glidein_operator.clouds.instrumented import InstrumentedDriver
 from glidein_operator.condor.reader import PoolReader
-from glidein_operator.controller.reconcile import Outcome, World, reconcile
+from glidein_operator.controller.reconcile import Outcome, World
 from glidein_operator.controller.runtime import Runtime, Settings
 from glidein_operator.ground import PilotState
+from tests.support.simulation import reconcile_once
 
 SCHEDD = "schedd@submit.test"
 UID = "0fa57e57-0000-4000-8000-000000000001"
@@ -87,19 +87,7 @@ class Rig:
         )
 
     def cycle(self) -> Outcome:
-        out = asyncio.run(
-            reconcile(
-                self.rt,
-                name="vo",
-                namespace="vo",
-                uid=UID,
-                generation=1,
-                spec=self.spec,
-                old_status=dict(self.status),
-                world=self.world,
-                emit=lambda *e: self.events.append(e),
-            )
-        )
+        out = reconcile_once(self, "vo", UID)
         self.status.update(out.status)
         return out
 
