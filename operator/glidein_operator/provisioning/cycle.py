@@ -24,9 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from glidein_operator.api.base import parse_quantity
+from glidein_operator.api.base import Condition, parse_quantity
 from glidein_operator.api.cloudentry import CloudEntrySpec
-from glidein_operator.api.glideinrequest import GlideinRequestSpec, GlideinRequestStatus
+from glidein_operator.api.glideinrequest import (
+    GlideinRequestSpec,
+    GlideinRequestStatus,
+    PilotLog,
+    SpendStatus,
+)
 from glidein_operator.condor.jobs import JobCluster
 from glidein_operator.condor.pilots import RegisteredPilot
 from glidein_operator.ground import CloudPilot, PilotState, Shape
@@ -470,27 +475,22 @@ def report(
     degraded = {**seen.listing_errors, **acted.degraded}
     for entry, why in acted.health.items():
         degraded.setdefault(entry, why)
-    status = st.request_status(result, decision.views, decision.uid, decision.stuck)
     floor = {
         str(row.get("name")): int(row.get("lastBatch") or 0)
         for row in old_status.get("entries") or []
     }
-    for row in status["entries"]:
-        last = max(floor.get(row["name"], 0), acted.tried.get(row["name"], 0))
-        if last:
-            row["lastBatch"] = last
+    last_batch = {e: max(floor.get(e, 0), acted.tried.get(e, 0)) for e in {*floor, *acted.tried}}
+    totals, rows = st.request_status(
+        result, decision.views, decision.uid, decision.stuck, last_batch
+    )
     if acted.terminated and money.fresh:
         money.write = True  # terminated pilots leave the listings: account for them now
     spend = spending.spend_status(old_status, money)
-    if spend is not None:
-        status["spend"] = spend
     conditions: list[dict[str, Any]] = list(old_status.get("conditions") or [])
     conditions = spending.conditions(
         conditions, money, spec, generation, now, lambda *e: events.append(e)
     )
     logs = st.keep_pilot_logs(old_status.get("pilotLogs") or [], acted.kept_logs)
-    if logs:
-        status["pilotLogs"] = logs
     # Pilots the collector refused are not merely stuck: the pool said no, and why (a
     # token's key or issuer, an identity its ALLOW lists do not admit). Said while the
     # kept logs of the last registration timeout show it.
@@ -550,6 +550,12 @@ def report(
     conditions = st.flag(
         conditions, "EntriesBlocked", blocked_now, ("EntryUnusable", "None"), generation, now
     )
-    status["conditions"] = conditions
-    status["observedGeneration"] = generation
-    return st.through(GlideinRequestStatus, status), events
+    status = GlideinRequestStatus(
+        observed_generation=generation,
+        totals=totals,
+        entries=rows,
+        spend=None if spend is None else SpendStatus.model_validate(spend),
+        pilot_logs=[PilotLog.model_validate(x) for x in logs],
+        conditions=[Condition.model_validate(c) for c in conditions],
+    )
+    return st.dump(status), events

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from glidein_operator.api.base import ApiModel
+from glidein_operator.api.glideinrequest import EntryStatus, RequestTotals
 from glidein_operator.ground import CloudPilot
 from glidein_operator.provisioning.planner import PilotPhase, PilotView, Plan
 
@@ -73,34 +74,46 @@ def flag(
 
 
 def request_status(
-    plan: Plan, views: list[PilotView], request_uid: str, stuck: Counter[str]
-) -> dict[str, Any]:
+    plan: Plan,
+    views: list[PilotView],
+    request_uid: str,
+    stuck: Counter[str],
+    last_batch: Mapping[str, int],
+) -> tuple[RequestTotals, list[EntryStatus]]:
+    """The request's figures, per entry and in total, as the status models hold them."""
     mine = [v for v in views if v.request_uid == request_uid]
     by_entry: dict[str, Counter[PilotPhase]] = {}
     for v in mine:
         by_entry.setdefault(v.entry, Counter())[v.phase] += 1
-    entries = []
-    totals = Counter[str]()
+    rows = []
     for e in plan.entries:
         c = by_entry.get(e.entry, Counter())
-        row = {
-            "name": e.entry,
-            "idleJobs": e.idle_jobs,
-            "wanted": e.wanted,
-            "launching": c[PilotPhase.PENDING] + c[PilotPhase.BOOTING] + e.launch,
-            "running": c[PilotPhase.CLAIMED],
-            "idle": c[PilotPhase.IDLE],
-            "stuck": stuck.get(e.entry, 0),
-            "boundBy": e.bound_by,
-        }
-        entries.append(row)
-        for k in ("idleJobs", "wanted", "launching", "running", "idle"):
-            totals[k] += int(row[k])  # type: ignore[call-overload]
-    totals["idleJobs"] += sum(u.cluster.count for u in plan.unmatched)
-    return {
-        "totals": {k: totals[k] for k in ("idleJobs", "wanted", "launching", "running", "idle")},
-        "entries": entries,
-    }
+        rows.append(
+            EntryStatus(
+                name=e.entry,
+                idle_jobs=e.idle_jobs,
+                wanted=e.wanted,
+                launching=c[PilotPhase.PENDING] + c[PilotPhase.BOOTING] + e.launch,
+                running=c[PilotPhase.CLAIMED],
+                idle=c[PilotPhase.IDLE],
+                stuck=stuck.get(e.entry, 0),
+                bound_by=e.bound_by,
+                last_batch=last_batch.get(e.entry) or None,
+            )
+        )
+    totals = RequestTotals(
+        idle_jobs=sum(r.idle_jobs for r in rows) + sum(u.cluster.count for u in plan.unmatched),
+        wanted=sum(r.wanted for r in rows),
+        launching=sum(r.launching for r in rows),
+        running=sum(r.running for r in rows),
+        idle=sum(r.idle for r in rows),
+    )
+    return totals, rows
+
+
+def dump(status: ApiModel) -> dict[str, Any]:
+    """A status model as the API stores it (what is unknown is left out, not null)."""
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 def through(model: type[ApiModel], status: Mapping[str, Any]) -> dict[str, Any]:
