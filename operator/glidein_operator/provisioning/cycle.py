@@ -256,7 +256,6 @@ def decide(
     )
     all_cloud = [p for ps in seen.listings.values() for p in ps]
     classified = classify(all_cloud, seen.registered, now, timeouts)
-
     money = spending.assess(
         spec=spec,
         uid=uid,
@@ -269,80 +268,18 @@ def decide(
         interval=policy.interval,
         grace=timeouts.grace,
     )
-    events: list[Event] = []
-    if money.accounting_gap and money.write:
-        events.append(("Warning", "AccountingGap", money.accounting_gap))
-    taken_back = [i for i in money.interrupted if i not in seen.announced]
-    if taken_back:
-        events.append(
-            (
-                "Warning",
-                "SpotInterrupted",
-                f"{len(taken_back)} spot pilot(s) taken back by the cloud; demand still "
-                "there gets new ones",
-            )
-        )
-
-    # Batches whose pilots all ended by themselves (idle, lifetime) release what they
-    # hold (EC2 key pairs) now, once, not when the entry's collector next sweeps.
-    release = {}
-    for entry, listing in seen.listings.items():
-        ended = ended_batches(listing, uid) - seen.entries[entry].released
-        if ended:
-            release[entry] = [p for p in listing if p.batch in ended]
-
-    # Pilots that powered off without registering, judged once each (their logs first
-    # in the kept-log budget), then pilots to reap (stuck and failed ones keep theirs).
-    logs_left = st.KEPT_PILOT_LOGS
-    unregistered: dict[str, list[tuple[CloudPilot, bool]]] = {}
-    registered_at: set[str] = set()
-    remembered = set(seen.seen_registered)
-    judged = set(seen.judged)
-    if seen.registered is not None:
-        remembered |= set(seen.registered)
-        for entry, listing in seen.listings.items():
-            if any(p.pilot_id in seen.registered for p in listing if p.request_uid == uid):
-                registered_at.add(entry)
-            failed = [
-                p
-                for p in listing
-                if p.request_uid == uid
-                and p.shut_itself_down
-                and p.pilot_id not in remembered
-                and p.cloud_id not in judged
-                and ended_while_watched(p, seen.started)
-            ]
-            if failed:
-                judged |= {p.cloud_id for p in failed}
-                unregistered[entry] = []
-                for p in failed:
-                    unregistered[entry].append((p, logs_left > 0))
-                    logs_left -= 1
-    reap: dict[str, list[Reaping]] = {}
-    stuck = Counter[str]()
-    doomed = {p.pilot_id: (p, why) for p, why in (*classified.reap, *money.kill)}
-    for p, why in doomed.values():
-        if p.request_uid != uid:
-            continue
-        keep = why in (Reap.STUCK, Reap.ERROR) and logs_left > 0
-        logs_left -= keep
-        stuck[p.entry] += why is Reap.STUCK
-        reap.setdefault(p.entry, []).append(Reaping(p, why, keep))
+    # Pilots that powered off without registering first in the kept-log budget, then
+    # stuck and failed ones among those reaped.
+    judging = _judge(seen, uid)
+    doomed = [*classified.reap, *money.kill]
+    reap, stuck = _reap(doomed, uid, st.KEPT_PILOT_LOGS - judging.logs_kept)
 
     # The plan: bounded by every limit, the rate limit and backoff included; nothing
     # launches without the jobs (no data is not "no jobs") or a credential for pilots.
     eligible = [
         c for c in seen.usable if c.name in seen.listings and c.name not in money.kill_blocked
     ]
-    hold = (
-        "pool unreadable" if seen.pool_error else "no pool credential" if seen.token_error else ""
-    )
-    caps = {}
-    for name, state in seen.entries.items():
-        if state.launch_hold:
-            caps[name] = (0, "backoff")
-        elif state.launch_room is not None:
-            caps[name] = (state.launch_room, "entry.launchesPerMinute")
+    hold, caps = _launch_bounds(seen)
     planned = plan(
         uid,
         spec,
@@ -367,17 +304,146 @@ def decide(
             chosen = cancellable(seen.listings[e.entry], uid, phase_of, now)[: e.cancel]
             if chosen:
                 cancel[e.entry] = chosen
-
     floor = {
         str(row.get("name")): int(row.get("lastBatch") or 0)
         for row in old_status.get("entries") or []
     }
+    return Decision(
+        uid=uid,
+        plan=final,
+        spending=money,
+        eligible=[c.name for c in eligible],
+        release=_released(seen, uid),
+        unregistered=judging.unregistered,
+        registered_at=judging.registered_at,
+        reap=reap,
+        cancel=cancel,
+        phase_of=phase_of,
+        launches=_orders(eligible, final, seen.listings, uid, floor),
+        stuck=stuck,
+        views=classified.views,
+        timeouts=timeouts,
+        events=_money_events(money, seen.announced),
+        seen_registered=judging.remembered,
+        judged=judging.judged,
+        announced=frozenset(money.interrupted),
+    )
+
+
+def _money_events(money: spending.Spending, announced: frozenset[str]) -> list[Event]:
+    events: list[Event] = []
+    if money.accounting_gap and money.write:
+        events.append(("Warning", "AccountingGap", money.accounting_gap))
+    taken_back = [i for i in money.interrupted if i not in announced]
+    if taken_back:
+        events.append(
+            (
+                "Warning",
+                "SpotInterrupted",
+                f"{len(taken_back)} spot pilot(s) taken back by the cloud; demand still "
+                "there gets new ones",
+            )
+        )
+    return events
+
+
+def _released(seen: Observed, uid: str) -> dict[str, list[CloudPilot]]:
+    """Batches whose pilots all ended by themselves (idle, lifetime) release what they
+    hold (EC2 key pairs) now, once, not when the entry's collector next sweeps."""
+    release = {}
+    for entry, listing in seen.listings.items():
+        ended = ended_batches(listing, uid) - seen.entries[entry].released
+        if ended:
+            release[entry] = [p for p in listing if p.batch in ended]
+    return release
+
+
+@dataclass
+class _Judging:
+    unregistered: dict[str, list[tuple[CloudPilot, bool]]] = field(default_factory=dict)
+    registered_at: set[str] = field(default_factory=set)
+    remembered: frozenset[str] = frozenset()
+    judged: frozenset[str] = frozenset()
+    logs_kept: int = 0
+
+
+def _judge(seen: Observed, uid: str) -> _Judging:
+    """Pilots that powered themselves off without ever registering, judged once each,
+    and only those that ended while this process watched (it remembers which pilots it
+    saw registered); and the entries where a pilot did register."""
+    out = _Judging(remembered=seen.seen_registered, judged=seen.judged)
+    if seen.registered is None:
+        return out  # the collector was not read: nobody can be judged
+    remembered = set(seen.seen_registered) | set(seen.registered)
+    judged = set(seen.judged)
+    for entry, listing in seen.listings.items():
+        if any(p.pilot_id in seen.registered for p in listing if p.request_uid == uid):
+            out.registered_at.add(entry)
+        failed = [
+            p
+            for p in listing
+            if p.request_uid == uid
+            and p.shut_itself_down
+            and p.pilot_id not in remembered
+            and p.cloud_id not in judged
+            and ended_while_watched(p, seen.started)
+        ]
+        if failed:
+            judged |= {p.cloud_id for p in failed}
+            out.unregistered[entry] = []
+            for p in failed:
+                keep = out.logs_kept < st.KEPT_PILOT_LOGS
+                out.logs_kept += keep
+                out.unregistered[entry].append((p, keep))
+    out.remembered, out.judged = frozenset(remembered), frozenset(judged)
+    return out
+
+
+def _reap(
+    doomed: list[tuple[CloudPilot, Reap]], uid: str, logs_left: int
+) -> tuple[dict[str, list[Reaping]], Counter[str]]:
+    """This request's pilots to reap, per entry (one entry per pilot, whoever asked),
+    stuck and failed ones keeping their console log while the budget lasts."""
+    reap: dict[str, list[Reaping]] = {}
+    stuck = Counter[str]()
+    for p, why in {p.pilot_id: (p, why) for p, why in doomed}.values():
+        if p.request_uid != uid:
+            continue
+        keep = why in (Reap.STUCK, Reap.ERROR) and logs_left > 0
+        logs_left -= keep
+        stuck[p.entry] += why is Reap.STUCK
+        reap.setdefault(p.entry, []).append(Reaping(p, why, keep))
+    return reap, stuck
+
+
+def _launch_bounds(seen: Observed) -> tuple[str, dict[str, tuple[int, str]]]:
+    """Why nothing may launch at all (or ""), and each entry's driver-side bound."""
+    hold = (
+        "pool unreadable" if seen.pool_error else "no pool credential" if seen.token_error else ""
+    )
+    caps = {}
+    for name, state in seen.entries.items():
+        if state.launch_hold:
+            caps[name] = (0, "backoff")
+        elif state.launch_room is not None:
+            caps[name] = (state.launch_room, "entry.launchesPerMinute")
+    return hold, caps
+
+
+def _orders(
+    eligible: list[Candidate],
+    final: Plan,
+    listings: Mapping[str, list[CloudPilot]],
+    uid: str,
+    floor: Mapping[str, int],
+) -> list[LaunchOrder]:
+    """The plan's launches as batches: deterministic keys, one batch per instance type."""
     launches = []
     for c in eligible:
         e = final.entry(c.name)
         if not e.launch:
             continue
-        seq = next_seq(seen.listings[c.name], uid, c.name, floor.get(c.name, 0))
+        seq = next_seq(listings[c.name], uid, c.name, floor.get(c.name, 0))
         image_id = None
         if c.image is not None and c.spec.image_region is not None:
             loc = c.image.location(c.spec.type, c.spec.image_region)
@@ -400,26 +466,7 @@ def decide(
                 )
             )
             seq += 1
-    return Decision(
-        uid=uid,
-        plan=final,
-        spending=money,
-        eligible=[c.name for c in eligible],
-        release=release,
-        unregistered=unregistered,
-        registered_at=registered_at,
-        reap=reap,
-        cancel=cancel,
-        phase_of=phase_of,
-        launches=launches,
-        stuck=stuck,
-        views=classified.views,
-        timeouts=timeouts,
-        events=events,
-        seen_registered=frozenset(remembered),
-        judged=frozenset(judged),
-        announced=frozenset(money.interrupted),
-    )
+    return launches
 
 
 def _headroom(max_pilots: int | None, views: list[Any]) -> int | None:
