@@ -4,6 +4,7 @@ service fail. tests/contract/conftest.py makes them fixtures; tests import from 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -141,6 +142,24 @@ def pods_harness(cluster: Any, namespace: str) -> Harness:
         import json
 
         cluster.kubectl("apply", "-f", "-", stdin=json.dumps(quota))
+        # The API server admits pods against the quotas its informer has seen: right
+        # after the apply, a pod may still get through. Wait until a server-side dry run
+        # is refused for the quota, as the driver's launch then will be.
+        probe = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "quota-probe", "namespace": namespace},
+            "spec": {"containers": [{"name": "c", "image": "example.org/none:1"}]},
+        }
+        deadline = time.monotonic() + 30
+        while True:
+            out = cluster.kubectl(
+                "create", "--dry-run=server", "-f", "-", stdin=json.dumps(probe), check=False
+            )
+            if out.returncode != 0 and "quota" in out.stderr:
+                return
+            assert time.monotonic() < deadline, f"the quota never took effect: {out.stderr}"
+            time.sleep(0.2)
 
     return Harness("kubernetes", make, None, fail)
 
