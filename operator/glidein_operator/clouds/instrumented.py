@@ -216,16 +216,18 @@ class InstrumentedDriver:
         return self.bucket.available(self.clock())
 
     def launch_hold(self) -> str:
-        """Why no launch may start now ("" when they may): a backoff after failures."""
+        """Why no launch may start now ("" when they may): a backoff after failures. The
+        reconcile reads it before deciding; ``launch`` refuses with the same words."""
         now = self.clock()
         if now < self.boot_backoff.until:
             return (
-                f"launches wait {self.boot_backoff.until - now:.0f}s: "
-                f"{self.boot_backoff.failures} time(s) in a row pilots ended unregistered"
+                f"launches at {self.entry} wait {self.boot_backoff.until - now:.0f}s: "
+                f"{self.boot_backoff.failures} time(s) in a row its pilots ended without "
+                "registering"
             )
         if now < self.backoff.until:
             return (
-                f"launches wait {self.backoff.until - now:.0f}s after "
+                f"launches at {self.entry} wait {self.backoff.until - now:.0f}s after "
                 f"{self.backoff.failures} failure(s)"
             )
         return ""
@@ -242,19 +244,9 @@ class InstrumentedDriver:
         self.boot_backoff.succeeded()
 
     async def launch(self, batch: LaunchBatch) -> list[CloudPilot]:
-        if self.clock() < self.boot_backoff.until:
-            raise BackingOff(
-                f"launches at {self.entry} wait {self.boot_backoff.until - self.clock():.0f}s: "
-                f"{self.boot_backoff.failures} time(s) in a row its pilots ended without "
-                "registering",
-                entry=self.entry,
-            )
-        if self.clock() < self.backoff.until:
-            raise BackingOff(
-                f"launches at {self.entry} wait {self.backoff.until - self.clock():.0f}s after "
-                f"{self.backoff.failures} failure(s)",
-                entry=self.entry,
-            )
+        hold = self.launch_hold()
+        if hold:
+            raise BackingOff(hold, entry=self.entry)
         try:
             pilots = await self._call("launch", lambda: self.driver.launch(batch))
         except DriverError as exc:

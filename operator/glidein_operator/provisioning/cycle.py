@@ -142,6 +142,7 @@ class Decision:
     cancel: dict[str, list[CloudPilot]] = field(default_factory=dict)
     phase_of: dict[str, PilotPhase] = field(default_factory=dict)
     launches: list[LaunchOrder] = field(default_factory=list)
+    last_batch: dict[str, int] = field(default_factory=dict)  # per entry, as the status had it
     stuck: Counter[str] = field(default_factory=Counter)
     views: list[Any] = field(default_factory=list)
     timeouts: Timeouts | None = None
@@ -304,10 +305,7 @@ def decide(
             chosen = cancellable(seen.listings[e.entry], uid, phase_of, now)[: e.cancel]
             if chosen:
                 cancel[e.entry] = chosen
-    floor = {
-        str(row.get("name")): int(row.get("lastBatch") or 0)
-        for row in old_status.get("entries") or []
-    }
+    floor = _last_batches(old_status)
     return Decision(
         uid=uid,
         plan=final,
@@ -320,6 +318,7 @@ def decide(
         cancel=cancel,
         phase_of=phase_of,
         launches=_orders(eligible, final, seen.listings, uid, floor),
+        last_batch=floor,
         stuck=stuck,
         views=classified.views,
         timeouts=timeouts,
@@ -328,6 +327,14 @@ def decide(
         judged=judging.judged,
         announced=frozenset(money.interrupted),
     )
+
+
+def _last_batches(old_status: Mapping[str, Any]) -> dict[str, int]:
+    """The last batch number used per entry, as the status keeps it (next_seq's floor)."""
+    return {
+        str(row.get("name")): int(row.get("lastBatch") or 0)
+        for row in old_status.get("entries") or []
+    }
 
 
 def _money_events(money: spending.Spending, announced: frozenset[str]) -> list[Event]:
@@ -522,10 +529,7 @@ def report(
     degraded = {**seen.listing_errors, **acted.degraded}
     for entry, why in acted.health.items():
         degraded.setdefault(entry, why)
-    floor = {
-        str(row.get("name")): int(row.get("lastBatch") or 0)
-        for row in old_status.get("entries") or []
-    }
+    floor = decision.last_batch
     last_batch = {e: max(floor.get(e, 0), acted.tried.get(e, 0)) for e in {*floor, *acted.tried}}
     totals, rows = st.request_status(
         result, decision.views, decision.uid, decision.stuck, last_batch
