@@ -17,6 +17,7 @@ from glidein_operator.api.objects import load
 from glidein_operator.condor.classads import ads_from_json
 from glidein_operator.provisioning.dryrun import DryRun, dry_run, launch_cost
 from glidein_operator.provisioning.planner import Ramp
+from glidein_operator.provisioning.report import explain
 
 
 def read_jobs(path: Path) -> list[classad2.ClassAd]:
@@ -94,6 +95,17 @@ def render(console: Console, run: DryRun) -> None:
         + (f"   request bound by: {p.bound_by}" if p.bound_by else "")
     )
     console.print(summary)
+    uncovered = explain(p)
+    if uncovered:
+        why = Table(
+            title="Idle jobs without a new pilot, and what bound them", title_justify="left"
+        )
+        why.add_column("Jobs", justify="right")
+        why.add_column("Bound by")
+        why.add_column("Why")
+        for row in uncovered:
+            why.add_row(str(row.jobs), row.bound_by, row.message)
+        console.print(why)
     if p.unmatched:
         um = Table(title="Jobs no entry can run", title_justify="left")
         um.add_column("Jobs", justify="right")

@@ -36,7 +36,15 @@ def entries(n: int, types_per_entry: int = 3, seed: int = 1) -> list[Candidate]:
                 "type": "grid",
                 "trustDomain": "osg",
                 "site": f"S{i:03d}",
-                "grid": {"ceType": "condor", "endpoint": f"ce{i}.example.org:9619"},
+                "grid": {
+                    "ceType": "condor",
+                    "endpoint": f"ce{i}.example.org:9619",
+                    "submitter": {
+                        "collector": "submit.example.org",
+                        "schedd": "glidein-submitter",
+                        "tokenSecretRef": {"name": "submit-key"},
+                    },
+                },
                 "instanceTypes": [
                     {
                         "name": name,
@@ -77,18 +85,18 @@ def clusters(
         ad["Requirements"] = requirements
         if i % 5:
             ad["DESIRED_Sites"] = lists[i % site_lists]
-        out.append(
-            JobCluster(
-                f"c{i}",
-                "schedd@bench",
-                per + (1 if i < n_jobs % n_clusters else 0),
-                ad,
-                cpus,
-                memory,
-                2_000_000,
-                0,
-            )
+        cluster = JobCluster(
+            f"c{i}",
+            "schedd@bench",
+            per + (1 if i < n_jobs % n_clusters else 0),
+            ad,
+            cpus,
+            memory,
+            2_000_000,
+            0,
         )
+        cluster.attribute_values()  # as cluster_jobs() fills it, reading each ad once
+        out.append(cluster)
     return out
 
 

@@ -38,7 +38,15 @@ def entry(
             "trustDomain": "osg",
             "site": site or name,
             "enabled": enabled,
-            "grid": {"ceType": "condor", "endpoint": f"{name}.example.org:9619"},
+            "grid": {
+                "ceType": "condor",
+                "endpoint": f"{name}.example.org:9619",
+                "submitter": {
+                    "collector": "submit.example.org",
+                    "schedd": "glidein-submitter",
+                    "tokenSecretRef": {"name": "submit-key"},
+                },
+            },
             "instanceTypes": types or [{"name": "4c", "cpus": 4, "memory": "8Gi", "disk": "40Gi"}],
             "limits": limits or {},
             "attributes": attributes or {},

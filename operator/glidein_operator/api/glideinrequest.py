@@ -437,6 +437,14 @@ class RequestTotals(ApiModel):
     launching: Int = Field(default=0, ge=0, description="Pilots booting.")
     running: Int = Field(default=0, ge=0, description="Pilots running jobs.")
     idle: Int = Field(default=0, ge=0, description="Pilots idle.")
+    uncovered_jobs: Int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Idle jobs this cycle launches no pilot for (.status.uncovered says what bound "
+            "them: pilots already there, a limit, ramp-up, the budget, no entry)."
+        ),
+    )
 
 
 class Usage(ApiModel):
@@ -494,6 +502,24 @@ class PilotLog(ApiModel):
     log: str = Field(max_length=8192, description="The end of its console log.")
 
 
+class UncoveredJobs(ApiModel):
+    """Idle jobs the last cycle launched no pilot for, and the one thing that bound them."""
+
+    jobs: Int = Field(ge=0, description="How many.")
+    bound_by: str = Field(
+        max_length=256,
+        description=(
+            "What bound them: 'pilots already there' (they wait for pilots booting, idle or "
+            "with room left), a limit's name (entry.maxPilots, request.maxPilots, ...), "
+            "'rampUp', 'budget', 'backoff', 'entry.launchesPerMinute', or 'no entry'."
+        ),
+    )
+    entries: list[str] = Field(
+        default_factory=list, max_length=50, description="The CloudEntries concerned."
+    )
+    message: str = Field(max_length=1024, description="The same, as a sentence.")
+
+
 class GlideinRequestStatus(ApiModel):
     """What the operator observed and decided for this request."""
 
@@ -505,6 +531,15 @@ class GlideinRequestStatus(ApiModel):
         default_factory=list, description="Figures per entry."
     )
     spend: SpendStatus | None = Field(default=None, description="Budget period spend.")
+    uncovered: list[UncoveredJobs] = Field(
+        default_factory=list,
+        max_length=20,
+        description=(
+            "Why idle jobs are left without a new pilot after the last cycle, largest "
+            'groups first (e.g. "320 jobs match only entry X, which is full '
+            '(entry.maxPilots)").'
+        ),
+    )
     pilot_logs: list[PilotLog] = Field(
         default_factory=list,
         max_length=20,

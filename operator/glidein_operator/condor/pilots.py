@@ -24,6 +24,9 @@ STARTD_PROJECTION: tuple[str, ...] = (
     "State",
     "Activity",
     "Cpus",
+    "Memory",
+    "Disk",
+    "GPUs",
     "TotalSlotCpus",
     "PartitionableSlot",
     "DynamicSlot",
@@ -43,6 +46,40 @@ class SlotState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Leftover:
+    """What a pilot has left for new jobs. For a partitionable slot, its own Cpus, Memory
+    (MB), Disk (KB) and GPUs: what its dynamic slots have not carved out. Capacity is what
+    fits a job on *every* dimension: four free cores next to 1 GB of memory run no 8 GB
+    job. ``None``: the slot does not advertise it (a real startd always does; the
+    in-memory doubles may not), and it does not bound."""
+
+    cpus: int
+    memory_mb: int | None = None
+    disk_kb: int | None = None
+    gpus: int = 0
+
+    def jobs_fit(self, cpus: int, memory_mb: int, disk_kb: int, gpus: int) -> int:
+        """How many jobs of this size fit at once (0: none)."""
+        n = self.cpus // max(1, cpus)
+        if memory_mb and self.memory_mb is not None:
+            n = min(n, self.memory_mb // memory_mb)
+        if disk_kb and self.disk_kb is not None:
+            n = min(n, self.disk_kb // disk_kb)
+        if gpus:
+            n = min(n, self.gpus // gpus)
+        return max(0, n)
+
+    def minus(self, n: int, cpus: int, memory_mb: int, disk_kb: int, gpus: int) -> Leftover:
+        """What is left once ``n`` such jobs took their share."""
+        return Leftover(
+            self.cpus - n * max(1, cpus),
+            None if self.memory_mb is None else self.memory_mb - n * memory_mb,
+            None if self.disk_kb is None else self.disk_kb - n * disk_kb,
+            self.gpus - n * gpus,
+        )
+
+
+@dataclass(frozen=True)
 class RegisteredPilot:
     pilot_id: str
     request_uid: str
@@ -50,6 +87,9 @@ class RegisteredPilot:
     state: SlotState
     total_cpus: int
     free_cpus: int
+    # What a partitionable pilot has left on every dimension (None: a static slot, whose
+    # capacity is all or nothing).
+    left: Leftover | None = None
 
     @property
     def free_fraction(self) -> float:
@@ -61,6 +101,11 @@ class RegisteredPilot:
 def _int(ad: classad2.ClassAd, name: str, default: int = 0) -> int:
     value = ad.get(name, default)
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+def _maybe_int(ad: classad2.ClassAd, name: str) -> int | None:
+    value = ad.get(name)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def pilot_from_ad(ad: classad2.ClassAd, now: float) -> RegisteredPilot | None:
@@ -84,10 +129,17 @@ def pilot_from_ad(ad: classad2.ClassAd, now: float) -> RegisteredPilot | None:
         )
     )
     partitionable = ad.get("PartitionableSlot") is True
+    left = None
     if retiring:
         state = SlotState.RETIRING
     elif partitionable:
         state = SlotState.IDLE if free >= total else SlotState.CLAIMED
+        left = Leftover(
+            cpus=free,
+            memory_mb=_maybe_int(ad, "Memory"),
+            disk_kb=_maybe_int(ad, "Disk"),
+            gpus=_int(ad, "GPUs", 0),
+        )
     else:
         state = SlotState.CLAIMED if state_attr == "Claimed" else SlotState.IDLE
         free = total if state is SlotState.IDLE else 0
@@ -98,4 +150,5 @@ def pilot_from_ad(ad: classad2.ClassAd, now: float) -> RegisteredPilot | None:
         state=state,
         total_cpus=total,
         free_cpus=free,
+        left=left,
     )

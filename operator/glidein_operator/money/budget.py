@@ -96,21 +96,32 @@ def check(budget: Budget, ledger: Ledger, committed_by_entry: Mapping[str, Decim
 @dataclass(frozen=True)
 class LaunchOption:
     """Pilots the plan would launch: ``count`` of one type at one entry, each costing at
-    most ``cost`` in this period."""
+    most ``cost`` in this period. ``slot_price``: the launch price of one job slot
+    (``pricing.launch_price`` per job), what the gate ranks by when given."""
 
     entry: str
     instance_type: str
     count: int
     cost: Decimal
+    slot_price: Decimal | None = None
 
 
 def gate(options: Iterable[LaunchOption], check: BudgetCheck) -> dict[tuple[str, str], int]:
-    """How many of each option the budget lets through, cheapest pilots first: a tight
-    budget buys the most pilots it can."""
+    """How many of each option the budget lets through, cheapest job slots first (the
+    same figure the plan chose types and entries by; cheapest pilots where it is not
+    given): a tight budget runs the most jobs it can."""
     room = check.room
     entry_room = dict(check.entry_room)
     allowed: dict[tuple[str, str], int] = {}
-    for o in sorted(options, key=lambda o: (o.cost, o.entry, o.instance_type)):
+    for o in sorted(
+        options,
+        key=lambda o: (
+            o.cost if o.slot_price is None else o.slot_price,
+            o.cost,
+            o.entry,
+            o.instance_type,
+        ),
+    ):
         if o.cost <= 0:
             allowed[(o.entry, o.instance_type)] = o.count
             continue

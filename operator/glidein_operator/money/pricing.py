@@ -16,18 +16,29 @@ def on_demand_price(spec: CloudEntrySpec, instance_type: str) -> Decimal | None:
     return itype.price_per_hour if itype else None
 
 
-def launch_price(spec: CloudEntrySpec, instance_type: str) -> Decimal | None:
+def launch_price(
+    spec: CloudEntrySpec, instance_type: str, jobs_per_pilot: int = 1
+) -> Decimal | None:
     """The most a new pilot of this type may cost per hour, which the budget gate must
     assume: the spot cap when the entry launches spot with one (the market may climb to
     it), the on-demand price otherwise (AWS's cap for spot without one), whichever is
-    higher when a spot shortage may fall back to on-demand. None when that is unknown."""
+    higher when a spot shortage may fall back to on-demand. None when that is unknown.
+
+    With ``jobs_per_pilot`` (how many jobs of one cluster a partitionable pilot of this
+    type runs at once), the price of one job slot: the figure the offer choice, placement
+    ``cost`` and the budget gate all compare, so that a type twice the price running four
+    jobs at once wins over one running one."""
     on_demand = on_demand_price(spec, instance_type)
     spot = spec.spot
     if not (spot and spot.enabled and spot.max_price_per_hour is not None):
-        return on_demand
-    if spot.fall_back_to_on_demand:
-        return None if on_demand is None else max(spot.max_price_per_hour, on_demand)
-    return spot.max_price_per_hour
+        price = on_demand
+    elif spot.fall_back_to_on_demand:
+        price = None if on_demand is None else max(spot.max_price_per_hour, on_demand)
+    else:
+        price = spot.max_price_per_hour
+    if price is None or jobs_per_pilot <= 1:
+        return price
+    return price / jobs_per_pilot
 
 
 def charge(pilot: CloudPilot, spec: CloudEntrySpec | None) -> Charge | None:

@@ -145,9 +145,18 @@ def affordable(
         for itype, n in e.launch_by_type.items()
         if (price := launch_price(entries[e.entry], itype)) is not None
     ]
+    # Ranked by the price of a job slot, as the plan chose them (jobs per pilot of the type
+    # for the jobs it is launched for).
+    slots = {
+        (e.entry, t): max(1, round(k)) for e in result.entries for t, k in e.slots_by_type.items()
+    }
     options = [
         bg.LaunchOption(
-            entry, itype, n, bg.worst_case_cost(price, now, now, spending.max_life, end)
+            entry,
+            itype,
+            n,
+            bg.worst_case_cost(price, now, now, spending.max_life, end),
+            launch_price(entries[entry], itype, slots.get((entry, itype), 1)),
         )
         for entry, itype, n, price in priced
     ]

@@ -606,6 +606,7 @@ def report(
         totals=totals,
         entries=rows,
         spend=None if spend is None else SpendStatus.model_validate(spend),
+        uncovered=st.uncovered(result),
         pilot_logs=[PilotLog.model_validate(x) for x in logs],
         conditions=[Condition.model_validate(c) for c in conditions],
     )

@@ -80,7 +80,13 @@ def classify(
             phase = _SLOT_PHASE[reg.state]
             views.append(
                 PilotView(
-                    p.pilot_id, p.request_uid, p.entry, p.instance_type, phase, reg.free_fraction
+                    p.pilot_id,
+                    p.request_uid,
+                    p.entry,
+                    p.instance_type,
+                    phase,
+                    reg.free_fraction,
+                    reg.left,
                 )
             )
             continue

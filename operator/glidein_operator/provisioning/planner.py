@@ -6,9 +6,14 @@ GlideinWMS's frontend rules, with its known failures designed out:
 * jobs that match several entries are split across them, and demand an entry cannot
   take (it is full, or disabled) spills to the others (GlideinWMS #332: idle jobs that
   never got pilots);
-* pilots already booting or idle, and the free part of partitionable slots, count against
+* pilots already booting or idle, and what partitionable slots have left, count against
   demand: no launch for jobs that already have a place (#554: retiring pilots are *not*
-  capacity);
+  capacity). What a busy pilot has left counts for a cluster only as the jobs of that
+  cluster it fits on every dimension (cpus, memory, disk, gpus): free cores beside 1 GB of
+  memory are no place for an 8 GB job;
+* each entry launches, for each cluster, the instance type with the cheapest job slot
+  (the price of a pilot over the jobs it runs at once), and placement ``cost`` ranks
+  entries by that same figure;
 * no demand, no launch (#443), except the explicit warm pool ``minPilots``; the reserve
   of idle pilots applies only while there is demand;
 * only pilots that have not started yet are cancelled for covered demand, never more than
@@ -26,11 +31,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from glidein_operator.api.base import parse_quantity
 from glidein_operator.api.cloudentry import CloudEntrySpec
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.api.vmimage import VMImageSpec
 from glidein_operator.condor.jobs import JobCluster
-from glidein_operator.provisioning.matching import ClusterMatch, Matcher, Offer
+from glidein_operator.condor.pilots import Leftover
+from glidein_operator.provisioning.matching import KIB, MIB, ClusterMatch, Matcher, Offer, size_of
 
 
 class PilotPhase(enum.StrEnum):
@@ -54,6 +61,9 @@ class PilotView:
     instance_type: str
     phase: PilotPhase
     free_fraction: float = 0.0  # of a CLAIMED partitionable pilot's cores
+    # What a CLAIMED partitionable pilot has left on every dimension, as its startd ad
+    # says; None: only the fraction is known (of every dimension of its type, then).
+    left: Leftover | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,11 @@ class EntryPlan:
     phases: dict[str, int] = field(default_factory=dict)
     bound_by: str = ""
     notes: list[str] = field(default_factory=list)
+    # For the explanation of jobs left without a pilot (provisioning/report.py):
+    covered_jobs: int = 0  # idle jobs that pilots already there have room for
+    jobs_by_type: dict[str, int] = field(default_factory=dict)  # jobs that need new pilots
+    slots_by_type: dict[str, float] = field(default_factory=dict)  # their jobs per pilot
+    sole_jobs: int = 0  # of idle_jobs, those of clusters no other entry can run
 
     @property
     def alive(self) -> int:
@@ -194,13 +209,26 @@ def plan(
     pilots = list(pilots)
     mine = [p for p in pilots if p.request_uid == request_uid]
     mine_by_entry: dict[str, Counter[PilotPhase]] = defaultdict(Counter)
+    specs = {c.name: c.spec for c in usable}
+    # What pilots already there have room for: per entry, their leftovers (whole ones for
+    # pilots running no job), and pilot-equivalents where the type is not known.
+    room_left: dict[str, Counter[Leftover]] = defaultdict(Counter)
+    blind: dict[str, float] = defaultdict(float)
     capacity: dict[str, float] = defaultdict(float)
+    wholes: dict[tuple[str, str], Leftover | None] = {}
     for p in mine:
         mine_by_entry[p.entry][p.phase] += 1
-        if p.phase in NOT_RUNNING:
-            capacity[p.entry] += 1.0
-        elif p.phase is PilotPhase.CLAIMED:
-            capacity[p.entry] += p.free_fraction
+        if p.phase in NOT_RUNNING or p.phase is PilotPhase.CLAIMED:
+            if (p.entry, p.instance_type) not in wholes:
+                wholes[(p.entry, p.instance_type)] = _whole(specs.get(p.entry), p.instance_type)
+            whole = wholes[(p.entry, p.instance_type)]
+            left, share = _room(p, whole)
+            capacity[p.entry] += share
+            if left is not None:
+                if left.cpus > 0:
+                    room_left[p.entry][left] += 1
+            else:
+                blind[p.entry] += share
     all_alive: Counter[str] = Counter(p.entry for p in pilots if p.phase in ALIVE)
     all_idle: Counter[str] = Counter(p.entry for p in pilots if p.phase in NOT_RUNNING)
 
@@ -248,20 +276,37 @@ def plan(
         c.name: (all_alive[c.name] / c.spec.limits.max_pilots if c.spec.limits.max_pilots else 0.0)
         for c in usable
     }
-    _assign(matched, work, fullness if spec.placement == "cost" else None)
+    _assign(matched, work, matcher, fullness if spec.placement == "cost" else None)
 
     # --- demand in pilots, minus what is already there --------------------------------------
     need: dict[str, int] = {}
     for name, w in work.items():
         units = 0.0
+        uncovered = _fill(room_left.get(name, Counter()), w.jobs, matched)
+        jobs_by_type: dict[str, int] = defaultdict(int)
         for ci, jobs in w.jobs.items():
             offer, per_pilot = matched[ci].entries[name]
-            u = jobs / per_pilot
-            units += u
-            w.units_by_type[offer.instance_type] += u
+            units += jobs / per_pilot
+            short = uncovered[ci]
+            if short:
+                w.units_by_type[offer.instance_type] += short / per_pilot
+                jobs_by_type[offer.instance_type] += short
+            if len(matched[ci].entries) == 1:
+                w.plan.sole_jobs += jobs
         w.plan.idle_jobs = sum(w.jobs.values())
+        w.plan.covered_jobs = w.plan.idle_jobs - sum(jobs_by_type.values())
+        w.plan.jobs_by_type = dict(sorted(jobs_by_type.items()))
+        w.plan.slots_by_type = {
+            t: round(n / w.units_by_type[t], 6) for t, n in w.plan.jobs_by_type.items()
+        }
         w.plan.demand = round(units, 3)
-        need[name] = math.ceil(units - capacity[name] - 1e-9)
+        short_units = sum(w.units_by_type.values())
+        if short_units > 1e-9:
+            need[name] = math.ceil(short_units - blind[name] - 1e-9)
+        else:
+            # Every job has a place: what is there beyond the demand is the excess that
+            # pending pilots may be cancelled for (negative need).
+            need[name] = min(0, math.ceil(units - capacity[name] - 1e-9))
 
     total_jobs = sum(w.plan.idle_jobs for w in work.values())
     if total_jobs and limits.reserve_idle_pilots:
@@ -398,35 +443,141 @@ def _cheapest(matcher: Matcher, entry: str) -> Offer:
     return group.offers[0]
 
 
-def figure_of_merit(offer: Offer, jobs_per_pilot: int, fullness: float) -> float:
-    """Price per useful core, made worse as the entry fills (the HEPCloud Decision
-    Engine's idea): the price of one job slot, divided by the share of the entry still
-    free, so a nearly full cheap entry loses to an empty one slightly dearer."""
-    if offer.price is None:
-        return math.inf  # unknown is not free: any priced entry ranks first
-    per_job = float(offer.price) / max(1, jobs_per_pilot)
-    return per_job / max(0.05, 1.0 - min(1.0, fullness))
+def figure_of_merit(slot_price: float, fullness: float) -> float:
+    """The price of one job slot (``Matcher.slot_price``: ``launch_price`` per job, inf
+    when unknown, which is not free: any priced entry ranks first), made worse as the
+    entry fills (the HEPCloud Decision Engine's idea): divided by the share of the entry
+    still free, so a nearly full cheap entry loses to an empty one slightly dearer."""
+    if math.isinf(slot_price):
+        return math.inf
+    return slot_price / max(0.05, 1.0 - min(1.0, fullness))
+
+
+def _whole(spec: CloudEntrySpec | None, instance_type: str) -> Leftover | None:
+    """A pilot of this type with nothing taken (None: the type is not the entry's)."""
+    itype = spec.instance_type(instance_type) if spec is not None else None
+    if itype is None:
+        return None
+    return Leftover(
+        itype.cpus,
+        parse_quantity(itype.memory) // MIB,
+        parse_quantity(itype.disk) // KIB,
+        itype.gpus,
+    )
+
+
+def _room(p: PilotView, whole: Leftover | None) -> tuple[Leftover | None, float]:
+    """What a pilot running no job, or a busy partitionable one, has room for, and that
+    as a share of a whole pilot (the smallest share over its dimensions)."""
+    if p.phase in NOT_RUNNING:
+        return whole, 1.0
+    if p.left is not None:
+        left = p.left
+    elif whole is not None:
+        f = max(0.0, min(1.0, p.free_fraction))
+        left = Leftover(
+            math.floor(whole.cpus * f),
+            None if whole.memory_mb is None else math.floor(whole.memory_mb * f),
+            None if whole.disk_kb is None else math.floor(whole.disk_kb * f),
+            math.floor(whole.gpus * f),
+        )
+    else:
+        return None, max(0.0, min(1.0, p.free_fraction))
+    if whole is None:
+        return left, max(0.0, min(1.0, p.free_fraction))
+    shares = [left.cpus / max(1, whole.cpus)]
+    if left.memory_mb is not None and whole.memory_mb:
+        shares.append(left.memory_mb / whole.memory_mb)
+    if left.disk_kb is not None and whole.disk_kb:
+        shares.append(left.disk_kb / whole.disk_kb)
+    if whole.gpus:
+        shares.append(left.gpus / whole.gpus)
+    return left, max(0.0, min(1.0, *shares))
+
+
+def _fill(
+    room: Counter[Leftover], jobs: Mapping[int, int], matched: Sequence[ClusterMatch]
+) -> dict[int, int]:
+    """Jobs of each cluster that pilots already there have no room for. The room is
+    shared: each job placed takes its cpus, memory, disk and gpus out of one pilot's
+    leftover (biggest jobs first), so no free core is counted twice or next to memory that
+    is not there."""
+    uncovered = dict(jobs)
+    groups = [(left, n) for left, n in room.items() if n > 0 and left.cpus > 0]
+    if not groups:
+        return uncovered
+    sizes = {ci: size_of(matched[ci].cluster) for ci in jobs}
+    order = sorted(jobs, key=lambda ci: (-sizes[ci][0], -sizes[ci][1], ci))
+    no_fit: set[tuple[int, int, int, int]] = set()  # room only shrinks: no fit stays so
+    for ci in order:
+        size = sizes[ci]
+        want = uncovered[ci]
+        if not want or size in no_fit:
+            continue
+        fits = [left.jobs_fit(*size) for left, _ in groups]
+        if not any(f > 0 for f in fits):
+            no_fit.add(size)
+            continue
+        after: Counter[Leftover] = Counter()
+        for (left, n), fit in zip(groups, fits, strict=True):
+            if fit <= 0 or not want:
+                after[left] += n
+                continue
+            take = min(want, fit * n)
+            want -= take
+            full, part = divmod(take, fit)
+            if full:
+                after[left.minus(fit, *size)] += full
+            if part:
+                after[left.minus(part, *size)] += 1
+            if n - full - (1 if part else 0):
+                after[left] += n - full - (1 if part else 0)
+        uncovered[ci] = want
+        groups = [(left, n) for left, n in after.items() if left.cpus > 0]
+        if not groups:
+            break
+    return uncovered
 
 
 def _assign(
     matched: list[ClusterMatch],
     work: dict[str, _EntryWork],
+    matcher: Matcher,
     fullness: dict[str, float] | None = None,
 ) -> None:
     """Split each cluster's jobs over its entries (the cheapest ones when ``fullness`` is
     given, evenly otherwise), then move what a full entry cannot take to the cluster's
     other entries that still have room, cheapest first."""
-    rank: dict[int, dict[str, float]] = {}
+    # Per cluster, its entries in the order jobs spill to them (cheapest first under
+    # placement cost). The matcher shares one choice dict among clusters of the same size
+    # and matching offers: their ranking is the same too, worked out once.
+    order: dict[int, list[str]] = {}
+    ranked: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
     for ci, m in enumerate(matched):
         names = list(m.entries)
-        if fullness is not None:
-            merit = {
-                n: figure_of_merit(offer, per_pilot, fullness.get(n, 0.0))
-                for n, (offer, per_pilot) in m.entries.items()
-            }
-            rank[ci] = merit
-            best = min(merit.values())
-            names = [n for n in names if merit[n] <= best * (1 + 1e-9) + 1e-12]
+        memo_key = (id(m.entries), m.cluster.count)
+        memo = ranked.get(memo_key)
+        if memo is None:
+            if fullness is not None:
+                merit = {
+                    n: figure_of_merit(
+                        matcher.slot_price(offer, min(per_pilot, m.cluster.count)),
+                        fullness.get(n, 0.0),
+                    )
+                    for n, (offer, per_pilot) in m.entries.items()
+                }
+                best = min(merit.values())
+                memo = (
+                    sorted(names, key=lambda n: (merit[n], n)),
+                    [n for n in names if merit[n] <= best * (1 + 1e-9) + 1e-12],
+                )
+            else:
+                memo = (sorted(names), names)
+            ranked[memo_key] = memo
+        order[ci], names = memo
+        if len(names) == 1:
+            work[names[0]].jobs[ci] = m.cluster.count
+            continue
         for name, jobs in zip(
             names, _largest_remainder(m.cluster.count, [1.0] * len(names)), strict=True
         ):
@@ -441,6 +592,8 @@ def _assign(
         for name, w in work.items()
     }
     has_spare = {n for n in work if supply[n] - demand[n] > 1e-9}
+    no_room: set[int] = set()
+    cursor: dict[int, int] = {}
     for name, w in work.items():
         over = demand[name] - supply[name]
         if over <= 1e-9 or not has_spare:
@@ -450,13 +603,24 @@ def _assign(
                 break
             m = matched[ci]
             per_pilot = m.entries[name][1]
-            # Only entries that still have room and also match: a set intersection, not a
-            # walk over every entry a widely matching cluster can use.
-            merit = rank.get(ci, {})
-            for other in sorted(
-                has_spare.intersection(m.entries), key=lambda n: (merit.get(n, 0.0), n)
-            ):
-                if other == name or over <= 1e-9:
+            # Only entries that still have room and also match, cheapest first. Entries
+            # only ever lose their room here: an order (shared by clusters alike, with the
+            # same jobs per pilot at each entry) that found no room for one job once finds
+            # none again.
+            targets = order[ci]
+            if id(targets) in no_room:
+                continue
+            # Past the entries already found full (a cursor per shared order).
+            first = cursor.get(id(targets), 0)
+            while first < len(targets) and targets[first] not in has_spare:
+                first += 1
+            cursor[id(targets)] = first
+            found = False
+            for k in range(first, len(targets)):
+                other = targets[k]
+                if over <= 1e-9:
+                    break
+                if other == name or other not in has_spare:
                     continue
                 spare = supply[other] - demand[other]
                 other_per_pilot = m.entries[other][1]
@@ -466,7 +630,8 @@ def _assign(
                     math.floor(spare * other_per_pilot),
                 )
                 if movable <= 0:
-                    continue
+                    continue  # no room for one job of this size there, now or later
+                found = True
                 w.jobs[ci] -= movable
                 w.spilled += movable
                 work[other].jobs[ci] = work[other].jobs.get(ci, 0) + movable
@@ -475,5 +640,7 @@ def _assign(
                 demand[other] += movable / other_per_pilot
                 if supply[other] - demand[other] <= 1e-9:
                     has_spare.discard(other)
+            if not found:
+                no_room.add(id(targets))
             if not w.jobs.get(ci):
                 w.jobs.pop(ci, None)

@@ -9,15 +9,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from glidein_operator.api.base import ApiModel
-from glidein_operator.api.glideinrequest import EntryStatus, RequestTotals
+from glidein_operator.api.glideinrequest import EntryStatus, RequestTotals, UncoveredJobs
 from glidein_operator.ground import CloudPilot
 from glidein_operator.provisioning.planner import PilotPhase, PilotView, Plan
+from glidein_operator.provisioning.report import explain
 
 # Console logs of stuck and failed pilots kept in the request's status, where
 # `kubectl get greq NAME -o jsonpath='{.status.pilotLogs}'` reads them after the VM is
 # gone (Events expire within the hour). Bounded: the newest few, the end of each log.
 KEPT_PILOT_LOGS = 10
 PILOT_LOG_CHARS = 4000
+# Rows of .status.uncovered (the largest groups; the total is in .status.totals).
+UNCOVERED_ROWS = 20
 
 
 def now_iso(now: dt.datetime) -> str:
@@ -107,8 +110,23 @@ def request_status(
         launching=sum(r.launching for r in rows),
         running=sum(r.running for r in rows),
         idle=sum(r.idle for r in rows),
+        uncovered_jobs=sum(u.jobs for u in explain(plan)),
     )
     return totals, rows
+
+
+def uncovered(plan: Plan) -> list[UncoveredJobs]:
+    """Why idle jobs are left without a new pilot (provisioning/report.py), as the status
+    holds it."""
+    return [
+        UncoveredJobs(
+            jobs=u.jobs,
+            bound_by=u.bound_by[:256],
+            entries=list(u.entries[:50]),
+            message=u.message[:1024],
+        )
+        for u in explain(plan)[:UNCOVERED_ROWS]
+    ]
 
 
 def dump(status: ApiModel) -> dict[str, Any]:
