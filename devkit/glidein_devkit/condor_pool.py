@@ -322,6 +322,9 @@ class CondorPool:
     trust_domain_setting: str | None = None  # None: $(COLLECTOR_HOST)
     master: Master | None = None
     ready_seconds: float = 0.0
+    cpus: int = 1  # the startd's NUM_CPUS
+    memory_mb: int | None = None  # the startd's MEMORY; None: what the host has
+    extra_config: str = ""  # appended to the configuration
 
     @property
     def collector(self) -> str:
@@ -372,7 +375,8 @@ TRUST_DOMAIN = {self.trust_domain_setting or "$(COLLECTOR_HOST)"}
 DAEMON_LIST = {daemons}
 SCHEDD_NAME = schedd@{self.uid_domain}
 {BASE_KNOBS}
-NUM_CPUS = 1
+NUM_CPUS = {self.cpus}
+{f"MEMORY = {self.memory_mb}" if self.memory_mb else ""}
 START = True
 NEGOTIATOR_INTERVAL = 2
 NEGOTIATOR_MIN_INTERVAL = 1
@@ -403,6 +407,7 @@ ALLOW_ADVERTISE_MASTER = $(DAEMON_IDS), glidein-*@*
 ALLOW_ADVERTISE_STARTD = $(DAEMON_IDS), glidein-*@*
 # Startds that advertise through a token ask the collector to keep the identity.
 COLLECTOR_DEBUG = D_SECURITY
+{self.extra_config}
 """
 
     def start(self, timeout: float = 120) -> CondorPool:

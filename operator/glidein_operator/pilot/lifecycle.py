@@ -202,6 +202,14 @@ class Supervisor:
             if now >= self.state.boot + self.payload.lifetime:
                 # Its own DAEMON_SHUTDOWN_FAST at GLIDEIN_ToDie: the expected end.
                 return self.shutdown("hard lifetime reached (condor_master already stopped)")
+            if code == 0 and self.state.idle_since is not None:
+                # The startd's own STARTD_NOCLAIM_SHUTDOWN (the idle timeout) counts from
+                # the slot's release, up to a look before idle_since: it may end first, and
+                # its master with it. An orderly end of an idle pilot, not a failure.
+                return self.shutdown(
+                    f"idle for {int(now - self.state.idle_since)}s: the startd left by itself "
+                    "and condor_master with it (status 0)"
+                )
             return self.shutdown(f"condor_master exited (status {code})", fatal=True)
         try:
             busy: bool | None = self.busy()

@@ -4,13 +4,15 @@ command, or the grid job's executable) runs."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -132,9 +134,44 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "(default: $_CONDOR_MACHINE_AD)",
         type=Path,
     )
+    opt(
+        "job-ad",
+        environ.get("_CONDOR_JOB_AD"),
+        "the pilot's own job ad when it runs as an HTCondor job: its RequestCpus and "
+        "RequestMemory stand in for what the machine ad lacks (default: $_CONDOR_JOB_AD)",
+        type=Path,
+    )
+    opt(
+        "stop-timeout",
+        60.0,
+        "seconds condor_master has to stop its daemons at the end before it is made to",
+        type=float,
+    )
     opt("cpus", None, "at most this many cores", type=int)
     opt("memory-mb", None, "at most this much memory (MB)", type=int)
     return p
+
+
+def stop_master(
+    master: subprocess.Popen[bytes], log: Callable[[str], None], timeout: float
+) -> None:
+    """Leave no condor_master (nor its daemons) behind. On a VM the power-off would end
+    them; on a batch slot the pilot's exit is the end, and the batch system may count what
+    outlives it against the slot or kill it without a word. The supervisor has sent
+    condor_off -graceful; a master that has not gone within ``timeout`` seconds (a refused
+    condor_off, a daemon that hangs) gets its fast shutdown (SIGQUIT) and as long again,
+    then SIGKILL."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        master.wait(timeout)
+        return
+    log(f"condor_master still running {timeout:g}s after condor_off: fast shutdown")
+    master.send_signal(signal.SIGQUIT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        master.wait(timeout)
+        return
+    log("condor_master did not stop: killed")
+    master.kill()
+    master.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             slot.host(),
             slot.instance_type(payload),
             slot.cgroup(args.cgroup_root),
-            slot.batch_slot(args.machine_ad),
+            slot.batch_slot(args.machine_ad, args.job_ad),
             slot.Limit("--cpus/--memory-mb", args.cpus, args.memory_mb),
         ]
     )
@@ -204,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     while supervisor.tick(time.time()) is not lifecycle.Action.SHUTDOWN:
         time.sleep(args.interval)
+    stop_master(master, log, args.stop_timeout)
     if supervisor.fatal:
         log.publish_opennebula()
         return 2

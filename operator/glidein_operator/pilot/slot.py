@@ -115,19 +115,30 @@ def cgroup(root: Path = CGROUP_ROOT, proc_self_cgroup: Path = Path("/proc/self/c
     return Limit("cgroup", min(cpus, default=None), min(memory, default=None))
 
 
-_SLOT_ATTR = re.compile(r"^\s*(Cpus|Memory)\s*=\s*(\d+)\s*$", re.IGNORECASE)
+_AD_ATTR = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(\d+)\s*$")
 
 
-def batch_slot(machine_ad: Path | None) -> Limit:
-    """The HTCondor slot a grid pilot runs in, from the machine ad HTCondor hands each job
-    (the file ``_CONDOR_MACHINE_AD`` names): its ``Cpus`` and ``Memory`` (MB)."""
-    text = _read(machine_ad) if machine_ad else None
+def _ad_integers(path: Path | None) -> dict[str, int]:
+    """The integer-valued attributes of a ClassAd file (old, long form: ``Name = value``
+    lines), by lower-case name; expressions and other types are left out."""
     found: dict[str, int] = {}
-    for line in (text or "").splitlines():
-        m = _SLOT_ATTR.match(line)
+    for line in ((_read(path) if path else None) or "").splitlines():
+        m = _AD_ATTR.match(line)
         if m:
             found.setdefault(m.group(1).lower(), int(m.group(2)))
-    return Limit("batch slot", found.get("cpus") or None, found.get("memory") or None)
+    return found
+
+
+def batch_slot(machine_ad: Path | None, job_ad: Path | None = None) -> Limit:
+    """The HTCondor slot a grid pilot runs in, from the machine ad HTCondor hands each job
+    (the file ``_CONDOR_MACHINE_AD`` names): its ``Cpus`` and ``Memory`` (MB). Where that
+    ad is missing or lacks one, what the job asked for (``RequestCpus``, ``RequestMemory``
+    in the job ad ``_CONDOR_JOB_AD`` names): the batch system gave at least that."""
+    machine = _ad_integers(machine_ad)
+    job = _ad_integers(job_ad)
+    cpus = machine.get("cpus") or job.get("requestcpus") or None
+    memory = machine.get("memory") or job.get("requestmemory") or None
+    return Limit("batch slot", cpus, memory)
 
 
 def smallest(limits: Iterable[Limit]) -> tuple[Machine, str]:
