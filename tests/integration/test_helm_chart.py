@@ -4,6 +4,7 @@ Then `kubectl auth can-i` proves the RBAC is minimal."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -382,3 +383,235 @@ def test_the_chart_has_no_hook_that_deletes_anything() -> None:
                     # Only what the operator itself makes: pilot pods, payload Secrets and
                     # its kept credential copies, all in namespaces it owns.
                     assert d["kind"] == "Role", d["metadata"]
+
+
+# The grid submitter (gridSubmitter.enabled): a schedd whose gridmanager sends grid pilots.
+GRID_SUBMITTER = f"{RELEASE}-glidein-operator-grid-submitter"
+GRID_CREDENTIALS = f"{RELEASE}-glidein-operator-grid-credentials"
+GRID_KEY = f"{RELEASE}-glidein-operator-grid-submitter-key"
+
+
+def _names(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(d["kind"], d["metadata"]["name"]) for d in docs}
+
+
+def test_grid_submitter_is_off_by_default_and_renders_nothing() -> None:
+    default: list[dict[str, Any]] = render()  # type: ignore[assignment]
+    assert _names(default) == _names(render("gridSubmitter.enabled=false"))  # type: ignore[arg-type]
+    assert not [d for d in default if d["kind"] in ("StatefulSet", "PersistentVolumeClaim")]
+    assert not [n for _, n in _names(default) if "grid" in n]
+    assert not [e for e in _container(default)["env"] if e["name"].startswith("GLIDEIN_GRID")]
+
+
+def test_grid_submitter_renders_a_hardened_statefulset_with_its_service_and_secrets() -> None:
+    docs: list[dict[str, Any]] = render(  # type: ignore[assignment]
+        "gridSubmitter.enabled=true",
+        "gridSubmitter.persistence.size=20Gi",
+        "gridSubmitter.persistence.storageClass=fast",
+    )
+    added = _names(docs) - _names(render())  # type: ignore[arg-type]
+    assert added == {
+        ("StatefulSet", GRID_SUBMITTER),
+        ("Service", GRID_SUBMITTER),
+        ("Secret", GRID_KEY),
+        ("Secret", GRID_CREDENTIALS),
+        ("Role", f"{RELEASE}-glidein-operator-grid-submitter"),
+        ("RoleBinding", f"{RELEASE}-glidein-operator-grid-submitter"),
+    }
+    [sts] = [d for d in docs if d["kind"] == "StatefulSet"]
+    assert sts["metadata"]["namespace"] == NS
+    assert sts["spec"]["replicas"] == 1
+    assert sts["spec"]["serviceName"] == GRID_SUBMITTER
+    pod = sts["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 64
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    [container] = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["image"] == "ghcr.io/glidein-operator/grid-submitter:0.1.0"
+    assert "limits" in container["resources"]
+    assert {"name": "condor", "containerPort": 9618} in container["ports"]
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "condor"}
+    assert "condor_who" in " ".join(container["readinessProbe"]["exec"]["command"])
+    # Writable where HTCondor writes: LOCAL_DIR on the claim (the spool: grid jobs live
+    # there), its run directory and /tmp (the gridmanager's scratch) on emptyDirs.
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/var/lib/condor"]["name"] == "state"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/run/condor"]["name"]]
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    assert mounts["/etc/glidein/grid-credentials"]["readOnly"] is True
+    assert volumes[mounts["/etc/glidein/grid-credentials"]["name"]]["secret"]["secretName"] == (
+        GRID_CREDENTIALS
+    )
+    assert volumes[mounts["/etc/glidein/signing-key"]["name"]]["secret"] == {
+        "secretName": GRID_KEY,
+        "items": [{"key": "signingKey", "path": "signingKey"}],
+        "defaultMode": 0o440,
+    }
+    [claim] = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "state"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert claim["spec"]["storageClassName"] == "fast"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    schedd = f"glidein-submitter@{GRID_SUBMITTER}.{NS}.svc"
+    domain = f"{GRID_SUBMITTER}.{NS}.svc"
+    assert env["GRID_SUBMITTER_SCHEDD_NAME"] == schedd
+    assert env["GRID_SUBMITTER_TRUST_DOMAIN"] == domain
+    assert env["GRID_SUBMITTER_OPERATOR_IDENTITY"] == f"glidein@{domain}"
+    assert env["GRID_SUBMITTER_LOCAL_DIR"] == "/var/lib/condor"
+    assert env["GRID_SUBMITTER_CREDENTIALS_DIR"] == "/etc/glidein/grid-credentials"
+    # The Service: the collector port, to the submitter's pod only; and none of the
+    # operator's selectors (metrics Service, PodDisruptionBudget) picks the submitter.
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    for d in docs:
+        selector = (d.get("spec") or {}).get("selector")
+        if d["kind"] in ("Service", "PodDisruptionBudget", "Deployment") and selector:
+            labels = selector.get("matchLabels", selector)
+            picks = labels.items() <= pod_labels.items()
+            assert picks == (d["kind"] == "Service" and d["metadata"]["name"] == GRID_SUBMITTER)
+    [svc] = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == GRID_SUBMITTER]
+    assert svc["spec"]["ports"] == [{"name": "condor", "port": 9618, "targetPort": "condor"}]
+    # The signing key: generated (64 characters), kept through uninstall; the credentials
+    # Secret carries no data, so an upgrade leaves the operator's keys alone.
+    [key] = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == GRID_KEY]
+    assert len(base64.b64decode(key["data"]["signingKey"])) == 64
+    assert key["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    [creds] = [
+        d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == GRID_CREDENTIALS
+    ]
+    assert "data" not in creds
+    assert "stringData" not in creds
+    # The operator is told both, the submitter as a CloudEntry's spec.grid.submitter.
+    op_env = {e["name"]: e.get("value") for e in _container(docs)["env"]}
+    assert op_env["GLIDEIN_GRID_CREDENTIALS_SECRET"] == GRID_CREDENTIALS
+    assert json.loads(op_env["GLIDEIN_GRID_SUBMITTER"]) == {
+        "collector": f"{GRID_SUBMITTER}.{NS}.svc:9618",
+        "schedd": schedd,
+        "trustDomain": domain,
+        "user": "glidein",
+        "tokenSecretRef": {"name": GRID_KEY, "key": "signingKey"},
+    }
+
+
+def test_grid_submitter_rbac_names_its_two_secrets_and_nothing_else() -> None:
+    docs: list[dict[str, Any]] = render("gridSubmitter.enabled=true")  # type: ignore[assignment]
+    [role] = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-grid-submitter")
+    ]
+    assert role["metadata"]["namespace"] == NS
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [GRID_CREDENTIALS],
+            "verbs": ["get", "patch", "update"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [GRID_KEY],
+            "verbs": ["get"],
+        },
+    ]
+    [binding] = [
+        d
+        for d in docs
+        if d["kind"] == "RoleBinding" and d["metadata"]["name"] == role["metadata"]["name"]
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": f"{RELEASE}-glidein-operator", "namespace": NS}
+    ]
+
+    # Nothing else changed in the operator's RBAC, and nothing binds the submitter's pod
+    # (it mounts no token).
+    def rbac(d: list[dict[str, Any]]) -> list[Any]:
+        return [
+            x
+            for x in d
+            if x["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+            and x["metadata"]["name"] != role["metadata"]["name"]
+        ]
+
+    assert rbac(docs) == rbac(render())  # type: ignore[arg-type]
+
+
+def test_grid_submitter_values() -> None:
+    docs: list[dict[str, Any]] = render(  # type: ignore[assignment]
+        values={
+            "gridSubmitter": {
+                "enabled": True,
+                "scheddName": "factory@submit.example.org",
+                "trustDomain": "submit.example.org",
+                "operatorUser": "pilots",
+                "signingKeySecret": "my-submitter-key",
+                "extraConfig": "GRIDMANAGER_JOB_PROBE_INTERVAL = 30\n",
+                "persistence": {"storageClass": "-"},
+                "image": {"repository": "registry.example/submitter", "tag": "1.2"},
+            }
+        }
+    )
+    # A Secret of the user's: none generated, and it is the one mounted and granted.
+    assert ("Secret", GRID_KEY) not in _names(docs)
+    [sts] = [d for d in docs if d["kind"] == "StatefulSet"]
+    pod = sts["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == "registry.example/submitter:1.2"
+    [key] = [v for v in pod["volumes"] if v["name"] == "signing-key"]
+    assert key["secret"]["secretName"] == "my-submitter-key"
+    [role] = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-grid-submitter")
+    ]
+    assert role["rules"][1]["resourceNames"] == ["my-submitter-key"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["GRID_SUBMITTER_SCHEDD_NAME"] == "factory@submit.example.org"  # kept as given
+    assert env["GRID_SUBMITTER_OPERATOR_IDENTITY"] == "pilots@submit.example.org"
+    assert env["GRID_SUBMITTER_EXTRA_CONFIG"] == "GRIDMANAGER_JOB_PROBE_INTERVAL = 30\n"
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == ""
+    submitter = json.loads(
+        {e["name"]: e.get("value") for e in _container(docs)["env"]}["GLIDEIN_GRID_SUBMITTER"]
+    )
+    assert submitter["schedd"] == "factory@submit.example.org"
+    assert submitter["trustDomain"] == "submit.example.org"
+    assert submitter["user"] == "pilots"
+    assert submitter["tokenSecretRef"] == {"name": "my-submitter-key", "key": "signingKey"}
+
+
+def test_chart_with_the_grid_submitter_lints_strictly() -> None:
+    helm("lint", str(CHART), "--strict", "--set", "gridSubmitter.enabled=true")
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("gridSubmitter.scheddName=two words", "scheddName"),
+        ("gridSubmitter.scheddName=a@b@c", "scheddName"),
+        ("gridSubmitter.operatorUser=Root!", "operatorUser"),
+        ("gridSubmitter.persistence.size=lots", "size"),
+        ("gridSubmitter.syncIntervalSeconds=0", "syncIntervalSeconds"),
+        ("gridSubmitter.replicas=2", "replicas"),
+    ],
+)
+def test_grid_submitter_values_schema_rejects(setting: str, named: str) -> None:
+    proc = subprocess.run(
+        [str(ensure_helm()), "template", RELEASE, str(CHART), "--set", setting],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0, setting
+    assert named in proc.stderr
+
+
+def test_the_api_server_accepts_the_grid_submitter(env: Env) -> None:
+    docs = [
+        d
+        for d in render("gridSubmitter.enabled=true")
+        if d["kind"] in ("StatefulSet", "Service", "Secret", "Role", "RoleBinding", "Deployment")
+    ]
+    env.k("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(docs))
