@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import classad2
 
+from glidein_operator.api.cloudentry import GridSubmitter
+from glidein_operator.clouds.grid import credential_id
 from glidein_operator.condor.classads import evaluates_true
 from glidein_operator.condor.grid import (
     COMPLETED,
@@ -28,7 +30,9 @@ class FakeGridSchedd:
     that rejects the token holds them, as the gridmanager does."""
 
     max_jobs: int = 100_000
-    accepted_tokens: set[str] = field(default_factory=lambda: {"valid-token"})
+    # The entrypoint's credentials it accepts, by the name the driver gives them
+    # (``credential_id``: a hash): the job says which it was sent with.
+    accepted: set[str] = field(default_factory=lambda: {credential_id(b"valid-token")})
     jobs: dict[tuple[int, int], classad2.ClassAd] = field(default_factory=dict)
     unreachable: bool = False
     calls: list[str] = field(default_factory=list)
@@ -51,10 +55,7 @@ class FakeGridSchedd:
             if description.get("universe") != "grid" or not description.get("grid_resource"):
                 raise SubmitRefused("grid universe jobs need a grid_resource")
             cluster = next(self._clusters)
-            token = ""
-            if description.get("scitokens_file"):
-                with open(description["scitokens_file"]) as handle:
-                    token = handle.read().strip()
+            sent = classad2.ExprTree(description.get("+GlideinCredential", '""')).eval()
             for proc in range(count):
                 ad = classad2.ClassAd()
                 ad["ClusterId"], ad["ProcId"], ad["JobStatus"] = cluster, proc, IDLE
@@ -66,7 +67,7 @@ class FakeGridSchedd:
                         ad[key[1:]] = classad2.ExprTree(value)
                     elif key in ("request_cpus", "request_memory", "request_disk"):
                         ad["Request" + key.split("_")[1].capitalize()] = int(value)
-                if token not in self.accepted_tokens:
+                if sent not in self.accepted:
                     ad["JobStatus"] = HELD
                     ad["HoldReason"] = (
                         "Error from CE: SCITOKENS:2:Failed to verify token: authentication failed"
@@ -99,7 +100,26 @@ class FakeGridSchedd:
                     n += 1
         return n
 
+    def retrieve(self, constraint: str) -> None:
+        self.calls.append("retrieve")
+        self._check()
+
     def hold(self, cluster: int, proc: int, reason: str) -> None:
         with self._lock:
             ad = self.jobs[(cluster, proc)]
             ad["JobStatus"], ad["HoldReason"] = HELD, reason
+
+
+@dataclass
+class FakeSubmitters:
+    """The operator's link to submitting schedds (``clouds.grid.Submitters``), all of them
+    one FakeGridSchedd; what the operator published for them is kept by name."""
+
+    schedd_: FakeGridSchedd
+    published: dict[str, bytes] = field(default_factory=dict)
+
+    def schedd(self, submitter: GridSubmitter) -> FakeGridSchedd:
+        return self.schedd_
+
+    def publish(self, name: str, content: bytes) -> None:
+        self.published[name] = content

@@ -122,6 +122,9 @@ class CloudPilot:
     # It powered itself off (EC2 Client.InstanceInitiatedShutdown, OpenStack SHUTOFF,
     # OpenNebula POWEROFF): it ended by its own decision, not the operator's or the cloud's.
     shut_itself_down: bool = False
+    # Ended, but the back end keeps its record (and its output) until told to let go: a
+    # finished grid pilot job at the submitting schedd. Reaped with its log kept.
+    lingers: bool = False
 
 
 def price_from_tags(tags: dict[str, str]) -> Decimal | None:

@@ -25,7 +25,7 @@ from kopf.testing import KopfRunner
 
 from glidein_devkit.controlplane import LocalControlPlane
 from glidein_devkit.ec2server import Ec2Server
-from glidein_devkit.fake_grid import FakeGridSchedd
+from glidein_devkit.fake_grid import FakeGridSchedd, FakeSubmitters
 from glidein_devkit.fake_pool import FakePool
 from glidein_devkit.kube import OPERATOR_NAMESPACE, install_crds, kubectl
 from glidein_devkit.resources import ec2_entry, trust_domain, vm_image
@@ -138,7 +138,7 @@ def operator_env(
                     webhook_cert_dir=cp.directory / "webhook",
                 ),  # type: ignore[operator]
                 pool_factory=lambda _collector, _token: pool,
-                grid_schedd=grid,
+                submitters=FakeSubmitters(grid),
             )
         )
         e = Env(cp.kubeconfig, ec2, pool, image)

@@ -320,7 +320,19 @@ def test_pilots_on_openstack_opennebula_grid_and_pods_then_nothing_left(env: Env
                 "e-one", "opennebula", "td-one", {"endpoint": one.endpoint, "templateId": 42}, True
             ),
             entry(
-                "e-grid", "grid", "td-grid", {"ceType": "condor", "endpoint": "ce.test:9619"}, False
+                "e-grid",
+                "grid",
+                "td-grid",
+                {
+                    "ceType": "condor",
+                    "endpoint": "ce.test:9619",
+                    "submitter": {
+                        "collector": "submit.test",
+                        "schedd": "glidein-submitter",
+                        "tokenSecretRef": {"name": "submit-token"},
+                    },
+                },
+                False,
             ),
             entry(
                 "e-pods",

@@ -257,24 +257,34 @@ def opennebula_harness() -> Iterator[Harness]:
 
 
 def grid_harness(tmp_path: Any) -> Harness:
-    from glidein_devkit.fake_grid import FakeGridSchedd
+    from glidein_devkit.fake_grid import FakeGridSchedd, FakeSubmitters
     from glidein_operator.api.cloudentry import GridSettings
     from glidein_operator.clouds.grid import GridDriver
 
     schedd = FakeGridSchedd()
-    good, bad = tmp_path / "token", tmp_path / "bad-token"
-    good.write_text("valid-token")
-    bad.write_text("expired-token")
-    good.chmod(0o600)
-    settings = GridSettings(ceType="condor", endpoint="ce.example.org:9619")
+    settings = GridSettings.model_validate(
+        {
+            "ceType": "condor",
+            "endpoint": "ce.example.org:9619",
+            "submitter": {
+                "collector": "submit.example.org:9618",
+                "schedd": "glidein-submitter",
+                "tokenSecretRef": {"name": "submit-token"},
+            },
+        }
+    )
+    submitters = FakeSubmitters(schedd)
 
     def make(entry: str = "e1", operator_id: str = "op-test", bad_auth: bool = False) -> Driver:
+        assert settings.submitter is not None
         return GridDriver(
             entry,
             settings,
-            schedd=schedd,
+            submitter=settings.submitter,
+            submitters=submitters,
             operator_id=operator_id,
-            credential_file=bad if bad_auth else good,
+            workdir=tmp_path / "grid" / entry,
+            credential=b"expired-token" if bad_auth else b"valid-token",
         )
 
     def fail(kind: str) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from glidein_devkit.fake_grid import FakeGridSchedd
+from glidein_devkit.fake_grid import FakeGridSchedd, FakeSubmitters
+from glidein_operator.api.cloudentry import GridSubmitter
 from glidein_operator.api.objects import parse
 from glidein_operator.clouds.base import Driver, InvalidConfig
 from glidein_operator.clouds.ec2 import Ec2Driver
@@ -17,11 +17,23 @@ from glidein_operator.clouds.factory import CredentialError, build_driver, decod
 from glidein_operator.clouds.grid import GridDriver
 from glidein_operator.clouds.opennebula import OpenNebulaDriver
 from glidein_operator.clouds.openstack import OpenStackDriver
+from glidein_operator.ground import LaunchBatch, Shape
 from tests.malformed_cases import example
 
 
 def _spec(name: str):  # type: ignore[no-untyped-def]
     return parse(example("CloudEntry", name)).spec
+
+
+# The chart's submitting schedd, as the operator learns it (GLIDEIN_GRID_SUBMITTER): the
+# example grid entry names none.
+CHART = GridSubmitter.model_validate(
+    {
+        "collector": "glidein-glidein-operator-grid-submitter.glidein-system.svc:9618",
+        "schedd": "glidein-submitter@glidein-glidein-operator-grid-submitter.glidein-system.svc",
+        "tokenSecretRef": {"name": "glidein-glidein-operator-grid-submitter-key"},
+    }
+)
 
 
 def _build(
@@ -59,11 +71,19 @@ def test_each_entry_type_gets_its_driver(tmp_path: Path) -> None:
             {"username": b"u", "password": b"p"},
             OpenNebulaDriver,
         ),
-        ("osg-nebraska", "scitoken", {"token": b"tok"}, GridDriver),
+        ("osg-nebraska", "idtoken", {"token": b"tok"}, GridDriver),
     ]
     for name, ctype, values, cls in cases:
-        schedd = FakeGridSchedd()
-        driver = _build(name, ctype, "s", values, grid_schedd=schedd, credential_dir=tmp_path)
+        submitters = FakeSubmitters(FakeGridSchedd())
+        driver = _build(
+            name,
+            ctype,
+            "s",
+            values,
+            submitters=submitters,
+            default_submitter=CHART,
+            credential_dir=tmp_path,
+        )
         assert isinstance(driver, cls)
 
 
@@ -76,19 +96,44 @@ def test_missing_key_names_the_secret_and_key_not_the_values() -> None:
     assert "AKIAEXAMPLE" not in str(err.value)
 
 
-def test_grid_token_file_is_private(tmp_path: Path) -> None:
+def test_grid_credential_reaches_the_submitter_by_a_name_that_says_nothing(
+    tmp_path: Path,
+) -> None:
+    """The entrypoint's token goes to the submitting schedd under a hash of itself; the
+    job ad (readable by anyone with READ at that schedd) holds neither it nor the pool
+    token the payload carries."""
+    schedd = FakeGridSchedd()
+    submitters = FakeSubmitters(schedd)
     driver = _build(
         "osg-nebraska",
-        "scitoken",
+        "idtoken",
         "t",
-        {"token": b"eyJ-token"},
-        grid_schedd=FakeGridSchedd(),
+        {"token": b"eyJ-ce-token"},
+        submitters=submitters,
+        default_submitter=CHART,
         credential_dir=tmp_path / "creds",
     )
     assert isinstance(driver, GridDriver)
-    assert driver.credential_file is not None
-    assert stat.S_IMODE(driver.credential_file.stat().st_mode) == 0o600
-    assert "eyJ" not in driver.credential_file.name
+    batch = LaunchBatch(
+        key="b1",
+        request_uid="u",
+        request="ns/r",
+        entry="osg-nebraska",
+        shape=Shape("8core", 8, 16384, 80),
+        count=2,
+        image_id=None,
+        user_data=b"payload-with-eyJ-pool-token",
+    )
+    pilots = driver.launch(batch)
+    assert [p.pilot_id for p in pilots] == ["b1-0", "b1-1"]
+    (name,) = submitters.published
+    assert name.endswith(".idtoken")
+    assert "eyJ" not in name
+    assert submitters.published[name] == b"eyJ-ce-token"
+    for ad in schedd.jobs.values():
+        assert "eyJ" not in str(ad)
+    # The payload was spooled and is gone from the operator's disk.
+    assert not list((tmp_path / "creds").rglob("glidein-payload"))
 
 
 def test_secret_data_stays_bytes_binary_keys_included() -> None:

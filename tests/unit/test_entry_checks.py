@@ -143,7 +143,15 @@ def test_entries_without_an_image_ask_nothing(rt: runtime.Runtime) -> None:
             "type": "grid",
             "trustDomain": "osg",
             "site": "G",
-            "grid": {"ceType": "condor", "endpoint": "ce.example.org:9619"},
+            "grid": {
+                "ceType": "condor",
+                "endpoint": "ce.example.org:9619",
+                "submitter": {
+                    "collector": "submit.example.org",
+                    "schedd": "glidein-submitter",
+                    "tokenSecretRef": {"name": "submit-key"},
+                },
+            },
             "instanceTypes": [{"name": "4c", "cpus": 4, "memory": "8Gi"}],
         }
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import xmlrpc.client
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pyone
@@ -226,6 +227,20 @@ class _Schedd:
     def remove(self, constraint: str, reason: str) -> int:
         return 0
 
+    def retrieve(self, constraint: str) -> None:
+        return None
+
+
+class _Submitters:
+    def __init__(self, schedd: _Schedd) -> None:
+        self.schedd_ = schedd
+
+    def schedd(self, submitter: Any) -> _Schedd:
+        return self.schedd_
+
+    def publish(self, name: str, content: bytes) -> None:
+        return None
+
 
 def _ec2() -> ec2.Ec2Driver:
     return ec2.Ec2Driver(
@@ -264,12 +279,25 @@ def _build(name: str) -> Driver:
             api=k8s.ApiClient(),
             operator_id="op",
         )
+    settings = GridSettings.model_validate(
+        {
+            "ceType": "condor",
+            "endpoint": "ce.example.org:9619",
+            "submitter": {
+                "collector": "submit.example.org",
+                "schedd": "s",
+                "tokenSecretRef": {"name": "t"},
+            },
+        }
+    )
+    assert settings.submitter is not None
     return grid.GridDriver(
         "e",
-        GridSettings(ceType="condor", endpoint="ce.example.org:9619"),
-        schedd=_Schedd(),
+        settings,
+        submitter=settings.submitter,
+        submitters=_Submitters(_Schedd()),
         operator_id="op",
-        credential_file=None,
+        workdir=Path("/nonexistent/grid"),
     )
 
 

@@ -31,7 +31,15 @@ def _entry(name: str) -> tuple[CloudEntrySpec, dict[str, str], int]:
             "type": "grid",
             "trustDomain": "osg",
             "site": name,
-            "grid": {"ceType": "condor", "endpoint": f"{name}.example.org:9619"},
+            "grid": {
+                "ceType": "condor",
+                "endpoint": f"{name}.example.org:9619",
+                "submitter": {
+                    "collector": "submit.example.org",
+                    "schedd": "glidein-submitter",
+                    "tokenSecretRef": {"name": "submit-key"},
+                },
+            },
             "instanceTypes": [{"name": "4c", "cpus": 4, "memory": "8Gi"}],
         }
     )

@@ -22,6 +22,7 @@ from glidein_operator.api.base import (
     Money,
     NamespaceName,
     ObjectName,
+    SecretKeyRef,
     conditions_field,
 )
 from glidein_operator.api.classad import AttributeMap, ConfigClassAdExpression, SubmitCommands
@@ -177,14 +178,118 @@ class OpenNebulaSettings(ApiModel):
     network_ids: list[Int] = Field(default_factory=list, description="Virtual networks to attach.")
 
 
+class GridSubmitter(ApiModel):
+    """The schedd whose gridmanager sends grid pilots to the site.
+
+    The operator always reaches it the same way, by collector and name with an IDTOKEN,
+    whoever runs it: the Helm chart (``gridSubmitter.enabled``, as a GlideinWMS factory runs
+    its own schedds) or the site admins (any schedd with HTCondor-C's gridmanager). The
+    operator does not run one in its own pod: grid jobs live in the schedd's spool, which
+    must outlast the operator's replicas and their failovers."""
+
+    collector: str = Field(
+        min_length=1,
+        max_length=512,
+        pattern=r"^[^\s,]+$",
+        description="Collector (host[:port]) the submitting schedd advertises to.",
+    )
+    schedd: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^\s,]+$",
+        description="The submitting schedd's Name as its collector advertises it.",
+    )
+    trust_domain: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        pattern=r"^[^\s,]+$",
+        description=(
+            "The submitting schedd's TRUST_DOMAIN (the issuer of its tokens). Absent: the "
+            "collector address, HTCondor's default ($(COLLECTOR_HOST))."
+        ),
+    )
+    token_secret_ref: SecretKeyRef = Field(
+        description=(
+            "Secret in the operator's namespace holding either `token`, an IDTOKEN the "
+            "submitting schedd issued with WRITE authorization (condor_token_create "
+            "-identity glidein@<domain> -authz WRITE), or `signingKey`, its POOL signing key, "
+            "from which the operator mints such a token for `user` itself. The token's "
+            "identity is the pilots' Owner there; as root the schedd needs a local account "
+            "of that name."
+        )
+    )
+    user: str = Field(
+        default="glidein",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z_][a-z0-9_.-]*$",
+        description="The Owner of grid pilots at the submitting schedd, when minting.",
+    )
+    credential_dir: str = Field(
+        default="/var/lib/condor/grid-credentials",
+        min_length=1,
+        max_length=512,
+        pattern=r"^/",
+        description=(
+            "Where the submitting schedd keeps the SciTokens the operator hands it "
+            "(through the Secret GLIDEIN_GRID_CREDENTIALS_SECRET names, which the chart's "
+            "submitter mounts and syncs); a scitoken credential's job names its file there."
+        ),
+    )
+
+
 class GridSettings(ApiModel):
-    """A grid compute element reached through HTCondor-G."""
+    """A grid compute entrypoint reached through HTCondor-G (HTCondor-C for HTCondor-CE).
+
+    Tested here on real HTCondor daemons: ceType condor (HTCondor-C, what HTCondor-CE
+    speaks) with IDTOKENS. batch and arc are handed to the submitting schedd's gridmanager
+    as written (they need its blahp or ARC GAHP)."""
 
     ce_type: Literal["condor", "arc", "batch"] = Field(
-        description="Kind of CE: HTCondor-CE (condor), ARC-CE (arc), or a local batch system (batch)."
+        description=(
+            "Kind of entrypoint: HTCondor-CE or any schedd through HTCondor-C (condor), "
+            "ARC-CE (arc), or a batch system the submitting schedd's blahp reaches (batch)."
+        )
     )
     endpoint: str = Field(
-        min_length=1, max_length=512, description="CE host[:port], e.g. ce.example.org:9619."
+        min_length=1,
+        max_length=512,
+        pattern=r"^[^\s,]+$",
+        description=(
+            "The entrypoint's host[:port]; for condor, its collector (ce.example.org:9619 "
+            "for an HTCondor-CE, the default port 9619 when absent)."
+        ),
+    )
+    schedd_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^\s,]+$",
+        description=(
+            "For condor: the entrypoint schedd's Name in its collector. Absent: the "
+            "endpoint's host, which is how an HTCondor-CE names its schedd. The pilots' "
+            "grid_resource is `condor <scheddName> <endpoint>`."
+        ),
+    )
+    submitter: GridSubmitter | None = Field(
+        default=None,
+        description=(
+            "The submitting schedd, with its gridmanager, that sends pilots here. Absent: "
+            "the one the Helm chart runs (gridSubmitter.enabled; the operator learns it "
+            "from GLIDEIN_GRID_SUBMITTER); with neither, the entry is blocked, saying so."
+        ),
+    )
+    condor_tarball_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^(https?|file)://\S+$",
+        description=(
+            "An HTCondor release tarball (one top folder with sbin/, bin/, lib/) the pilot "
+            "unpacks in its batch slot, fetched by HTCondor's curl plugin at the site. "
+            "Absent: the worker nodes have HTCondor on PATH. Nothing else is needed there "
+            "but a POSIX shell and Python 3: the pilot comes with the job."
+        ),
     )
     queue: str | None = Field(
         default=None, max_length=128, description="Queue or partition at the CE."

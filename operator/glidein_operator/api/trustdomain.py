@@ -20,6 +20,7 @@ CredentialType = Literal[
     "opennebula-user-password",
     "x509-proxy",
     "scitoken",
+    "idtoken",
     "kubeconfig",
     "in-cluster",
 ]
@@ -33,6 +34,7 @@ CREDENTIAL_SECRET_KEYS: dict[str, tuple[str, ...]] = {
     "opennebula-user-password": ("username", "password"),
     "x509-proxy": ("proxy",),
     "scitoken": ("token",),
+    "idtoken": ("token",),
     "kubeconfig": ("kubeconfig",),
     "in-cluster": (),
 }
@@ -45,7 +47,7 @@ ENTRY_CREDENTIAL_TYPES: dict[str, frozenset[str]] = {
     "ec2": frozenset({"ec2-access-key"}),
     "openstack": frozenset({"openstack-application-credential", "openstack-password"}),
     "opennebula": frozenset({"opennebula-user-password"}),
-    "grid": frozenset({"scitoken", "x509-proxy"}),
+    "grid": frozenset({"idtoken", "scitoken", "x509-proxy"}),
     "kubernetes": frozenset({"kubeconfig", "in-cluster"}),
 }
 

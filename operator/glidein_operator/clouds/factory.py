@@ -3,26 +3,25 @@
 The one place credentials are unpacked. A Secret's values are bytes (a POOL signing key
 is binary, and ``kubectl create secret --from-file`` keeps its raw bytes); only the values a
 back end reads as text are decoded, here. Values go straight into the SDK clients (or, for
-grid tokens and proxies, into a 0600 file the schedd reads); they are never logged, and
+grid credentials, to the submitting schedd: ``clouds/grid.py``); they are never logged, and
 errors name the Secret and the key, never a value or a byte of one.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from glidein_operator.api.cloudentry import CloudEntrySpec
+from glidein_operator.api.cloudentry import CloudEntrySpec, GridSubmitter
 from glidein_operator.api.trustdomain import CREDENTIAL_SECRET_KEYS
 from glidein_operator.clouds.base import Driver, InvalidConfig
-from glidein_operator.condor.grid import GridSchedd
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
+
+    from glidein_operator.clouds.grid import Submitters
 
 
 class CredentialError(InvalidConfig):
@@ -72,18 +71,6 @@ def not_text(credential_type: str, values: SecretValues) -> list[str]:
     ]
 
 
-def write_credential_file(directory: Path, name: str, content: bytes) -> Path:
-    """Write a token/proxy where only we can read it; the name carries no secret."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    digest = hashlib.sha256(content).hexdigest()[:12]
-    path = directory / f"{name}-{digest}"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-    return path
-
-
 def build_driver(
     entry: str,
     spec: CloudEntrySpec,
@@ -92,7 +79,8 @@ def build_driver(
     secret_name: str | None,
     secrets: SecretValues,
     operator_id: str,
-    grid_schedd: GridSchedd | None = None,
+    submitters: Submitters | None = None,
+    default_submitter: GridSubmitter | None = None,
     credential_dir: Path | None = None,
     cluster_api: Callable[[], ApiClient] | None = None,
 ) -> Driver:
@@ -155,20 +143,23 @@ def build_driver(
         return KubernetesDriver(entry, spec.kubernetes, api=api, operator_id=operator_id)
     if spec.grid is not None:
         from glidein_operator.clouds.grid import GridDriver
-        from glidein_operator.condor.grid import HTCondorGridSchedd
 
-        content = secrets.get("token") or secrets.get("proxy")
-        path = None
-        if content:
-            path = write_credential_file(
-                credential_dir or Path("/var/run/glidein/credentials"), entry, content
+        submitter = spec.grid.submitter or default_submitter
+        if submitters is None or submitter is None:
+            raise InvalidConfig(
+                f"entry {entry!r} names no submitting schedd: set spec.grid.submitter, or "
+                "run the chart's (gridSubmitter.enabled=true)",
+                entry=entry,
             )
+        content = secrets.get("token") or secrets.get("proxy")
         return GridDriver(
             entry,
             spec.grid,
-            schedd=grid_schedd or HTCondorGridSchedd(),
+            submitter=submitter,
+            submitters=submitters,
             operator_id=operator_id,
-            credential_file=path,
+            workdir=(credential_dir or Path("/var/run/glidein/credentials")) / "grid" / entry,
+            credential=content,
             credential_type=credential_type,
         )
     raise InvalidConfig(f"entry {entry!r} has no back-end section", entry=entry)

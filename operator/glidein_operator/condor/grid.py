@@ -1,8 +1,8 @@
-"""The schedd HTCondor-G pilots are submitted to (the operator's own, or a remote one).
+"""The schedd grid pilots are submitted to: the interface, and the real one.
 
-A small interface, so the grid driver is tested against a fake that keeps real classad2
-job ads (``glidein_devkit.fake_grid``, outside the product), and runs on the htcondor2
-bindings in production.
+A small interface, so the grid driver is also tested against a fake that keeps real
+classad2 job ads (``glidein_devkit.fake_grid``, outside the product); in production it is a
+remote schedd, reached through its collector with an IDTOKEN (``HTCondorGridSchedd``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ class SubmitRefused(CondorError):
 
 class GridSchedd(Protocol):
     def submit(self, description: dict[str, str], count: int) -> int:
-        """Queue ``count`` jobs; return the cluster id. Raises SubmitRefused / CondorError."""
+        """Queue ``count`` jobs, their input files spooled; return the cluster id. Raises
+        SubmitRefused / CondorError."""
         ...
 
     def query(self, constraint: str, projection: Sequence[str]) -> list[classad2.ClassAd]: ...
@@ -34,36 +35,55 @@ class GridSchedd(Protocol):
         """Remove matching jobs; return how many were affected."""
         ...
 
+    def retrieve(self, constraint: str) -> None:
+        """Fetch the spooled output of finished jobs into their submit folders."""
+        ...
+
+
+def _refusal(exc: Exception) -> CondorError:
+    text = str(exc)
+    if "MAX_JOBS" in text or "refused" in text.lower():
+        return SubmitRefused(text)
+    return CondorError(text)
+
 
 class HTCondorGridSchedd:
-    """A real schedd through htcondor2 (``name`` None: the local one)."""
+    """A schedd reached from afar, through the bindings. Every method blocks."""
 
-    def __init__(self, name: str | None = None, collector: str | None = None) -> None:
-        if name:
-            ad = htcondor2.Collector(collector).locate(htcondor2.DaemonType.Schedd, name)
-            self._schedd = htcondor2.Schedd(ad)
-        else:
-            self._schedd = htcondor2.Schedd()
+    def __init__(self, schedd: htcondor2.Schedd, name: str) -> None:
+        self._schedd = schedd
+        self.name = name
 
     def submit(self, description: dict[str, str], count: int) -> int:
+        # Spooled: the operator's files are not on the schedd's host. The jobs wait, held
+        # ("Spooling input data files"), until spool() has sent them, then go.
         try:
-            result = self._schedd.submit(htcondor2.Submit(description), count=count)
-        except htcondor2.HTCondorException as exc:
-            text = str(exc)
-            if "MAX_JOBS" in text or "refused" in text.lower():
-                raise SubmitRefused(text) from exc
-            raise CondorError(text) from exc
+            result = self._schedd.submit(htcondor2.Submit(description), count=count, spool=True)
+        except Exception as exc:  # the bindings raise HTCondorException subclasses
+            raise _refusal(exc) from exc
+        try:
+            self._schedd.spool(result)
+        except Exception as exc:
+            # Held for spooling forever: the listing shows them held, and the operator
+            # reaps them with this reason; the batch key keeps a retry from doubling them.
+            raise CondorError(f"spooling the pilot's files to {self.name} failed: {exc}") from exc
         return int(result.cluster())
 
     def query(self, constraint: str, projection: Sequence[str]) -> list[classad2.ClassAd]:
         try:
             return list(self._schedd.query(constraint=constraint, projection=list(projection)))
-        except htcondor2.HTCondorException as exc:
-            raise CondorError(str(exc)) from exc
+        except Exception as exc:
+            raise CondorError(f"query of schedd {self.name!r} failed: {exc}") from exc
 
     def remove(self, constraint: str, reason: str) -> int:
         try:
             ad = self._schedd.act(htcondor2.JobAction.Remove, constraint, reason=reason)
-        except htcondor2.HTCondorException as exc:
-            raise CondorError(str(exc)) from exc
+        except Exception as exc:
+            raise CondorError(f"remove at schedd {self.name!r} failed: {exc}") from exc
         return int(ad.get("TotalSuccess", 0))
+
+    def retrieve(self, constraint: str) -> None:
+        try:
+            self._schedd.retrieve(constraint)
+        except Exception as exc:
+            raise CondorError(f"fetching output from schedd {self.name!r} failed: {exc}") from exc

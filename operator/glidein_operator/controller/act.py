@@ -166,12 +166,12 @@ async def _reap(
         d = drivers[entry]
         for item in items:
             p, why = item.pilot, item.why
-            if why not in (Reap.STUCK, Reap.ERROR):
-                continue
             log = ""
             if item.keep_log:
                 log = await _console(d, p)
                 acted.kept_logs.append(st.pilot_log(p, why.value, log, now))
+            if why not in (Reap.STUCK, Reap.ERROR):
+                continue
             refused = refusal_in_console(log)
             emit(
                 "Warning",

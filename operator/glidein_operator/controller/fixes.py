@@ -7,7 +7,7 @@ from glidein_operator.api.trustdomain import CREDENTIAL_SECRET_KEYS
 
 POOL_KEY_FILE = "/etc/condor/passwords.d/POOL"
 # Credential types whose values are files (a proxy, a token, a kubeconfig), not words.
-FILE_CREDENTIALS = frozenset({"kubeconfig", "x509-proxy", "scitoken"})
+FILE_CREDENTIALS = frozenset({"kubeconfig", "x509-proxy", "scitoken", "idtoken"})
 
 
 def secret_command(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -23,16 +23,18 @@ from prometheus_client import CollectorRegistry
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from glidein_operator.api.cloudentry import CloudEntrySpec
+from glidein_operator.api.cloudentry import CloudEntrySpec, GridSubmitter
 from glidein_operator.clouds.factory import build_driver, decode_secret
 from glidein_operator.clouds.instrumented import Backoff, DriverMetrics, InstrumentedDriver
-from glidein_operator.condor.grid import GridSchedd
 from glidein_operator.condor.interface import Pool
 from glidein_operator.condor.reader import PoolReader
 from glidein_operator.controller.claims import EntryClaims
 from glidein_operator.controller.keeper import Credential, Keeper, fingerprint
 from glidein_operator.controller.metrics import ReconcileMetrics
 from glidein_operator.credentials import idtokens
+
+if TYPE_CHECKING:
+    from glidein_operator.clouds.grid import Submitters
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -55,6 +57,12 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     max_pilots: int | None = None
     credential_dir: Path = Path("/var/run/glidein/credentials")
+    # The Secret (in the operator's namespace) through which grid entrypoints' credentials
+    # reach the chart's submitting schedd (controller/gridlink.py); None: no such schedd.
+    grid_credentials_secret: str | None = None
+    # The chart's submitting schedd (JSON, as a CloudEntry's spec.grid.submitter): for grid
+    # entries that name none.
+    grid_submitter: GridSubmitter | None = None
     metrics_port: int | None = None
     # First wait, in seconds, before launching again at an entry after a retryable failure;
     # it doubles with each failure in a row (with jitter), up to five minutes.
@@ -91,7 +99,8 @@ class Runtime:
     settings: Settings
     # (collector, token the operator presents or None) -> Pool
     pool_factory: Callable[[str, str | None], Pool]
-    grid_schedd: GridSchedd | None = None
+    # How grid drivers reach submitting schedds (None: the real way, controller/gridlink).
+    submitters: Submitters | None = None
     api: k8s.ApiClient | None = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
@@ -118,6 +127,19 @@ class Runtime:
     _metrics: DriverMetrics | None = None
     _reconcile_metrics: ReconcileMetrics | None = None
     _keeper: Keeper | None = None
+
+    @property
+    def grid_link(self) -> Submitters:
+        if self.submitters is None:
+            from glidein_operator.controller.gridlink import GridLink
+
+            self.submitters = GridLink(
+                self.core,
+                self.keeper.namespace or "default",
+                credentials_secret=self.settings.grid_credentials_secret,
+                token_dir=self.settings.credential_dir / "condor-tokens",
+            )
+        return self.submitters
 
     @property
     def keeper(self) -> Keeper:
@@ -220,7 +242,8 @@ class Runtime:
                 secret_name=cred.secret_name,
                 secrets=cred.values,
                 operator_id=self.settings.operator_id,
-                grid_schedd=self.grid_schedd,
+                submitters=self.grid_link,
+                default_submitter=self.settings.grid_submitter,
                 credential_dir=self.settings.credential_dir,
                 cluster_api=lambda: self.client,
             )

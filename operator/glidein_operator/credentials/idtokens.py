@@ -48,13 +48,14 @@ def signing_key(scrambled_key: bytes, kid: str = "POOL") -> bytes:
     return hkdf.derive(key)
 
 
-def _domain(trust_domain: str) -> str:
+def domain_of(trust_domain: str) -> str:
+    """An identity's domain part for a trust domain: without its port."""
     return trust_domain.rsplit(":", 1)[0] if trust_domain.count(":") == 1 else trust_domain
 
 
 def operator_identity(trust_domain: str) -> str:
     """Who the operator is when it reads the pool (collector and schedds)."""
-    return f"glidein-operator@{_domain(trust_domain)}"
+    return f"glidein-operator@{domain_of(trust_domain)}"
 
 
 def pilot_identity(batch: str, trust_domain: str) -> str:
@@ -62,7 +63,7 @@ def pilot_identity(batch: str, trust_domain: str) -> str:
     ``ALLOW_ADVERTISE_STARTD = glidein-*@<domain>`` and can deny one batch by name. The domain
     is the trust domain without a port (an identity's domain part names hosts, not
     endpoints)."""
-    return f"glidein-{batch}@{_domain(trust_domain)}"
+    return f"glidein-{batch}@{domain_of(trust_domain)}"
 
 
 def mint(

@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,7 +256,7 @@ def decide(
         lifetime=spec.pilot.lifetime_td,
     )
     all_cloud = [p for ps in seen.listings.values() for p in ps]
-    classified = classify(all_cloud, seen.registered, now, timeouts)
+    classified = classify(all_cloud, seen.registered, now, timeouts, seen.seen_registered)
     money = spending.assess(
         spec=spec,
         uid=uid,
@@ -272,8 +272,12 @@ def decide(
     # Pilots that powered off without registering first in the kept-log budget, then
     # stuck and failed ones among those reaped.
     judging = _judge(seen, uid)
-    doomed = [*classified.reap, *money.kill]
-    reap, stuck = _reap(doomed, uid, st.KEPT_PILOT_LOGS - judging.logs_kept)
+    # Ended pilots whose record lingers (finished grid jobs) go too, their output kept,
+    # unless judged for ending unregistered just now (that keeps their log already).
+    judged_now = {p.cloud_id for ps in judging.unregistered.values() for p, _keep in ps}
+    finished = [(p, Reap.FINISHED) for p in all_cloud if p.lingers]
+    doomed = [*classified.reap, *money.kill, *finished]
+    reap, stuck = _reap(doomed, uid, st.KEPT_PILOT_LOGS - judging.logs_kept, judged_now)
 
     # The plan: bounded by every limit, the rate limit and backoff included; nothing
     # launches without the jobs (no data is not "no jobs") or a credential for pilots.
@@ -361,7 +365,8 @@ def _released(seen: Observed, uid: str) -> dict[str, list[CloudPilot]]:
     for entry, listing in seen.listings.items():
         ended = ended_batches(listing, uid) - seen.entries[entry].released
         if ended:
-            release[entry] = [p for p in listing if p.batch in ended]
+            # Lingering ones are reaped instead, their output kept first.
+            release[entry] = [p for p in listing if p.batch in ended and not p.lingers]
     return release
 
 
@@ -407,16 +412,24 @@ def _judge(seen: Observed, uid: str) -> _Judging:
 
 
 def _reap(
-    doomed: list[tuple[CloudPilot, Reap]], uid: str, logs_left: int
+    doomed: list[tuple[CloudPilot, Reap]],
+    uid: str,
+    logs_left: int,
+    logs_kept: Collection[str] = (),
 ) -> tuple[dict[str, list[Reaping]], Counter[str]]:
     """This request's pilots to reap, per entry (one entry per pilot, whoever asked),
-    stuck and failed ones keeping their console log while the budget lasts."""
+    stuck, failed and finished ones keeping their console log while the budget lasts
+    (unless ``logs_kept`` already has it: cloud ids)."""
     reap: dict[str, list[Reaping]] = {}
     stuck = Counter[str]()
     for p, why in {p.pilot_id: (p, why) for p, why in doomed}.values():
         if p.request_uid != uid:
             continue
-        keep = why in (Reap.STUCK, Reap.ERROR) and logs_left > 0
+        keep = (
+            why in (Reap.STUCK, Reap.ERROR, Reap.FINISHED)
+            and p.cloud_id not in logs_kept
+            and logs_left > 0
+        )
         logs_left -= keep
         stuck[p.entry] += why is Reap.STUCK
         reap.setdefault(p.entry, []).append(Reaping(p, why, keep))

@@ -6,6 +6,7 @@ ones must go (pure: time comes in).
   terminate-on-shutdown; reap it.
 * Cloud ERROR (a failed boot, a held grid job): reap it, keeping its log.
 * Running and registered: IDLE, CLAIMED or RETIRING as the collector reports.
+* Running, registered before but not now: its startd left, it is ending (RETIRING).
 * Running, not registered within the registration timeout: STUCK; its console log is
   kept and it is terminated. When the collector could not be read (``registered`` is
   None) nobody is judged stuck: no answer is not "not registered", and the pilots that
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from glidein_operator.condor.pilots import RegisteredPilot, SlotState
@@ -32,6 +33,7 @@ class Reap(enum.StrEnum):
     STUCK = "never registered"
     EXPIRED = "outlived its lifetime"
     BUDGET = "budget kill switch"
+    FINISHED = "finished"  # ended, its record lingering at the back end (``lingers``)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ def classify(
     registered: dict[str, RegisteredPilot] | None,
     now: dt.datetime,
     timeouts: Timeouts,
+    seen_registered: Collection[str] = (),
 ) -> Classified:
     views: list[PilotView] = []
     reap: list[tuple[CloudPilot, Reap]] = []
@@ -90,7 +93,12 @@ def classify(
                 )
             )
             continue
-        if p.state is PilotState.PENDING:
+        if p.pilot_id in seen_registered and registered is not None:
+            # Registered before, gone from the collector now: its startd left (idle, or
+            # retired) and the machine or job is ending. Neither capacity nor to cancel:
+            # cancelling a grid pilot now would lose its output.
+            phase = PilotPhase.RETIRING
+        elif p.state is PilotState.PENDING:
             phase = PilotPhase.PENDING
         elif age > timeouts.registration and registered is not None:
             reap.append((p, Reap.STUCK))
