@@ -352,7 +352,17 @@ def test_a_site_that_refuses_the_token_holds_the_pilot_and_the_request_says_why(
         )
         said = str(logs[0]["log"])
         assert "Held:" in said
-        print(f"\nrefused: {said[:300]}")
+        # The request's condition says it too, and the entry backs off.
+        message = eventually(
+            lambda: degraded(s.status(), "PilotsFailing"),
+            60,
+            "the request Degraded: pilots failing at the entry",
+            interval=2,
+        )
+        assert s.entry in message
+        assert "AUTHENTICATE" in message
+        assert "back off" in message
+        print(f"\nrefused: {message[:400]}")
         s.pool.tool("condor_rm", "-all", check=False)
         _nothing_left(s)
 

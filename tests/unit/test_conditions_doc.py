@@ -413,7 +413,7 @@ def test_the_code_is_read() -> None:
     assert {"Ready", "Degraded", "JobsUnmatched", "BudgetKill"} <= set(types)
     entry, problems = _entry_reasons()
     assert not problems, "\n".join(problems)
-    assert {"AuthFailed", "PilotsRefused", "PilotsNotRegistering"} <= entry
+    assert {"AuthFailed", "PilotsRefused", "PilotsNotRegistering", "PilotsFailing"} <= entry
 
 
 def test_every_reason_the_operator_sets_is_documented() -> None:

@@ -175,6 +175,8 @@ class InstrumentedDriver:
         # that does not boot): launching more would only spend more. Separate from the
         # cloud's own failures, which a successful launch call clears.
         self.boot_backoff = Backoff(base=self.backoff.base)
+        # Why its pilots last failed at the back end, until one registers.
+        self.pilot_failure = ""
         self._threads = ThreadPoolExecutor(
             max_workers=max_threads, thread_name_prefix=f"driver-{self.entry}"
         )
@@ -240,8 +242,15 @@ class InstrumentedDriver:
         """Pilots of this entry ended without registering: the wait before launching again."""
         return self.boot_backoff.failed(self.clock(), self.rng)
 
+    def pilots_failed(self, why: str) -> float:
+        """Pilots of this entry failed at the back end (a grid job held, a VM in ERROR),
+        ``why``: the wait before launching again, as for pilots that never register."""
+        self.pilot_failure = why
+        return self.boot_backoff.failed(self.clock(), self.rng)
+
     def pilot_registered(self) -> None:
         self.boot_backoff.succeeded()
+        self.pilot_failure = ""
 
     async def launch(self, batch: LaunchBatch) -> list[CloudPilot]:
         hold = self.launch_hold()

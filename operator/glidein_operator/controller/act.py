@@ -96,6 +96,12 @@ async def act(
                 f"{d.last_error.reason}: {d.last_error}; launches back off after "
                 f"{d.backoff.failures} failure(s)"
             )
+        elif d.boot_backoff.failures and d.pilot_failure:
+            acted.health[entry] = (
+                f"PilotsFailing: {d.boot_backoff.failures} time(s) in a row pilots failed "
+                f"there: {d.pilot_failure}; launches back off (their logs are in "
+                ".status.pilotLogs)"
+            )
         elif d.boot_backoff.failures:
             acted.health[entry] = (
                 f"PilotsNotRegistering: {d.boot_backoff.failures} time(s) in a row pilots "
@@ -180,6 +186,12 @@ async def _reap(
                 + (f"the collector refused it: {refused}; " if refused else "")
                 + f"console log kept in .status.pilotLogs: {tail(log, 3) or '(empty)'}",
             )
+        failed = [i.pilot for i in items if i.why is Reap.ERROR]
+        if failed:
+            # Failed at the back end (a site that refuses the credential holds every pilot
+            # the same way): say why on the entry, and back off as for pilots that never
+            # register, rather than feed the same failure more pilots at once.
+            d.pilots_failed(f"pilot {failed[-1].pilot_id}: {failed[-1].raw_state}"[:500])
         if decision.stuck[entry]:
             # Reaped for never registering: like pilots that powered off unregistered, the
             # entry's launches back off (a too short registrationTimeout, a pool that does
