@@ -275,9 +275,12 @@ class GridSettings(ApiModel):
     submitter: GridSubmitter | None = Field(
         default=None,
         description=(
-            "The submitting schedd, with its gridmanager, that sends pilots here. Absent: "
-            "the one the Helm chart runs (gridSubmitter.enabled; the operator learns it "
-            "from GLIDEIN_GRID_SUBMITTER); with neither, the entry is blocked, saying so."
+            "The submitting schedd, with its gridmanager, that sends pilots here: one the "
+            "site admins run, or the one the Helm chart runs (gridSubmitter.enabled), as a "
+            "GlideinWMS factory runs its own; never one in the operator's pod, since grid "
+            "jobs live in its spool, which must outlast the operator's replicas and their "
+            "failovers. Absent: the chart's (the operator learns it from "
+            "GLIDEIN_GRID_SUBMITTER); with neither, the entry is blocked, saying so."
         ),
     )
     condor_tarball_url: str | None = Field(
