@@ -7,11 +7,12 @@ import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import classad2
 
 from glidein_operator.api.cloudentry import GridSubmitter
-from glidein_operator.clouds.grid import credential_id
+from glidein_operator.clouds.grid import STDERR, STDOUT, credential_id
 from glidein_operator.condor.classads import evaluates_true
 from glidein_operator.condor.grid import (
     COMPLETED,
@@ -36,6 +37,10 @@ class FakeGridSchedd:
     jobs: dict[tuple[int, int], classad2.ClassAd] = field(default_factory=dict)
     unreachable: bool = False
     calls: list[str] = field(default_factory=list)
+    # What finished jobs left (folder, stdout, stderr), and each cluster's initialdir.
+    outputs: dict[tuple[int, int], tuple[Path, str, str]] = field(default_factory=dict)
+    initialdirs: dict[int, str] = field(default_factory=dict)
+    output_names: tuple[str, str] = (STDOUT, STDERR)
     _clusters: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -55,6 +60,7 @@ class FakeGridSchedd:
             if description.get("universe") != "grid" or not description.get("grid_resource"):
                 raise SubmitRefused("grid universe jobs need a grid_resource")
             cluster = next(self._clusters)
+            self.initialdirs[cluster] = description.get("initialdir", ".")
             sent = classad2.ExprTree(description.get("+GlideinCredential", '""')).eval()
             for proc in range(count):
                 ad = classad2.ClassAd()
@@ -101,8 +107,28 @@ class FakeGridSchedd:
         return n
 
     def retrieve(self, constraint: str) -> None:
+        """The output of finished jobs into their initialdir, as the schedd's spool
+        transfer writes it."""
         self.calls.append("retrieve")
         self._check()
+        expr = classad2.ExprTree(constraint)
+        with self._lock:
+            done = [
+                (key, self.outputs[key])
+                for key, ad in self.jobs.items()
+                if key in self.outputs and evaluates_true(expr, ad)
+            ]
+        for (_cluster, proc), (folder, out, err) in done:
+            (folder / f"{self.output_names[0]}.{proc}").write_text(out)
+            (folder / f"{self.output_names[1]}.{proc}").write_text(err)
+
+    def finish(self, cluster: int, proc: int, stdout: str, stderr: str = "") -> None:
+        """The pilot job ended at the site and left this output."""
+        with self._lock:
+            ad = self.jobs[(cluster, proc)]
+            ad["JobStatus"] = COMPLETED
+            folder = Path(str(self.initialdirs[cluster]))
+            self.outputs[(cluster, proc)] = (folder, stdout, stderr)
 
     def hold(self, cluster: int, proc: int, reason: str) -> None:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
@@ -57,24 +58,57 @@ def version() -> None:
 
 @app.command("plan")
 def plan_cmd(
-    resources: Annotated[
-        list[Path], typer.Argument(help="Resource YAML files or folders (e.g. examples/).")
-    ],
     jobs: Annotated[
         Path, typer.Option("--jobs", "-j", help="Idle jobs: condor_q -json output or ClassAd text.")
     ],
+    resources: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Resource YAML files or folders (e.g. examples/)."),
+    ] = None,
     request: Annotated[str | None, typer.Option(help="Only this GlideinRequest.")] = None,
     no_ramp: Annotated[
         bool, typer.Option("--no-ramp", help="Ignore slow start (show the steady-state plan).")
     ] = False,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            help="Plan against this live cluster instead of files: its resources, the pilots "
+            "its clouds list now (read only) and each request's budget state.",
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="With --kubeconfig: only requests in it."),
+    ] = None,
 ) -> None:
     """Dry run: what would start where for these jobs, and which limit bound each number."""
-    from glidein_operator.cli_plan import dry_run_files, render
+    from glidein_operator.cli_plan import dry_run_files, read_jobs, render
     from glidein_operator.provisioning.planner import Ramp
 
     try:
-        ramp = Ramp(initial=10**9) if no_ramp else None
-        runs = dry_run_files(resources, jobs, request, ramp=ramp)
+        if kubeconfig is not None:
+            if resources or no_ramp:
+                raise ValueError(
+                    "--kubeconfig plans what the cluster holds, as the operator would: "
+                    "give no resource files, nor --no-ramp"
+                )
+            from glidein_operator.controller import liveplan
+            from glidein_operator.controller.runtime import Runtime, Settings
+
+            rt = Runtime(
+                settings=Settings(),
+                pool_factory=lambda _c, _t: None,  # type: ignore[arg-type,return-value]
+                api=liveplan.client_for(str(kubeconfig)),
+            )
+            runs = asyncio.run(
+                liveplan.live_plans(rt, read_jobs(jobs), namespace=namespace, request_name=request)
+            )
+        elif not resources:
+            raise ValueError("give resource files or folders, or --kubeconfig")
+        else:
+            ramp = Ramp(initial=10**9) if no_ramp else None
+            runs = dry_run_files(resources, jobs, request, ramp=ramp)
     except (ValueError, OSError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

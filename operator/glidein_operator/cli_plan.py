@@ -95,6 +95,8 @@ def render(console: Console, run: DryRun) -> None:
         + (f"   request bound by: {p.bound_by}" if p.bound_by else "")
     )
     console.print(summary)
+    for note in run.notes:
+        console.print(note)
     uncovered = explain(p)
     if uncovered:
         why = Table(

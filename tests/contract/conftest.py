@@ -30,6 +30,19 @@ def ec2_server() -> Iterator[Any]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def _every_ec2_launch_terminates_on_shutdown(request: pytest.FixtureRequest) -> Iterator[None]:
+    # A pilot powers its VM off at the end of its life; on EC2 that must end the VM (and
+    # its bill), not leave it stopped. Checked after every test that launched there, on
+    # every instance: batches, perVM, spot and the on-demand fallback alike.
+    yield
+    if "ec2_server" not in request.fixturenames:
+        return
+    server = request.getfixturevalue("ec2_server")
+    wrong = [i["id"] for i in server.instances() if i["shutdownBehavior"] != "terminate"]
+    assert not wrong, f"launched without InstanceInitiatedShutdownBehavior=terminate: {wrong}"
+
+
 @pytest.fixture(scope="session")
 def openstack_fake() -> Iterator[Any]:
     from glidein_devkit.openstack_fake import FakeOpenStack

@@ -4,6 +4,8 @@ like the real one, through the real client library."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from decimal import Decimal
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -12,11 +14,13 @@ from glidein_operator.clouds.base import (
     AuthError,
     DriverError,
     InsufficientCapacity,
+    InvalidConfig,
     QuotaExceeded,
     Throttled,
 )
 from glidein_operator.clouds.instrumented import DriverMetrics, InstrumentedDriver
 from glidein_operator.ground import PilotState, Tag
+from glidein_operator.pilot import bundle
 from tests.support.harness import Harness
 
 ALIVE = {PilotState.PENDING, PilotState.RUNNING}
@@ -114,12 +118,71 @@ def test_errors_are_mapped(harness: Harness, error_kind: str) -> None:
         assert value not in str(err.value)
 
 
+def test_vms_carry_the_price_they_were_launched_at(harness: Harness) -> None:
+    # Accounting reads the price from the pilot, not from the CloudEntry: a later price
+    # change must not rewrite the history of pilots already running.
+    if harness.name not in ("ec2", "openstack", "opennebula"):
+        return  # grid and pod pilots are not paid by the hour
+    driver = harness.make()
+    shape = dataclasses.replace(harness.batch(1).shape, price_per_hour=Decimal("0.173"))
+    batch = dataclasses.replace(harness.batch(2), shape=shape)
+    driver.launch(batch)
+    listed = [p for p in _alive(driver.list_pilots()) if p.batch == batch.key]
+    assert [p.price_per_hour for p in listed] == [Decimal("0.173")] * 2
+
+
+def test_user_data_too_large_is_refused_before_anything_starts(harness: Harness) -> None:
+    limits = {"ec2": 16 * 1024, "openstack": 65535 // 4 * 3, "opennebula": 65535 // 4 * 3}
+    if harness.name not in limits:
+        return  # pods and grid jobs carry their payload in a Secret or a file
+    driver = harness.make()
+    fits = harness.batch(1, user_data=b"x" * limits[harness.name])
+    assert len(driver.launch(fits)) == 1
+    too_big = harness.batch(1, user_data=b"x" * (limits[harness.name] + 3))
+    with pytest.raises(InvalidConfig, match="user data is"):
+        driver.launch(too_big)
+    assert [p for p in driver.list_pilots() if p.batch == too_big.key] == []
+
+
+FRAMED = "\n".join(
+    [
+        "2026-11-30T10:00:00Z glidein-pilot: FATAL: startd never answered; shutting down",
+        *bundle.frame(
+            "MasterLog", "11/30/26 10:00:01 ** condor_master (CONDOR_MASTER) STARTING UP", 8
+        ),
+        *bundle.frame("StartLog", "11/30/26 10:00:02 ERROR: AUTHENTICATE:1003:Failed", 15),
+        *bundle.frame(
+            "glidein-pilot.log",
+            "10:00:03 glidein-pilot: slot: 2 cpus\n"
+            "10:10:03 glidein-pilot: FATAL: startd never answered; shutting down",
+            25,
+        ),
+    ]
+)
+
+
 def test_console_log(harness: Harness) -> None:
     driver = harness.make()
     [pilot] = driver.launch(harness.batch(1))
     log = driver.console_log(pilot)
     assert isinstance(log, str)
     assert harness.console_text in log
+    # Every back end says something real: what the machine printed, or why it has not.
+    assert harness.console_text or harness.say is not None
+    if harness.say is None:
+        return
+    harness.say(driver, pilot, FRAMED)
+    log = driver.console_log(pilot)
+    assert "FATAL: startd never answered" in log
+    # The frames come back out, each log's end under its name, as the status keeps it.
+    kept = bundle.condensed(log)
+    for name, line in (
+        ("MasterLog", "condor_master (CONDOR_MASTER) STARTING UP"),
+        ("StartLog", "AUTHENTICATE:1003:Failed"),
+        ("glidein-pilot.log", "slot: 2 cpus"),
+    ):
+        assert f"--- {name}\n" in kept, kept
+        assert line in kept, kept
 
 
 def test_image_check(harness: Harness) -> None:

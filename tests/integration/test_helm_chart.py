@@ -163,9 +163,64 @@ def test_defaults_of_those_values() -> None:
     assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
 
 
+def test_listing_intervals_default_to_fast_reaction_and_gentle_polling() -> None:
+    env = {e["name"]: e.get("value") for e in _container(render())["env"]}
+    assert env["GLIDEIN_RECONCILE_INTERVAL"] == "1"
+    assert (env["GLIDEIN_LISTING_INTERVAL"], env["GLIDEIN_LISTING_STEADY_INTERVAL"]) == (
+        "5",
+        "60",
+    )
+    assert "GLIDEIN_SHARD" not in env
+    assert "GLIDEIN_REQUEST_SELECTOR" not in env
+    assert env["GLIDEIN_OPERATOR_ID"] == "glidein-operator"
+
+
+def test_a_shard_has_its_own_identity_lease_and_requests() -> None:
+    from glidein_operator.controller.runtime import Settings
+
+    docs: list[dict[str, Any]] = render(  # type: ignore[assignment]
+        values={
+            "shard": {"name": "gold", "requestSelector": "glidein.dev/shard=gold"},
+            "watchNamespaces": ["cms"],
+            "listing": {"interval": 3, "steadyInterval": 120},
+        }
+    )
+    container = _container(docs)
+    env = {e["name"]: e.get("value") for e in container["env"] if "value" in e}
+    assert env["GLIDEIN_OPERATOR_ID"] == "glidein-operator-gold"  # its pilots, its key pairs
+    assert env["GLIDEIN_SHARD"] == "gold"
+    assert env["GLIDEIN_REQUEST_SELECTOR"] == "glidein.dev/shard=gold"
+    assert (env["GLIDEIN_LISTING_INTERVAL"], env["GLIDEIN_LISTING_STEADY_INTERVAL"]) == (
+        "3",
+        "120",
+    )
+    assert f"--lease={RELEASE}-glidein-operator" in container["args"]  # the release's own
+    assert "--namespace=cms" in container["args"]
+    # What the chart sets, the operator reads.
+    settings = Settings(
+        **{
+            k.removeprefix("GLIDEIN_").lower(): v
+            for k, v in env.items()
+            if k
+            in (
+                "GLIDEIN_OPERATOR_ID",
+                "GLIDEIN_SHARD",
+                "GLIDEIN_REQUEST_SELECTOR",
+                "GLIDEIN_LISTING_INTERVAL",
+                "GLIDEIN_LISTING_STEADY_INTERVAL",
+            )
+        }
+    )
+    assert (settings.shard, settings.request_selector) == ("gold", "glidein.dev/shard=gold")
+    assert (settings.listing_interval, settings.listing_steady_interval) == (3.0, 120.0)
+
+
 @pytest.mark.parametrize(
     ("setting", "named"),
     [
+        ("shard.name=Gold_Shard", "name"),
+        ("shard.requestSelector=tier in (gold)", "requestSelector"),
+        ("listing.steadyInterval=-1", "steadyInterval"),
         ("logging.level=LOUD", "level"),
         ("logging.format=xml", "format"),
         ("image.digest=latest", "digest"),

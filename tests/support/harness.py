@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glidein_operator.clouds.base import Driver
-from glidein_operator.ground import LaunchBatch, Shape
+from glidein_operator.ground import CloudPilot, LaunchBatch, Shape
 
 SHAPE = Shape(name="m5.large", cpus=2, memory_mb=8192, disk_gb=20)
 
@@ -31,6 +31,10 @@ class Harness:
     missing_image: str | None = None
     secrets: tuple[str, ...] = ()  # credential values that must never show in an error
     extra: dict[str, Any] = field(default_factory=dict)
+    # Make the pilot print ``text`` where its back end keeps what it printed (a VM's
+    # console, OneGate, a grid job's output); None where the double cannot (pods: no
+    # kubelet runs them).
+    say: Callable[[Driver, CloudPilot, str], None] | None = None
 
     def batch(
         self,
@@ -103,6 +107,7 @@ def ec2_harness(ec2_server: Any) -> Harness:
         secrets=(EC2_SECRET,),
         missing_image="ami-00000000deadbeef",
         extra={"server": ec2_server},
+        say=lambda _d, p, text: ec2_server.set_console(p.cloud_id, text),
     )
 
 
@@ -161,7 +166,8 @@ def pods_harness(cluster: Any, namespace: str) -> Harness:
             assert time.monotonic() < deadline, f"the quota never took effect: {out.stderr}"
             time.sleep(0.2)
 
-    return Harness("kubernetes", make, None, fail)
+    # No kubelet runs the pods: no pod log; a pod not started says why it waits.
+    return Harness("kubernetes", make, None, fail, console_text="Pending (not started)")
 
 
 # --- OpenStack: Keystone + Nova + Glance fake via openstacksdk -----------------------
@@ -214,6 +220,7 @@ def openstack_harness(fake: Any) -> Harness:
         secrets=(BAD_PASSWORD,),
         missing_image="00000000-0000-0000-0000-000000000000",
         extra={"fake": fake},
+        say=lambda _d, p, text: fake.set_console(p.cloud_id, text),
     )
 
 
@@ -250,7 +257,20 @@ def opennebula_harness() -> Iterator[Harness]:
             missing_image="7",
             extra={"fake": fake},
             secrets=(BAD_PASSWORD,),
+            say=lambda _d, p, text: _onegate(fake.endpoint, int(p.cloud_id), text),
         )
+
+
+def _onegate(endpoint: str, vm_id: int, text: str) -> None:
+    """What the pilot's ``onegate vm update`` does: its boot log into USER_TEMPLATE."""
+    import base64
+
+    import pyone
+
+    data = base64.b64encode(text.encode()).decode()
+    pyone.OneServer(endpoint, session="glidein:secret").vm.update(
+        vm_id, f'GLIDEIN_BOOT_LOG="{data}"', 1
+    )
 
 
 # --- Grid: HTCondor-G submits to a schedd (fake with real classad2 job ads) ----------------
@@ -291,7 +311,19 @@ def grid_harness(tmp_path: Any) -> Harness:
         assert kind == "quota"
         schedd.max_jobs = 0
 
-    return Harness("grid", make, None, fail, extra={"schedd": schedd})
+    def say(_d: Driver, p: CloudPilot, text: str) -> None:
+        cluster, proc = (int(x) for x in p.cloud_id.split("."))
+        schedd.finish(cluster, proc, stdout=text)
+
+    return Harness(
+        "grid",
+        make,
+        None,
+        fail,
+        console_text="Running at the site",
+        extra={"schedd": schedd},
+        say=say,
+    )
 
 
 HARNESSES = ["ec2", "kubernetes", "openstack", "opennebula", "grid"]

@@ -161,6 +161,65 @@ def test_entries_without_an_image_ask_nothing(rt: runtime.Runtime) -> None:
     assert not fake.calls
 
 
+# --- the image catalogue acts on the entries ---------------------------------------------
+
+
+def _check_entry(spec: CloudEntrySpec, images: dict[str, VMImageSpec]) -> dict[str, Any]:
+    """One run of the entry's validation timer, as kopf calls it; its conditions."""
+    from glidein_operator.controller import handlers
+
+    patch = kopf.Patch()
+    body = {"kind": "CloudEntry", "metadata": {"name": "e", "generation": 2}}
+    asyncio.run(
+        handlers.check_entry(
+            name="e",
+            spec=spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
+            status={},
+            meta=body["metadata"],
+            patch=patch,
+            body=body,
+            entries={},
+            domains={"aws": [DOMAINS["aws"]]},
+            images={k: [v] for k, v in images.items()},
+        )
+    )
+    return {c["type"]: c for c in patch["status"]["conditions"]}
+
+
+def test_every_entry_using_a_deprecated_image_gets_a_warning_condition(
+    rt: runtime.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warned: list[tuple[str, str]] = []
+    monkeypatch.setattr(kopf, "warn", lambda _b, reason, message: warned.append((reason, message)))
+    old = _image().model_copy(update={"deprecated": True, "superseded_by": "img-2"})
+    for entry in (_entry(), _entry(site="Y")):
+        conds = _check_entry(entry, {"img": old})
+        flagged = conds["ImageDeprecated"]
+        assert (flagged["status"], flagged["reason"]) == ("True", "Deprecated")
+        assert "VMImage img" in flagged["message"]
+        assert "'img-2'" in flagged["message"]
+        assert conds["Ready"]["status"] == "True"  # a deprecated image still boots
+    assert [r for r, _m in warned] == ["Deprecated", "Deprecated"]
+    current = _check_entry(_entry(), {"img": _image()})["ImageDeprecated"]
+    assert (current["status"], current["reason"]) == ("False", "ImageCurrent")
+
+
+def test_the_image_status_dates_its_patch_for_the_age_column(rt: runtime.Runtime) -> None:
+    from glidein_operator.api.resources import VM_IMAGE
+    from glidein_operator.controller import handlers
+
+    patch = kopf.Patch()
+    spec = _image().model_dump(by_alias=True, exclude_none=True, mode="json")
+    asyncio.run(
+        handlers.check_image(
+            spec=spec, status={}, meta={"name": "img", "generation": 1}, patch=patch, body={}
+        )
+    )
+    assert patch["status"]["patchedAt"] == "2026-11-01T00:00:00Z"
+    [column] = [c for c in VM_IMAGE.columns if c.json_path == ".status.patchedAt"]
+    assert column.type == "date"  # kubectl shows it as an age, like AGE
+
+
 # --- orphans ----------------------------------------------------------------------------
 
 

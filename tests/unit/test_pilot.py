@@ -861,8 +861,61 @@ def _pilot(tmp_path: Path, *args: str, env: dict[str, str] | None = None, path: 
     more = {"GLIDEIN_PILOT_ID": "abcd1234-hlt-7-0", "PATH": path or os.environ["PATH"]}
     proc = _run(tmp_path, good, *args, **{**more, **(env or {})})
     log = (tmp_path / "boot.log").read_text()
-    assert proc.stderr.strip() == log.strip()  # every line is in the log: no traceback
+    # Every line is in the log (no traceback), but for the log ends printed at the end.
+    assert _unframed(proc.stderr).strip() == log.strip()
     return f"{proc.returncode}\n{log}"
+
+
+def _unframed(text: str) -> str:
+    out, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("==== glidein-pilot log tail: "):
+            inside = True
+        elif inside and line.startswith("==== end of "):
+            inside = False
+        elif not inside:
+            out.append(line)
+    return "\n".join(out)
+
+
+def test_a_fatal_error_prints_the_ends_of_the_logs_framed_on_the_console(tmp_path: Path) -> None:
+    from glidein_operator.pilot import bundle
+
+    logs = tmp_path / "condor-log"
+    logs.mkdir()
+    (logs / "MasterLog").write_text("".join(f"master line {i}\n" for i in range(100)))
+    (logs / "StartLog").write_text("ERROR: AUTHENTICATE:1003:Failed to authenticate\n")
+    (logs / "StarterLog.slot1_1").write_text("Job 12.0 exited with status 1\n")
+    proc = _run(tmp_path, b"#cloud-config\n", "--condor-log-dir", str(logs))
+    assert proc.returncode == 2
+    tails = bundle.log_tails(proc.stderr)
+    assert set(tails) == {"MasterLog", "StartLog", "StarterLog.slot1_1", "glidein-pilot.log"}
+    assert tails["MasterLog"].splitlines() == [f"master line {i}" for i in range(92, 100)]
+    assert "AUTHENTICATE:1003" in tails["StartLog"]
+    assert "exited with status 1" in tails["StarterLog.slot1_1"]
+    assert "FATAL: not a glidein payload" in tails["glidein-pilot.log"]
+    # What the operator keeps of it: each log's end under its name, the pilot's last.
+    kept = bundle.condensed(proc.stderr)
+    assert kept.index("--- StartLog") < kept.index("--- glidein-pilot.log")
+    assert kept.rstrip().endswith(tails["glidein-pilot.log"].splitlines()[-1])
+
+
+def test_the_log_ends_are_printed_after_condor_off_and_before_the_power_off(
+    fake_condor: Path,
+) -> None:
+    order: list[str] = []
+    runner = _runner(fake_condor)
+
+    def recording(cmd: Sequence[str]) -> str:
+        order.append(cmd[0])
+        return runner(cmd)
+
+    sup = _supervisor(
+        fake_condor, runner=recording, before_shutdown=lambda: order.append("log ends")
+    )
+    sup.tick(100)
+    assert sup.tick(700) is lifecycle.Action.SHUTDOWN  # idle past its timeout
+    assert order[-3:] == ["condor_off", "log ends", "poweroff"]
 
 
 def test_entry_point_fails_loudly_without_htcondor(tmp_path: Path) -> None:

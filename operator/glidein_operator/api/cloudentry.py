@@ -117,6 +117,17 @@ class EntryLimits(ApiModel):
         return self
 
 
+KeyPairs = Literal["perBatch", "perVM"]
+KEY_PAIRS_DESCRIPTION = (
+    "SSH key pairs for the VMs. perBatch: a fresh key pair per launch batch, one launch "
+    "call for the whole batch; a leaked key opens the VMs of that batch (at most "
+    "maxLaunchPerCycle). perVM: a key pair per VM, so a leaked key opens one VM, at the "
+    "cost of one launch call (and one key pair) per VM: a batch of N takes N calls, "
+    "which reaches the cloud's API rate limit and launchesPerMinute N times sooner. "
+    "Either way the private half is never kept, and key pairs are deleted with their VMs."
+)
+
+
 class Ec2Settings(ApiModel):
     """Where and how to start EC2 (or EC2-compatible) instances."""
 
@@ -135,6 +146,7 @@ class Ec2Settings(ApiModel):
     instance_profile: str | None = Field(
         default=None, max_length=2048, description="IAM instance profile name or ARN."
     )
+    key_pairs: KeyPairs = Field(default="perBatch", description=KEY_PAIRS_DESCRIPTION)
 
 
 class OpenStackSettings(ApiModel):
@@ -158,6 +170,7 @@ class OpenStackSettings(ApiModel):
         default=False,
         description="Pass user data on a config drive too, for clouds without a metadata service.",
     )
+    key_pairs: KeyPairs = Field(default="perBatch", description=KEY_PAIRS_DESCRIPTION)
 
 
 class OpenNebulaSettings(ApiModel):

@@ -156,6 +156,9 @@ VM_IMAGE = Kind(
         PrinterColumn("Version", ".spec.version"),
         PrinterColumn("Owner", ".spec.owner.name"),
         PrinterColumn("Patched", ".spec.patchDate"),
+        PrinterColumn(
+            "Patch Age", ".status.patchedAt", "date", "Time since the last security patch."
+        ),
         PrinterColumn("Deprecated", ".spec.deprecated", "boolean", priority=1),
         *_ready_columns(),
     ),

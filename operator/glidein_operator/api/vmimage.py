@@ -19,6 +19,7 @@ from glidein_operator.api.base import (
     Int,
     ListMap,
     ObjectName,
+    Timestamp,
     conditions_field,
 )
 from glidein_operator.api.classad import AttributeMap, ConfigClassAdExpression
@@ -126,5 +127,12 @@ class VMImageStatus(ApiModel):
 
     observed_generation: Int | None = Field(
         default=None, ge=0, description="The .metadata.generation last reconciled."
+    )
+    patched_at: Timestamp | None = Field(
+        default=None,
+        description=(
+            "spec.patchDate as a timestamp (midnight UTC), so the printer column shows the "
+            "age of the last security patch."
+        ),
     )
     conditions: Conditions = conditions_field()

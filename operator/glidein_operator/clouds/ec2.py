@@ -6,8 +6,8 @@ per cycle. Retries of throttled calls are botocore's ("standard" retry mode); wh
 fails is mapped to the domain errors of ``base`` by ``map_sdk_error``.
 
 SSH keys. A key pair per VM (the seeds' model: a leaked key opens one VM) cannot be had
-with one RunInstances for many VMs, since a call takes one KeyName. ``key_pairs``
-chooses: "perBatch" (default: one fresh key pair per launch call, so a key opens at most
+with one RunInstances for many VMs, since a call takes one KeyName. ``key_pairs`` (the
+entry's ``ec2.keyPairs``) chooses: "perBatch" (default: one fresh key pair per launch call, so a key opens at most
 ``maxLaunchPerCycle`` VMs), "perVM" (one call per VM, the seeds' model, at N calls), or
 "none". The private half is never kept: nobody logs in with it, and no shared key
 exists to leak; admins read console logs instead. Key pairs are deleted once no pilot of
@@ -140,7 +140,7 @@ class Ec2Driver:
         access_key_id: str,
         secret_access_key: str,
         operator_id: str,
-        key_pairs: KeyPairMode = "perBatch",
+        key_pairs: KeyPairMode | None = None,
         page_size: int = 1000,
         max_attempts: int = 4,
         connect_timeout: float = CONNECT_TIMEOUT,
@@ -149,7 +149,7 @@ class Ec2Driver:
         self.entry = entry
         self.settings = settings
         self.operator_id = operator_id
-        self.key_pairs = key_pairs
+        self.key_pairs: KeyPairMode = key_pairs or settings.key_pairs
         self.page_size = page_size
         self._client = boto3.client(
             "ec2",

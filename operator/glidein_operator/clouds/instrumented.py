@@ -177,6 +177,9 @@ class InstrumentedDriver:
         self.boot_backoff = Backoff(base=self.backoff.base)
         # Why its pilots last failed at the back end, until one registers.
         self.pilot_failure = ""
+        # Calls that change what a listing shows, counted at their start and at their end:
+        # a listing that began before either is stale (controller/listings.py).
+        self.mutations = 0
         self._threads = ThreadPoolExecutor(
             max_workers=max_threads, thread_name_prefix=f"driver-{self.entry}"
         )
@@ -185,6 +188,13 @@ class InstrumentedDriver:
         """Let this entry's threads go once their calls end (a replaced driver's). Calls
         already queued still run: their callers are waiting for them."""
         self._threads.shutdown(wait=False)
+
+    async def _mutate(self, operation: str, fn: Callable[[], T]) -> T:
+        self.mutations += 1
+        try:
+            return await self._call(operation, fn)
+        finally:
+            self.mutations += 1
 
     async def _call(self, operation: str, fn: Callable[[], T]) -> T:
         started = time.perf_counter()
@@ -257,7 +267,7 @@ class InstrumentedDriver:
         if hold:
             raise BackingOff(hold, entry=self.entry)
         try:
-            pilots = await self._call("launch", lambda: self.driver.launch(batch))
+            pilots = await self._mutate("launch", lambda: self.driver.launch(batch))
         except DriverError as exc:
             if exc.retryable:
                 self.backoff.failed(self.clock(), self.rng)
@@ -273,7 +283,7 @@ class InstrumentedDriver:
     async def terminate(self, pilots: Sequence[CloudPilot]) -> None:
         if not pilots:
             return
-        await self._call("terminate", lambda: self.driver.terminate(pilots))
+        await self._mutate("terminate", lambda: self.driver.terminate(pilots))
         self.metrics.terminated.labels(self.entry).inc(len(pilots))
 
     async def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:

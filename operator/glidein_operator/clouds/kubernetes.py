@@ -297,17 +297,47 @@ class KubernetesDriver:
 
     def console_log(self, pilot: CloudPilot) -> str:
         try:
-            return str(
-                self._core.read_namespaced_pod_log(
-                    pilot.cloud_id, self.settings.namespace, tail_lines=2000
-                )
+            # An API server with no kubelet behind the pod answers no body at all (None).
+            text = self._core.read_namespaced_pod_log(
+                pilot.cloud_id, self.settings.namespace, tail_lines=2000
             )
+            if text:
+                return str(text)
         except ApiException as exc:
-            if exc.status in (400, 404):  # not started yet, or gone
+            if exc.status == 404:  # gone
+                return ""
+            if exc.status != 400:
+                raise
+        # Not started: no log yet. Why it waits (unschedulable, an image it cannot pull)
+        # is in its status, which is what a pod left Pending has to say.
+        try:
+            pod = self._core.read_namespaced_pod(pilot.cloud_id, self.settings.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
                 return ""
             raise
+        return pod_story(pod)
 
     def image_exists(self, image_id: str) -> bool:
         # Registries are not ours to query; a missing image shows as ErrImagePull on the
         # pod, which list_pilots() reports as ERROR.
         return True
+
+
+def pod_story(pod: Any) -> str:
+    """A pod that has not started, in words: its phase, its conditions that are not true
+    and its containers' waiting reasons, with the cluster's messages."""
+    status = pod.status
+    lines = [
+        f"pod {pod.metadata.name}: {getattr(status, 'phase', None) or 'Pending'} (not started)"
+    ]
+    for c in getattr(status, "conditions", None) or []:
+        if c.status != "True":
+            lines.append(f"{c.type}={c.status} {c.reason or ''}: {c.message or ''}".rstrip(": "))
+    for cs in getattr(status, "container_statuses", None) or []:
+        waiting = cs.state.waiting if cs.state else None
+        if waiting is not None:
+            lines.append(f"container {cs.name} waiting: {waiting.reason}: {waiting.message or ''}")
+    if len(lines) == 1 and not getattr(pod.spec, "node_name", None):
+        lines.append("not scheduled to a node yet")
+    return "\n".join(lines)

@@ -36,7 +36,7 @@ from glidein_operator.clouds.base import (
     Unavailable,
     for_http_status,
 )
-from glidein_operator.ground import CloudPilot, LaunchBatch, PilotState
+from glidein_operator.ground import CloudPilot, LaunchBatch, PilotState, Tag, price_from_tags
 
 ATTR = {
     "operator": "GLIDEIN_OPERATOR",
@@ -46,8 +46,16 @@ ATTR = {
     "batch": "GLIDEIN_BATCH",
     "pilot_id": "GLIDEIN_PILOT_ID",
     "instance_type": "GLIDEIN_INSTANCE_TYPE",
+    # The hourly price it was launched at, as EC2's tag: a later price change in the
+    # CloudEntry does not rewrite its history.
+    "price": "GLIDEIN_PRICE_PER_HOUR",
 }
 BOOT_LOG = "GLIDEIN_BOOT_LOG"
+# OpenNebula sets no limit of its own on USER_DATA, but it keeps CONTEXT in the VM's
+# template for the VM's whole life and sends it back in every listing (infoextended
+# returns whole templates): a bound of ours, Nova's, keeps listings of thousands of VMs
+# small and refuses a payload gone wrong before a VM is made with it.
+USER_DATA_LIMIT = 65535  # bytes of base64
 
 # VM STATE and LCM_STATE numbers (OpenNebula's VirtualMachine::VmState / LcmState)
 _PENDING_STATES = {0, 1, 2, 10}  # INIT, PENDING, HOLD, CLONING
@@ -210,6 +218,13 @@ class OpenNebulaDriver:
             offset += self.page_size
 
     def launch(self, batch: LaunchBatch) -> list[CloudPilot]:
+        encoded = 4 * ((len(batch.user_data) + 2) // 3)
+        if encoded > USER_DATA_LIMIT:
+            raise InvalidConfig(
+                f"user data is {encoded} bytes in base64; OpenNebula entries take at most "
+                f"{USER_DATA_LIMIT}",
+                entry=self.entry,
+            )
         if not batch.image_id:
             raise InvalidConfig("no image id for an OpenNebula launch", entry=self.entry)
         existing = {self._pilot(vm).pilot_id: vm for vm in self._vms(batch.key)}
@@ -248,6 +263,9 @@ class OpenNebulaDriver:
             ATTR["pilot_id"]: pilot_id,
             ATTR["instance_type"]: shape.name,
         }
+        price = batch.tags().get(Tag.PRICE)
+        if price is not None:
+            tmpl[ATTR["price"]] = price
         if self.settings.network_ids:
             tmpl["NIC"] = {"NETWORK_ID": str(self.settings.network_ids[0])}
         return tmpl
@@ -273,6 +291,7 @@ class OpenNebulaDriver:
             # own. OpenNebula does not say when in the VM's body (the judgement of pilots
             # that ended unregistered then goes by the launch time).
             shut_itself_down=state == POWEROFF,
+            price_per_hour=price_from_tags({Tag.PRICE: user.get(ATTR["price"], "")}),
         )
 
     def terminate(self, pilots: Sequence[CloudPilot]) -> None:

@@ -7,6 +7,11 @@ whose servers already exist (found by the server tag of the batch, written atomi
 create) is not created again. Listing uses Nova's server-side tag filter, one paginated
 ``/servers/detail`` per entry per cycle.
 
+SSH keys: a fresh key pair per batch (``glidein-{key}``), or with ``keyPairs: perVM`` one
+per server (``glidein-{pilot id}``), each server then created by a call of its own named
+``glidein-{key}-{n}``, as a multi-create would have named it, so the pilot reads its index
+the same way. The private half is never kept.
+
 OpenStack ignores terminate-on-shutdown: a pilot that powers its VM off leaves a SHUTOFF
 server behind; it is reported as SHUTDOWN for the controller to reap.
 """
@@ -177,22 +182,47 @@ class OpenStackDriver:
         if not batch.image_id:
             raise InvalidConfig("no image id for an OpenStack launch", entry=self.entry)
         batch_tag = _tag("batch", batch.key)
-        existing = self._servers([batch_tag])
-        if existing:  # a retry: this batch was created before the crash
-            return [self._pilot(s) for s in existing]
-        key_name = self._ensure_key_pair(batch.key)
+        existing = [self._pilot(srv) for srv in self._servers([batch_tag])]
+        if self.settings.key_pairs == "perVM":
+            # A retry creates only the servers the first try did not (list before create,
+            # per server).
+            have = {p.pilot_id for p in existing}
+            for index in range(batch.count):
+                if batch.pilot_id(index) not in have:
+                    self._create(
+                        batch,
+                        user_data,
+                        name=f"glidein-{batch.key}-{index + 1}",
+                        key_name=self._ensure_key_pair(batch.pilot_id(index)),
+                        count=1,
+                    )
+        elif not existing:  # else a retry: this batch was created before the crash
+            self._create(
+                batch,
+                user_data,
+                name=f"glidein-{batch.key}",
+                key_name=self._ensure_key_pair(batch.key),
+                count=batch.count,
+            )
+        else:
+            return existing
+        return [self._pilot(srv) for srv in self._servers([batch_tag])]
+
+    def _create(
+        self, batch: LaunchBatch, user_data: str, *, name: str, key_name: str, count: int
+    ) -> None:
         s = self.settings
         metadata = {**batch.tags(), Tag.OPERATOR: self.operator_id}
         params: dict[str, Any] = {
-            "name": f"glidein-{batch.key}",
+            "name": name,
             "image_id": batch.image_id,
             "flavor_id": self._flavor_id(batch.shape.name),
             "key_name": key_name,
             "user_data": user_data,
             "metadata": {k: v[:255] for k, v in metadata.items()},
-            "tags": [*self._base_tags(), batch_tag],
+            "tags": [*self._base_tags(), _tag("batch", batch.key)],
             "min_count": 1,
-            "max_count": batch.count,
+            "max_count": count,
             "config_drive": s.config_drive,
             "networks": [{"uuid": n} for n in s.network_ids] or "auto",
         }
@@ -201,7 +231,6 @@ class OpenStackDriver:
         if s.availability_zone:
             params["availability_zone"] = s.availability_zone
         self._conn.compute.create_server(**params)
-        return [self._pilot(srv) for srv in self._servers([batch_tag])]
 
     def _ensure_key_pair(self, key: str) -> str:
         name = f"glidein-{key}"
@@ -254,14 +283,20 @@ class OpenStackDriver:
     def terminate(self, pilots: Sequence[CloudPilot]) -> None:
         for p in pilots:
             self._conn.compute.delete_server(p.cloud_id, ignore_missing=True)
+            if self.settings.key_pairs == "perVM":
+                self._conn.compute.delete_keypair(f"glidein-{p.pilot_id}", ignore_missing=True)
         batches = {p.batch for p in pilots if p.batch}
         if batches:
             alive = {p.batch for p in self.list_pilots() if p.state is not PilotState.TERMINATED}
             for batch in batches - alive:
                 self._conn.compute.delete_keypair(f"glidein-{batch}", ignore_missing=True)
 
+    def _key_names(self, pilots: Sequence[CloudPilot]) -> set[str]:
+        """The key pairs these pilots may hold: their batch's, or their own (perVM)."""
+        return {f"glidein-{p.batch}" for p in pilots} | {f"glidein-{p.pilot_id}" for p in pilots}
+
     def collect(self, request_uid: str | None = None, min_age_seconds: float = 0.0) -> int:
-        alive = {f"glidein-{p.batch}" for p in self.list_pilots() if p.state in ALIVE_STATES}
+        alive = self._key_names([p for p in self.list_pilots() if p.state in ALIVE_STATES])
         # Key pairs carry no tags: ours are named glidein-{batch key}, and a batch key
         # starts with the request uid's first eight characters.
         prefix = f"glidein-{request_uid[:8]}-" if request_uid else "glidein-"
@@ -279,7 +314,7 @@ class OpenStackDriver:
 
     def leftovers(self) -> list[str]:
         """Key pairs of ours without a live server (garbage for the collector)."""
-        alive = {f"glidein-{p.batch}" for p in self.list_pilots()}
+        alive = self._key_names(self.list_pilots())
         return sorted(
             kp.name
             for kp in self._conn.compute.keypairs()

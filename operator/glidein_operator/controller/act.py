@@ -176,12 +176,25 @@ async def _reap(
             if item.keep_log:
                 log = await _console(d, p)
                 acted.kept_logs.append(st.pilot_log(p, why.value, log, now))
-            if why not in (Reap.STUCK, Reap.ERROR):
+            if why is Reap.IDLE:
+                # Its startd should have shut itself down: an image whose pilot ignores
+                # its idle timeout costs money until someone looks.
+                assert decision.timeouts is not None
+                assert decision.timeouts.idle is not None
+                emit(
+                    "Warning",
+                    "PilotIdleTooLong",
+                    f"pilot {p.pilot_id} at {entry} stayed idle past idleTimeout "
+                    f"({decision.timeouts.idle}) plus {decision.timeouts.idle_grace} without "
+                    "shutting itself down; terminated",
+                )
+                continue
+            if why not in (Reap.STUCK, Reap.NEVER_STARTED, Reap.ERROR):
                 continue
             refused = refusal_in_console(log)
             emit(
                 "Warning",
-                "PilotRefused" if refused else "PilotStuck" if why is Reap.STUCK else "PilotFailed",
+                "PilotRefused" if refused else "PilotFailed" if why is Reap.ERROR else "PilotStuck",
                 f"pilot {p.pilot_id} at {entry} {why.value} ({p.raw_state}); "
                 + (f"the collector refused it: {refused}; " if refused else "")
                 + f"console log kept in .status.pilotLogs: {tail(log, 3) or '(empty)'}",

@@ -33,6 +33,7 @@ from glidein_operator.controller import (
     metrics,
     orphans,
     runtime,
+    shards,
     webhook,
     wiring,
 )
@@ -41,7 +42,11 @@ from glidein_operator.provisioning import eligibility
 from glidein_operator.provisioning import status as st
 
 G, V = API_GROUP, API_VERSION
-FINALIZER = f"{G}/finalizer"
+_SETTINGS = runtime.get().settings
+# A shard marks shared objects with its own name and owns only the requests it selects.
+SHARD = _SETTINGS.shard
+FINALIZER = shards.finalizer(SHARD)
+OWNED = shards.labels(_SETTINGS.request_selector)
 
 # Seconds between two validations of a CloudEntry, TrustDomain or VMImage: they read
 # the indices (a VM entry also asks its cloud, once per generation and image id).
@@ -60,9 +65,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # every cancellation_polling seconds, 60 by default: every deletion took a minute.
     settings.background.cancellation_polling = 1.0
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=G)
+    prefix = shards.annotation_prefix(SHARD)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=G, key="last-handled-configuration"
+        prefix=prefix, key="last-handled-configuration"
     )
     logs.configure(rt.settings.log_level, rt.settings.log_format)
     settings.posting.level = logging.INFO
@@ -157,7 +163,7 @@ def images(name: str, spec: kopf.Spec, **_: Any) -> Any:
     return None if parsed is None else {name: parsed}
 
 
-@kopf.index(G, V, "glideinrequests")
+@kopf.index(G, V, "glideinrequests", labels=OWNED)
 def requests(uid: str, namespace: str | None, name: str, **_: Any) -> Any:
     return {uid: f"{namespace}/{name}"}
 
@@ -191,7 +197,12 @@ def _count_invalid(kwargs: Mapping[str, Any]) -> None:
 
 
 @kopf.timer(
-    G, V, "glideinrequests", interval=runtime.get().settings.reconcile_interval, initial_delay=0.1
+    G,
+    V,
+    "glideinrequests",
+    interval=_SETTINGS.reconcile_interval,
+    initial_delay=0.1,
+    labels=OWNED,
 )
 @wiring.with_spec(GlideinRequestSpec, also=_count_invalid)
 async def reconcile_request(
@@ -249,7 +260,7 @@ async def reconcile_request(
     wiring.patch_status(patch, status, outcome.status, GlideinRequestStatus)
 
 
-@kopf.on.delete(G, V, "glideinrequests")
+@kopf.on.delete(G, V, "glideinrequests", labels=OWNED)
 async def terminate_everything(
     name: str,
     namespace: str | None,
@@ -319,6 +330,14 @@ async def check_entry(
         generation,
         rt.clock(),
     )
+    conds = st.flag(
+        conds,
+        "ImageDeprecated",
+        imagecheck.deprecated(parsed, world.images),
+        ("Deprecated", "ImageCurrent"),
+        generation,
+        rt.clock(),
+    )
     new = {"conditions": conds, "observedGeneration": generation}
     wiring.announce(body, status, new)
     wiring.patch_status(patch, status, new, CloudEntryStatus)
@@ -345,7 +364,7 @@ async def collect_orphans(
         alive_requests=set(requests),
         request_namespaces={next(iter(v)).split("/", 1)[0] for v in requests.values() if v},
     )
-    if live is not None:
+    if live is not None and SHARD is None:  # shards' counts would overwrite each other
         wiring.patch_status(patch, status, {"pilots": live}, CloudEntryStatus)
 
 
@@ -436,5 +455,12 @@ async def check_image(
         rt.clock(),
     )
     wiring.patch_status(
-        patch, status, {"conditions": conds, "observedGeneration": generation}, VMImageStatus
+        patch,
+        status,
+        {
+            "conditions": conds,
+            "observedGeneration": generation,
+            "patchedAt": imagecheck.patched_at(parsed),
+        },
+        VMImageStatus,
     )

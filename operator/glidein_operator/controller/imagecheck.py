@@ -11,6 +11,7 @@ again at the next check.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 from glidein_operator.api.cloudentry import CloudEntrySpec
@@ -19,6 +20,31 @@ from glidein_operator.clouds.base import DriverError
 from glidein_operator.clouds.instrumented import InstrumentedDriver
 from glidein_operator.controller.runtime import Runtime
 from glidein_operator.provisioning.eligibility import image_for
+
+
+def deprecated(spec: CloudEntrySpec, images: Mapping[str, VMImageSpec]) -> dict[str, str]:
+    """The entry's image, when its VMImage is deprecated, and what to do: the entry's
+    ImageDeprecated condition (a warning: the image still boots)."""
+    image = images.get(spec.vm_image or "")
+    if image is None or not image.deprecated:
+        return {}
+    instead = (
+        f"move the entry to VMImage {image.superseded_by!r} (spec.vmImage)"
+        if image.superseded_by
+        else "ask its owner which image replaces it"
+    )
+    owner = (
+        f"{image.owner.name} <{image.owner.contact}>" if image.owner.contact else image.owner.name
+    )
+    return {
+        f"VMImage {spec.vm_image}": f"version {image.version}, patched {image.patch_date}, is "
+        f"deprecated by its owner {owner}; {instead}"
+    }
+
+
+def patched_at(image: VMImageSpec) -> dt.datetime:
+    """The patch date as the timestamp a ``date`` printer column shows the age of."""
+    return dt.datetime.combine(image.patch_date, dt.time(), dt.UTC)
 
 
 async def problem(

@@ -10,6 +10,7 @@ does remember (pilots it saw registered, pilots it judged) is handed over explic
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -93,17 +94,20 @@ async def observe(
             usable.remove(c)
             del drivers[c.name]
 
-    # One listing per entry.
+    # One listing per entry and credential, shared with every request that uses them
+    # (controller/listings.py): calls to a cloud do not grow with the requests.
     listings: dict[str, list[CloudPilot]] = {}
     listing_errors: dict[str, str] = {}
     listed_at: dict[str, float] = {}
+    as_of: dict[str, dt.datetime] = {}
 
     async def list_one(entry: str, d: InstrumentedDriver) -> None:
-        listed_at[entry] = rt.claims.clock()
         try:
-            listings[entry] = await d.list_pilots()
+            got = await rt.listings.listing(d, uid)
         except DriverError as exc:
             listing_errors[entry] = f"{exc.reason}: {exc}"
+            return
+        listings[entry], listed_at[entry], as_of[entry] = got.pilots, got.began, got.as_of
 
     await asyncio.gather(*(list_one(e, d) for e, d in drivers.items()))
 
@@ -158,6 +162,8 @@ async def observe(
             judged=frozenset(rt.judged),
             started=rt.started,
             announced=frozenset(rt.interruptions.get(uid, set())),
+            idle_since=dict(rt.idle_since.get(uid, {})),
+            listed_as_of=min(as_of.values(), default=None),
         ),
         drivers=drivers,
         pool_credential=pool_credential,

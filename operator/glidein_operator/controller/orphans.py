@@ -51,7 +51,8 @@ async def collect(
     live: set[str] = set()
     for d in drivers:
         try:
-            listed = alive(await d.list_pilots(), None)
+            # The listing the requests share (controller/listings.py): no extra call.
+            listed = alive((await rt.listings.listing(d)).pilots, None)
         except DriverError:
             continue
         stray = [p for p in listed if p.request_uid and p.request_uid not in alive_requests]

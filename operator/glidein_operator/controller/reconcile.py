@@ -63,9 +63,11 @@ async def reconcile(
     rt.registered_once[uid] = set(decision.seen_registered)
     rt.judged |= decision.judged
     rt.interruptions[uid] = set(decision.announced)
+    rt.idle_since[uid] = decision.idle_since
     for event in decision.events:
         emit(*event)
 
+    changes = {e: d.mutations for e, d in sight.drivers.items()}
     acted = await act(
         decision,
         request=Request(name, namespace, uid, spec, rt.settings.operator_id),
@@ -78,6 +80,9 @@ async def reconcile(
         emit=emit,
         now=seen.now,
     )
+    for entry, d in sight.drivers.items():
+        if d.mutations != changes[entry]:
+            rt.listings.acted(d, uid)  # its next look must show what it did
     status, events = report(
         decision, seen, acted, spec=spec, old_status=old_status, generation=generation
     )

@@ -28,8 +28,10 @@ from glidein_operator.clouds.factory import build_driver, decode_secret
 from glidein_operator.clouds.instrumented import Backoff, DriverMetrics, InstrumentedDriver
 from glidein_operator.condor.interface import Pool
 from glidein_operator.condor.reader import PoolReader
+from glidein_operator.controller import shards
 from glidein_operator.controller.claims import EntryClaims
 from glidein_operator.controller.keeper import Credential, Keeper, fingerprint
+from glidein_operator.controller.listings import SharedListings
 from glidein_operator.controller.metrics import ReconcileMetrics
 from glidein_operator.credentials import idtokens
 
@@ -48,10 +50,22 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GLIDEIN_")
 
     operator_id: str = "glidein-operator"
+    # Sharding (controller/shards.py): this operator's shard name (None: the only one),
+    # and which GlideinRequests it owns by label (None: all it watches).
+    shard: str | None = None
+    request_selector: str | None = None
     # The operator's own namespace, where it keeps copies of the credentials its pilots
     # were launched with (controller/keeper.py). In a pod, the service account's.
     namespace: str | None = None
-    reconcile_interval: float = 5.0
+    # Seconds between two reconciles of a request: how soon new idle jobs are acted on.
+    # Cheap at steady state: clouds are listed on their own intervals (listings.py).
+    reconcile_interval: float = 1.0
+    # Seconds a cloud listing serves every request at its entry: ``listing_interval``
+    # while pilots there are in transit (pending, booting), ``listing_steady_interval``
+    # once all have settled. A launch or termination there makes the next reader list
+    # again. 0: list every cycle.
+    listing_interval: float = 5.0
+    listing_steady_interval: float = 60.0
     # Logs (controller/logs.py): a logging level name, and "text" or "json".
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -83,6 +97,17 @@ class Settings(BaseSettings):
     webhook_host: str | None = None
     webhook_self_signed: bool = False
 
+    @field_validator("shard")
+    @classmethod
+    def _shard_name(cls, value: str | None) -> str | None:
+        return shards.check_name(value)
+
+    @field_validator("request_selector")
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        shards.labels(value)  # refuses what it cannot read
+        return value or None
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level_any_case(cls, value: Any) -> Any:
@@ -113,6 +138,8 @@ class Runtime:
     # judged for ending without registering (reconcile._judge_unregistered).
     registered_once: dict[str, set[str]] = field(default_factory=dict)
     judged: set[str] = field(default_factory=set)
+    # Per request: pilot id -> when first seen idle (idle too long is reaped from outside).
+    idle_since: dict[str, dict[str, dt.datetime]] = field(default_factory=dict)
     # Launches per entry across requests, so an entry's maxPilots holds (claims.py).
     claims: EntryClaims = field(default_factory=EntryClaims)
     # Whether the cloud has an entry's image, per (entry, its generation, image id): asked
@@ -127,6 +154,21 @@ class Runtime:
     _metrics: DriverMetrics | None = None
     _reconcile_metrics: ReconcileMetrics | None = None
     _keeper: Keeper | None = None
+    _listings: SharedListings | None = None
+    _secrets: dict[tuple[str, str], tuple[float, tuple[dict[str, bytes], str] | None]] = field(
+        default_factory=dict
+    )
+
+    @property
+    def listings(self) -> SharedListings:
+        if self._listings is None:
+            self._listings = SharedListings(
+                fast=self.settings.listing_interval,
+                steady=self.settings.listing_steady_interval,
+                clock=self.clock,
+                claims_clock=self.claims.clock,
+            )
+        return self._listings
 
     @property
     def grid_link(self) -> Submitters:
@@ -213,14 +255,25 @@ class Runtime:
         return token
 
     async def secret(self, namespace: str, name: str) -> tuple[dict[str, bytes], str] | None:
-        """(values as bytes, resourceVersion), or None when the Secret does not exist."""
+        """(values as bytes, resourceVersion), or None when the Secret does not exist.
+        Kept for less than a reconcile interval: a request reads the same Secret for each
+        of its entries, and fifty requests a second would otherwise read it 50 times."""
+        key, now = (namespace, name), time.monotonic()
+        cached = self._secrets.get(key)
+        if cached is not None and now - cached[0] < min(1.0, self.settings.reconcile_interval):
+            return cached[1]
         try:
             s = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
         except k8s.exceptions.ApiException as exc:
             if exc.status == 404:
+                self._secrets[key] = (now, None)
                 return None
             raise
-        return decode_secret(s.data or {}), str(s.metadata.resource_version)
+        got = decode_secret(s.data or {}), str(s.metadata.resource_version)
+        if len(self._secrets) > 10_000:
+            self._secrets.clear()
+        self._secrets[key] = (now, got)
+        return got
 
     def driver(
         self, entry: str, spec: CloudEntrySpec, generation: int, cred: Credential

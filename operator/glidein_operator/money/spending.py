@@ -66,7 +66,12 @@ def assess(
     now: dt.datetime,
     interval: dt.timedelta,
     grace: dt.timedelta,
+    listed_as_of: dt.datetime | None = None,
 ) -> Spending:
+    # Time is counted up to the oldest listing's start, not now: a listing is shared for
+    # up to a minute (controller/listings.py), and a pilot that ended since shows its end
+    # only in the next one. What lies between is the gate's, as committed money.
+    upto = min(now, listed_as_of) if listed_as_of is not None else now
     mine = [p for ps in listings.values() for p in ps if p.request_uid == uid]
     charges = [c for p in mine if (c := charge(p, entries.get(p.entry))) is not None]
     period = spec.budget.period if spec.budget else "monthly"
@@ -78,7 +83,7 @@ def assess(
         # skipped. Keep the ledger where it is; the next good listing counts it all.
         ledger = old
     else:
-        ledger = accrue(old, charges, now, period)
+        ledger = accrue(old, charges, upto, period)
         if blind and old is not None:
             gap = (
                 f"{', '.join(blind)} not listed since {st.now_iso(old.accounted_until)}: "
@@ -109,7 +114,7 @@ def assess(
         return out
     alive = [c for c in charges if c.ended_at is None]
     out.check = bg.check(
-        spec.budget, ledger, bg.committed(alive, now, out.max_life, ledger.period_end)
+        spec.budget, ledger, bg.committed(alive, upto, out.max_life, ledger.period_end)
     )
     if out.check.kill:
         since = _true_since(old_status, KILL) or now

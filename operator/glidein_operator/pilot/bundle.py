@@ -94,6 +94,67 @@ _FRAME = re.compile(
 )
 
 
+# Lines of each log printed at the end, and kept of it in a summary: the status keeps
+# the last 4,000 characters of a pilot's log, so the pilot's own words go last.
+TAIL_LINES = {"MasterLog": 8, "StartLog": 15, "StarterLog": 15, "glidein-pilot.log": 25}
+
+
+def _keep(name: str) -> int:
+    return TAIL_LINES.get("StarterLog" if name.startswith("StarterLog") else name, 15)
+
+
+def frame(name: str, text: str, lines: int) -> list[str]:
+    """One log's last ``lines`` lines between the frame lines ``log_tails`` cuts out."""
+    return [
+        LOG_TAIL_BEGIN.format(name=name),
+        *text.splitlines()[-lines:],
+        LOG_TAIL_END.format(name=name),
+    ]
+
+
+def condor_log_frames(log_dir: Path | None) -> list[str]:
+    """The framed ends of HTCondor's MasterLog, StartLog and StarterLogs in ``log_dir``."""
+    if log_dir is None or not log_dir.is_dir():
+        return []
+    out: list[str] = []
+    names = ["MasterLog", "StartLog", *sorted(p.name for p in log_dir.glob("StarterLog*"))]
+    for name in names:
+        path = log_dir / name
+        try:
+            with path.open("rb") as handle:
+                handle.seek(0, 2)
+                handle.seek(max(0, handle.tell() - 65536))  # a long-lived log stays cheap
+                text = handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        out += frame(name, text, _keep(name))
+    return out
+
+
+def condensed(console: str) -> str:
+    """A console with framed log ends in it, short: what it said outside the frames
+    (its last lines), then each log's end, the pilot's own last. Unframed text is
+    returned as it is."""
+    tails = log_tails(console)
+    if not tails:
+        return console
+    outside: list[str] = []
+    inside = False
+    for line in console.splitlines():
+        if not inside and _FRAME.match(line):
+            inside = True
+        elif inside and line.startswith("==== end of ") and line.endswith(" ===="):
+            inside = False
+        elif not inside:
+            outside.append(line)
+    lines = outside[-10:]
+    own = "glidein-pilot.log"
+    for name in sorted(tails, key=lambda n: (n == own, n)):
+        if tails[name].strip():
+            lines += [f"--- {name}", *tails[name].splitlines()[-_keep(name) :]]
+    return "\n".join(lines)
+
+
 def log_tails(stdout: str) -> dict[str, str]:
     """The log ends a bootstrap printed, by log name (``MasterLog``, ``StartLog``,
     ``StarterLog.slot1_1``, ``glidein-pilot.log``); a frame cut short (the job killed

@@ -265,6 +265,7 @@ set -- "$SCRATCH/$ZIPAPP" \
     --config-dir "$SCRATCH/config.d" \
     --token-dir "$SCRATCH/tokens.d" \
     --log "$PILOT_LOG" \
+    --no-log-tails \
     --shutdown-command true
 [ -n "$MACHINE_AD" ] && set -- "$@" --machine-ad "$MACHINE_AD"
 [ -n "$JOB_AD" ] && set -- "$@" --job-ad "$JOB_AD"

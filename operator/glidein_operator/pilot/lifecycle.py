@@ -116,6 +116,7 @@ class Supervisor:
         max_failures: int = 5,
         master_exit: Callable[[], int | None] = lambda: None,
         startd_log: Path | None = None,
+        before_shutdown: Callable[[], None] = lambda: None,
     ) -> None:
         self.payload, self.state, self.runner, self.log = payload, state, runner, log
         self.shutdown_command = tuple(shutdown_command)
@@ -130,6 +131,7 @@ class Supervisor:
         self.failures = 0  # failed queries in a row since it last answered
         self.powered_off: bool | None = None  # whether the shutdown command succeeded
         self.startd_log = startd_log
+        self.before_shutdown = before_shutdown
         self.refused = ""  # the collector's refusal, said once in the boot log
 
     def startd_address(self) -> str:
@@ -272,6 +274,12 @@ class Supervisor:
             self.runner(["condor_off", "-graceful", "-daemon", "master"])
         except COMMAND_ERRORS as exc:
             self.log(f"condor_off failed, powering off anyway: {_describe(exc)}")
+        # The last moment anything on the machine can still be said (the power-off
+        # ends it): the log ends go to the console.
+        try:
+            self.before_shutdown()
+        except OSError as exc:
+            self.log(f"could not print the log ends: {exc}")
         try:
             self.runner(self.shutdown_command)
             self.powered_off = True

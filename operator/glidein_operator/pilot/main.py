@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from glidein_operator.pilot import condor_config, lifecycle, slot, sources
+from glidein_operator.pilot import bundle, condor_config, lifecycle, slot, sources
 from glidein_operator.pilot.payload import PayloadError, decode
 
 BOOT_LOG = Path("/var/log/glidein-pilot.log")
@@ -29,6 +29,7 @@ class BootLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lines: list[str] = []
+        self.framed: list[str] = []
 
     def __call__(self, line: str) -> None:
         stamped = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} glidein-pilot: {line}"
@@ -40,11 +41,25 @@ class BootLog:
         except OSError:
             pass
 
+    def print_tails(self, condor_log_dir: Path | None) -> None:
+        """The ends of HTCondor's logs and of this one on the console, framed
+        (``bundle.LOG_TAIL_BEGIN``/``END``): the console outlives the VM at the cloud, so
+        the operator reads them there, for the pilot's log in ``.status.pilotLogs``."""
+        self.framed = [
+            *bundle.condor_log_frames(condor_log_dir),
+            *bundle.frame(
+                "glidein-pilot.log", "\n".join(self.lines), bundle.TAIL_LINES["glidein-pilot.log"]
+            ),
+        ]
+        for line in self.framed:
+            print(line, file=sys.stderr, flush=True)
+
     def publish_opennebula(self) -> None:
         if shutil.which("onegate"):
             import base64
 
-            data = base64.b64encode("\n".join(self.lines[-200:]).encode()).decode()
+            said = [*self.lines[-200:], *self.framed]
+            data = base64.b64encode("\n".join(said).encode()).decode()
             subprocess.run(
                 ["onegate", "vm", "update", "--data", f"GLIDEIN_BOOT_LOG={data}"], check=False
             )
@@ -98,6 +113,19 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     opt("config-dir", "/etc/condor/config.d", "where the HTCondor configuration goes", type=Path)
     opt("token-dir", "/etc/condor/tokens.d", "where the pool token goes", type=Path)
     opt("log", str(BOOT_LOG), "boot log file", type=Path)
+    opt(
+        "condor-log-dir",
+        None,
+        "HTCondor's LOG directory, whose MasterLog, StartLog and StarterLogs end up on the "
+        "console at a fatal error and at shutdown (default: condor_config_val LOG)",
+        type=Path,
+    )
+    opt(
+        "no-log-tails",
+        False,
+        "print no log ends at the end (the grid bootstrap prints its own)",
+        action="store_true",
+    )
     opt("no-supervise", False, "write the configuration and exit", action="store_true")
     opt("interval", 30.0, "seconds between looks at the startd", type=float)
     opt("shutdown-command", "poweroff", "run at the end, whatever happened before")
@@ -187,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = decode(ctx.raw, time.time())
     except (sources.SourceError, PayloadError) as exc:
         log(f"FATAL: {exc}")
-        log.publish_opennebula()
-        return 2
+        return _end(log, args, 2)
     pilot_id = ctx.resolve_pilot_id(payload.batch)
     log(
         f"payload v{payload.version} from {ctx.source}: pilot {pilot_id}, entry {payload.entry}, "
@@ -204,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"FATAL: {', '.join(missing)} not found on PATH ({os.environ.get('PATH', '')}): "
                 "this image lacks HTCondor's execute packages"
             )
-            log.publish_opennebula()
-            return 2
+            return _end(log, args, 2)
     machine, why = slot.smallest(
         [
             slot.host(),
@@ -226,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         master = subprocess.Popen(["condor_master", "-f"])
     except OSError as exc:
         log(f"FATAL: cannot start condor_master: {exc}")
-        log.publish_opennebula()
-        return 2
+        return _end(log, args, 2)
     supervisor = lifecycle.Supervisor(
         payload,
         lifecycle.State(boot=boot, idle_since=None),
@@ -238,14 +263,38 @@ def main(argv: list[str] | None = None) -> int:
         startup_timeout=args.startup_timeout,
         max_failures=args.max_query_failures,
         master_exit=master.poll,
+        before_shutdown=lambda: _tails(log, args),
     )
     while supervisor.tick(time.time()) is not lifecycle.Action.SHUTDOWN:
         time.sleep(args.interval)
     stop_master(master, log, args.stop_timeout)
     if supervisor.fatal:
-        log.publish_opennebula()
         return 2
     return 0 if supervisor.powered_off else 1
+
+
+def _log_dir(args: argparse.Namespace) -> Path | None:
+    if args.condor_log_dir is not None:
+        return Path(args.condor_log_dir)
+    try:
+        found = lifecycle.run(["condor_config_val", "LOG"]).strip()
+    except lifecycle.COMMAND_ERRORS:
+        return None  # no HTCondor (the fatal error may be just that): the pilot's own log
+    return Path(found) if found else None
+
+
+def _tails(log: BootLog, args: argparse.Namespace) -> None:
+    """The log ends where the operator reads them: the console, and OneGate on OpenNebula
+    (done before the power-off, which ends everything)."""
+    if not args.no_log_tails:
+        log.print_tails(_log_dir(args))
+    log.publish_opennebula()
+
+
+def _end(log: BootLog, args: argparse.Namespace, code: int) -> int:
+    """A fatal error before supervision: the log ends on the console, then exit."""
+    _tails(log, args)
+    return code
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ REFUSAL_MEMORY = dt.timedelta(minutes=5)
 # Which pilots a plan's cancel count takes: never started first, then booting, then idle;
 # newest first within each (the least work lost). Never one running a job.
 CANCEL_ORDER = {PilotPhase.PENDING: 0, PilotPhase.BOOTING: 1, PilotPhase.IDLE: 2}
+# Reaped pilots whose console log (output, hold reason) says what went wrong.
+KEEP_LOG = frozenset({Reap.STUCK, Reap.NEVER_STARTED, Reap.ERROR, Reap.FINISHED})
 
 
 # --- what decide() is given ---------------------------------------------------------------
@@ -91,6 +93,10 @@ class Observed:
     judged: frozenset[str] = frozenset()
     started: dt.datetime = EPOCH
     announced: frozenset[str] = frozenset()
+    # Pilot id -> when this process first saw it idle in the collector.
+    idle_since: Mapping[str, dt.datetime] = field(default_factory=dict)
+    # When the oldest of the listings began (they are shared, and may be a minute old).
+    listed_as_of: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,7 @@ class Decision:
     seen_registered: frozenset[str] = frozenset()
     judged: frozenset[str] = frozenset()
     announced: frozenset[str] = frozenset()
+    idle_since: dict[str, dt.datetime] = field(default_factory=dict)
 
 
 @dataclass
@@ -254,9 +261,12 @@ def decide(
     timeouts = Timeouts(
         registration=spec.pilot.registration_timeout_td,
         lifetime=spec.pilot.lifetime_td,
+        idle=spec.pilot.idle_timeout_td,
     )
     all_cloud = [p for ps in seen.listings.values() for p in ps]
-    classified = classify(all_cloud, seen.registered, now, timeouts, seen.seen_registered)
+    classified = classify(
+        all_cloud, seen.registered, now, timeouts, seen.seen_registered, seen.idle_since
+    )
     money = spending.assess(
         spec=spec,
         uid=uid,
@@ -268,6 +278,7 @@ def decide(
         now=now,
         interval=policy.interval,
         grace=timeouts.grace,
+        listed_as_of=seen.listed_as_of,
     )
     # Pilots that powered off without registering first in the kept-log budget, then
     # stuck and failed ones among those reaped.
@@ -330,6 +341,7 @@ def decide(
         seen_registered=judging.remembered,
         judged=judging.judged,
         announced=frozenset(money.interrupted),
+        idle_since=classified.idle_since,
     )
 
 
@@ -425,13 +437,9 @@ def _reap(
     for p, why in {p.pilot_id: (p, why) for p, why in doomed}.values():
         if p.request_uid != uid:
             continue
-        keep = (
-            why in (Reap.STUCK, Reap.ERROR, Reap.FINISHED)
-            and p.cloud_id not in logs_kept
-            and logs_left > 0
-        )
+        keep = why in KEEP_LOG and p.cloud_id not in logs_kept and logs_left > 0
         logs_left -= keep
-        stuck[p.entry] += why is Reap.STUCK
+        stuck[p.entry] += why in (Reap.STUCK, Reap.NEVER_STARTED)
         reap.setdefault(p.entry, []).append(Reaping(p, why, keep))
     return reap, stuck
 

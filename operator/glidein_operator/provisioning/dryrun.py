@@ -9,7 +9,7 @@ limit bound each number.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import classad2
@@ -30,6 +30,7 @@ class DryRun:
     request: Resource
     plan: Plan
     entries: dict[str, CloudEntrySpec]
+    notes: list[str] = field(default_factory=list)  # said under the table (the budget)
 
 
 def dry_run(

@@ -11,6 +11,13 @@ ones must go (pure: time comes in).
   kept and it is terminated. When the collector could not be read (``registered`` is
   None) nobody is judged stuck: no answer is not "not registered", and the pilots that
   look unregistered may be running jobs.
+* Still pending past the registration timeout (a Nova server stuck in BUILD, a pod left
+  Pending, a grid job idle at the CE): it has not started, so it cannot have registered
+  either; reaped with its log kept, whether or not the collector answered.
+* Registered and idle past ``idleTimeout`` plus a grace: its startd should have shut
+  itself down (``STARTD_NOCLAIM_SHUTDOWN``) and did not; terminated from outside. Idle
+  time is counted from when this process first saw it idle (``idle_since``, handed in
+  and out), so a restart only ever makes the operator later, never early.
 * Older than its lifetime plus a grace: terminated from outside, whatever it says
   (the pilot should have drained and left; this is the belt to its braces).
 """
@@ -19,8 +26,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from glidein_operator.condor.pilots import RegisteredPilot, SlotState
 from glidein_operator.ground import CloudPilot, PilotState
@@ -31,6 +38,8 @@ class Reap(enum.StrEnum):
     SHUTDOWN = "stopped without terminating"
     ERROR = "failed"
     STUCK = "never registered"
+    NEVER_STARTED = "still pending past registrationTimeout"
+    IDLE = "idle past idleTimeout"
     EXPIRED = "outlived its lifetime"
     BUDGET = "budget kill switch"
     FINISHED = "finished"  # ended, its record lingering at the back end (``lingers``)
@@ -41,12 +50,17 @@ class Timeouts:
     registration: dt.timedelta
     lifetime: dt.timedelta
     grace: dt.timedelta = dt.timedelta(minutes=15)
+    idle: dt.timedelta | None = None  # None: never reaped for idleness from outside
+    # The pilot's own shutdown comes first: its supervisor's tick, condor_off, power-off.
+    idle_grace: dt.timedelta = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
 class Classified:
     views: list[PilotView]
     reap: list[tuple[CloudPilot, Reap]]
+    # Pilot id -> when first seen idle, for the registered pilots idle now.
+    idle_since: dict[str, dt.datetime] = field(default_factory=dict)
 
 
 _SLOT_PHASE = {
@@ -62,9 +76,12 @@ def classify(
     now: dt.datetime,
     timeouts: Timeouts,
     seen_registered: Collection[str] = (),
+    idle_since: Mapping[str, dt.datetime] | None = None,
 ) -> Classified:
     views: list[PilotView] = []
     reap: list[tuple[CloudPilot, Reap]] = []
+    # An unread collector says nothing of idleness: what was seen stays remembered.
+    idle_now: dict[str, dt.datetime] = dict(idle_since or {}) if registered is None else {}
     for p in cloud:
         if p.state is PilotState.TERMINATED:
             continue
@@ -81,6 +98,11 @@ def classify(
         reg = registered.get(p.pilot_id) if registered is not None else None
         if reg is not None:
             phase = _SLOT_PHASE[reg.state]
+            if reg.state is SlotState.IDLE:
+                since = idle_now[p.pilot_id] = (idle_since or {}).get(p.pilot_id, now)
+                if timeouts.idle is not None and now - since > timeouts.idle + timeouts.idle_grace:
+                    reap.append((p, Reap.IDLE))
+                    continue
             views.append(
                 PilotView(
                     p.pilot_id,
@@ -98,6 +120,9 @@ def classify(
             # retired) and the machine or job is ending. Neither capacity nor to cancel:
             # cancelling a grid pilot now would lose its output.
             phase = PilotPhase.RETIRING
+        elif p.state is PilotState.PENDING and age > timeouts.registration:
+            reap.append((p, Reap.NEVER_STARTED))
+            phase = PilotPhase.STUCK
         elif p.state is PilotState.PENDING:
             phase = PilotPhase.PENDING
         elif age > timeouts.registration and registered is not None:
@@ -106,4 +131,4 @@ def classify(
         else:
             phase = PilotPhase.BOOTING
         views.append(PilotView(p.pilot_id, p.request_uid, p.entry, p.instance_type, phase))
-    return Classified(views, reap)
+    return Classified(views, reap, idle_now)

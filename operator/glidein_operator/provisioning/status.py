@@ -11,6 +11,7 @@ from typing import Any
 from glidein_operator.api.base import ApiModel
 from glidein_operator.api.glideinrequest import EntryStatus, RequestTotals, UncoveredJobs
 from glidein_operator.ground import CloudPilot
+from glidein_operator.pilot.bundle import condensed
 from glidein_operator.provisioning.planner import PilotPhase, PilotView, Plan
 from glidein_operator.provisioning.report import explain
 
@@ -152,7 +153,9 @@ def changes(old: Mapping[str, Any] | None, new: dict[str, Any]) -> dict[str, Any
 
 
 def pilot_log(p: CloudPilot, reason: str, log: str, now: dt.datetime) -> dict[str, Any]:
-    text = log.strip()
+    # The ends of the pilot's HTCondor logs and its own, framed on its console at a fatal
+    # error or at shutdown, each kept short rather than the first of them cut off.
+    text = condensed(log).strip()
     return {
         "pilotId": p.pilot_id,
         "entry": p.entry,
@@ -177,6 +180,7 @@ ANNOUNCED = {
     "Degraded": "True",
     "EntriesBlocked": "True",
     "JobsUnmatched": "True",
+    "ImageDeprecated": "True",
 }
 
 
