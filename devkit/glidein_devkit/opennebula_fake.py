@@ -8,8 +8,14 @@ leave VMs behind, since OpenNebula has no terminate-on-shutdown.
 
 ``template.instantiate`` takes the extra template as XML (what pyone sends for nested
 dicts); unknown top-level attributes land in USER_TEMPLATE, as in oned.
-``vmpool.infoextended`` honours the kv filter on USER_TEMPLATE and offset pagination
-(``end < -1`` is a page size).
+``vmpool.infoextended`` honours the kv filter on USER_TEMPLATE and both of oned's ways
+to take part of the pool (PoolSharedAPI::dump, PoolSQL::oid_filter): with ``end < -1``,
+``start`` is an offset and ``-end`` a page size (``LIMIT start,-end``); otherwise, with
+``start != -1``, the ids from ``start`` to ``end`` (-1: no end). Ordered by id, ascending,
+or descending with ``list_order = "DESC"`` (oned.conf's API_LIST_ORDER).
+
+``latency`` (none by default): a cost per call and per VM in a pool listing, slept
+outside the lock, so that a listing of thousands is as slow as a loaded oned's.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import itertools
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
@@ -31,6 +37,15 @@ AUTH, AUTHZ, NO_EXISTS, ACTION = 0x0100, 0x0200, 0x0400, 0x0800
 # STATE / LCM_STATE numbers as oned uses them
 PENDING, ACTIVE, DONE, POWEROFF = 1, 3, 6, 8
 LCM_RUNNING, LCM_UNKNOWN = 3, 16
+
+
+@dataclass
+class Latency:
+    """Seconds oned takes: ``base`` per call, ``per_vm`` per VM a pool listing returns
+    (each VM's body read from the database and written out as XML)."""
+
+    base: float = 0.0
+    per_vm: float = 0.0
 
 
 @dataclass
@@ -57,6 +72,10 @@ class FakeOpenNebula:
         self.images = {1342: "glidein-el9"}
         self.templates = {42: "glidein-base"}
         self.calls: Counter[str] = Counter()
+        # The latest calls with their arguments (session left out), oldest first.
+        self.log: deque[tuple[str, tuple[Any, ...]]] = deque(maxlen=10_000)
+        self.list_order = "ASC"  # oned.conf's API_LIST_ORDER: "ASC" (its default) or "DESC"
+        self.latency = Latency()
         self._ids = itertools.count(100)
         self._lock = threading.RLock()
         self._server = SimpleXMLRPCServer(
@@ -91,6 +110,15 @@ class FakeOpenNebula:
         with self._lock:
             return [v.id for v in self.vms.values() if v.state != DONE]
 
+    def reset(self) -> None:
+        """Forget every VM and call (a leak check first, as ``stop``)."""
+        with self._lock:
+            if self.check_leaks:
+                leakcheck.note("the OpenNebula double", [str(v) for v in self.live()], [])
+            self.vms.clear()
+            self.calls.clear()
+            self.log.clear()
+
     def start(self) -> FakeOpenNebula:
         self._thread.start()
         return self
@@ -115,6 +143,9 @@ class FakeOpenNebula:
         def call(session: str, *args: Any) -> list[Any]:
             with self._lock:
                 self.calls[name] += 1
+                self.log.append((name, args))
+            if self.latency.base:
+                time.sleep(self.latency.base)
             user, _, password = str(session).partition(":")
             if self.users.get(user) != password:
                 return [False, f"[one.{name}] User couldn't be authenticated, aborting call.", AUTH]
@@ -139,8 +170,9 @@ class FakeOpenNebula:
             raise _OneError(NO_EXISTS, f"Error getting template [{template_id}].")
         with self._lock:
             if len(self.live()) >= self.vm_quota:
+                # As oned's Quota::check_quota, prefixed by the user (SharedAPI).
                 raise _OneError(
-                    AUTHZ, "User [2] : Not enough quota to allocate VM: VMS (quota exceeded)."
+                    AUTHZ, f"User [2] limit of {self.vm_quota} reached for VMS quota in VM"
                 )
             tmpl: dict[str, Any] = {}
             user: dict[str, str] = {}
@@ -164,22 +196,25 @@ class FakeOpenNebula:
 
     def _vmpool_infoextended(self, flt: int, start: int, end: int, state: int, kv: str = "") -> str:
         with self._lock:
-            vms = sorted(self.vms.values(), key=lambda v: v.id)
+            vms = sorted(self.vms.values(), key=lambda v: v.id, reverse=self.list_order == "DESC")
             for v in vms:
                 self._advance(v)
-        if state == -1:
-            vms = [v for v in vms if v.state != DONE]
-        elif state >= 0:
-            vms = [v for v in vms if v.state == state]
-        for cond in filter(None, (kv or "").split("&")):
-            key, _, value = cond.partition("=")
-            attr = key.removeprefix("USER_TEMPLATE/").removeprefix("VM.USER_TEMPLATE/")
-            vms = [v for v in vms if v.user_template.get(attr) == value]
-        if end < -1:  # offset pagination
-            vms = vms[start : start - end]
-        elif start >= 0 or end >= 0:
-            vms = [v for v in vms if v.id >= max(start, 0) and (end < 0 or v.id <= end)]
-        return "<VM_POOL>" + "".join(self._xml(v) for v in vms) + "</VM_POOL>"
+            if state == -1:
+                vms = [v for v in vms if v.state != DONE]
+            elif state >= 0:
+                vms = [v for v in vms if v.state == state]
+            for cond in filter(None, (kv or "").split("&")):
+                key, _, value = cond.partition("=")
+                attr = key.removeprefix("USER_TEMPLATE/").removeprefix("VM.USER_TEMPLATE/")
+                vms = [v for v in vms if v.user_template.get(attr) == value]
+            if end < -1:  # LIMIT start,-end: an offset and a page size
+                vms = vms[max(start, 0) : max(start, 0) - end]
+            elif start != -1:  # an id range
+                vms = [v for v in vms if v.id >= start and (end == -1 or v.id <= end)]
+            body = "<VM_POOL>" + "".join(self._xml(v) for v in vms) + "</VM_POOL>"
+        if self.latency.per_vm:
+            time.sleep(self.latency.per_vm * len(vms))
+        return body
 
     _vmpool_info = _vmpool_infoextended
 

@@ -2,11 +2,26 @@
 
 No emulator can be installed here, so this keeps just the parts our driver uses, with
 the behaviour that matters: tokens and a service catalogue, version discovery,
-servers with tags, metadata and multi-create naming (``name-1 .. name-N``), paginated
-``/servers/detail`` with server-side tag filtering, key pairs, console output, flavours,
-images, and errors in Nova's own shapes (404 itemNotFound, 403 quota, 429 overLimit,
-401 from Keystone). Servers go BUILD -> ACTIVE; a test can shut one off (SHUTOFF, as
-OpenStack does when a VM powers itself off: it ignores terminate-on-shutdown).
+servers with tags, metadata and multi-create naming (``name-1 .. name-N``), key pairs,
+console output, flavours, images, and errors in Nova's own shapes (404 itemNotFound,
+403 quota, 429 overLimit, 401 from Keystone). Servers go BUILD -> ACTIVE; a test can shut
+one off (SHUTOFF, as OpenStack does when a VM powers itself off: it ignores
+terminate-on-shutdown).
+
+At scale, as Nova:
+
+- ``/servers/detail`` is paginated: ``limit`` (capped at ``[api] max_limit``, 1000),
+  ``marker`` (the last server of the previous page; a server deleted since still marks
+  its place, as Nova reads deleted rows for markers), newest first (``created_at``, then
+  the row id, descending), server-side tag filtering, and a ``servers_links`` "next"
+  whenever a page is full, carrying the request's own parameters;
+- quotas (``quota``: instances, cores, ram; none by default) are checked at create the
+  way Nova's API does for a multi-create: as many as fit between ``min_count`` and
+  ``max_count``, else 403 "Quota exceeded for instances: Requested N, but already used M
+  of L instances";
+- a latency model (``latency``; none by default): a cost per compute request, per server
+  in a listing page and per server a create asks for, slept outside the lock so that
+  concurrent requests overlap as on a Nova API with several workers.
 
 Programmable under ``/_fake/``: queue faults, read call counts, shut servers off.
 """
@@ -15,22 +30,47 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import json
 import re
 import sys
 import threading
+import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 from glidein_devkit import leakcheck
 from glidein_devkit.controlplane.cluster import free_port
 
-MAX_LIMIT = 1000
+MAX_LIMIT = 1000  # Nova's [api] max_limit
 MICROVERSION = "2.96"
+
+
+@dataclass
+class Latency:
+    """Seconds Nova takes to answer. ``base``: any compute request (auth middleware, an
+    API worker, a database round trip). ``per_listed``: each server of a listing page
+    (Nova joins each instance's metadata, tags, flavour, and its addresses from the
+    network info cache, then builds its view: what makes large listings slow).
+    ``per_created``: each server a create asks for (a build request and request spec
+    each, before the API answers 202)."""
+
+    base: float = 0.0
+    per_listed: float = 0.0
+    per_created: float = 0.0
+
+
+@dataclass
+class Quota:
+    """The project's Nova quotas; None: unlimited (-1 in Nova)."""
+
+    instances: int | None = None
+    cores: int | None = None
+    ram: int | None = None
 
 
 @dataclass
@@ -52,10 +92,18 @@ class OpenStackState:
     flavors: dict[str, dict[str, Any]] = field(default_factory=dict)
     images: dict[str, dict[str, Any]] = field(default_factory=dict)
     servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Deleted servers' places in the listing order (id -> row id): a marker still
+    # resolves after its server is gone.
+    deleted: dict[str, int] = field(default_factory=dict)
     keypairs: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
     faults: deque[Fault] = field(default_factory=deque)
     calls: Counter[str] = field(default_factory=Counter)
+    # The latest requests, "METHOD path?query", oldest first.
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=10_000))
+    quota: Quota = field(default_factory=Quota)
+    latency: Latency = field(default_factory=Latency)
+    rows: Any = field(default_factory=lambda: itertools.count(1))  # Nova's instances.id
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -145,6 +193,23 @@ class FakeOpenStack:
         with self.state.lock:
             return dict(self.state.calls)
 
+    def requests(self, prefix: str = "") -> list[str]:
+        """The latest requests ("GET /compute/v2.1/servers/detail?..."), oldest first."""
+        with self.state.lock:
+            return [r for r in self.state.log if r.startswith(prefix)]
+
+    def set_quota(
+        self, instances: int | None = None, cores: int | None = None, ram: int | None = None
+    ) -> None:
+        with self.state.lock:
+            self.state.quota = Quota(instances, cores, ram)
+
+    def set_latency(
+        self, base: float = 0.0, per_listed: float = 0.0, per_created: float = 0.0
+    ) -> None:
+        with self.state.lock:
+            self.state.latency = Latency(base, per_listed, per_created)
+
     def reset(self) -> None:
         with self.state.lock:
             if self.check_leaks:
@@ -152,9 +217,13 @@ class FakeOpenStack:
                     "the OpenStack double", sorted(self.state.servers), sorted(self.state.keypairs)
                 )
             self.state.servers.clear()
+            self.state.deleted.clear()
             self.state.keypairs.clear()
             self.state.faults.clear()
             self.state.calls.clear()
+            self.state.log.clear()
+            self.state.quota = Quota()
+            self.state.latency = Latency()
 
     def start(self) -> FakeOpenStack:
         self._thread.start()
@@ -249,6 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"calls": self.fake.calls()})
         with st.lock:
             st.calls[f"{method} {re.sub(r'/[0-9a-f-]{36}', '/{id}', path)}"] += 1
+            st.log.append(f"{method} {self.path}")
             for fault in list(st.faults):
                 if fault.method == method and re.search(fault.pattern, path):
                     fault.times -= 1
@@ -271,6 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
         if path.startswith("/compute"):
+            if st.latency.base:
+                time.sleep(st.latency.base)
             return self._compute(method, path.removeprefix("/compute"), query, body)
         if path.startswith("/image"):
             return self._image(method, path.removeprefix("/image"))
@@ -386,7 +458,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/servers" and method == "POST":
             return self._create(body.get("server", {}))
         if path in ("/servers", "/servers/detail") and method == "GET":
-            return self._list(query)
+            return self._list(query, path.strip("/"))
         m = re.fullmatch(r"/servers/([^/]+)(/action)?", path)
         if m:
             sid, action = m.groups()
@@ -404,10 +476,14 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             if method == "GET" and not action:
                 self._advance(server)
-                return self._send(200, {"server": server})
+                return self._send(
+                    200, {"server": {k: v for k, v in server.items() if not k.startswith("_")}}
+                )
             if method == "DELETE" and not action:
                 with st.lock:
-                    st.servers.pop(sid, None)
+                    gone = st.servers.pop(sid, None)
+                    if gone is not None:
+                        st.deleted[sid] = gone["_row"]
                 return self._send(204)
             if method == "POST" and action:
                 if "os-getConsoleOutput" in body:
@@ -443,12 +519,18 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(
                 400, {"badRequest": {"code": 400, "message": f"Invalid key_name {req['key_name']}"}}
             )
-        count = int(req.get("max_count") or req.get("min_count") or 1)
+        max_count = int(req.get("max_count") or req.get("min_count") or 1)
+        min_count = int(req.get("min_count") or 1)
         if req.get("user_data"):
             base64.b64decode(req["user_data"], validate=True)  # Nova rejects non-base64
+        if st.latency.per_created:
+            time.sleep(st.latency.per_created * max_count)
         reservation = f"r-{uuid.uuid4().hex[:8]}"
         first = None
         with st.lock:
+            count, refusal = self._fit_quota(flavor, min_count, max_count)
+            if refusal:
+                return self._send(403, {"forbidden": {"code": 403, "message": refusal}})
             for n in range(1, count + 1):
                 sid = str(uuid.uuid4())
                 name = req["name"] if count == 1 else f"{req['name']}-{n}"
@@ -482,6 +564,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "OS-EXT-SRV-ATTR:reservation_id": reservation,
                     "OS-EXT-SRV-ATTR:launch_index": n - 1,
                     "_console": f"[fake-nova] booting {name}\ncloud-init: user data {len(req.get('user_data') or '')} bytes\n",
+                    "_row": next(st.rows),
                 }
                 first = first or st.servers[sid]
         assert first is not None
@@ -499,38 +582,94 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def _list(self, query: dict[str, list[str]]) -> None:
+    def _fit_quota(self, flavor: dict[str, Any], min_count: int, max_count: int) -> tuple[int, str]:
+        """(servers to create, "") or (0, Nova's 403 message), as nova.compute.api's
+        _check_num_instances_quota: all of max_count if they fit, else as many as fit if
+        that is at least min_count, else TooManyInstances. The caller holds the lock."""
         st = self.fake.state
-        limit = min(int(query.get("limit", [str(MAX_LIMIT)])[0]), MAX_LIMIT)
+        servers = st.servers.values()
+        used = {
+            "instances": len(servers),
+            "cores": sum(int(s["flavor"]["vcpus"]) for s in servers),
+            "ram": sum(int(s["flavor"]["ram"]) for s in servers),
+        }
+        each = {"instances": 1, "cores": int(flavor["vcpus"]), "ram": int(flavor["ram"])}
+        limits = {
+            k: v
+            for k, v in (
+                ("instances", st.quota.instances),
+                ("cores", st.quota.cores),
+                ("ram", st.quota.ram),
+            )
+            if v is not None
+        }
+        allowed = min(
+            (max(0, (limits[k] - used[k]) // each[k]) for k in limits if each[k]),
+            default=max_count,
+        )
+        if allowed >= max_count:
+            return max_count, ""
+        if allowed >= min_count:
+            return allowed, ""
+        overs = sorted(k for k in limits if used[k] + each[k] * max_count > limits[k])
+        wanted = {
+            "instances": str(min_count) if min_count == max_count else f"{min_count}-{max_count}",
+            "cores": str(each["cores"] * max_count),
+            "ram": str(each["ram"] * max_count),
+        }
+        what = ", ".join(overs)
+        return 0, (
+            f"Quota exceeded for {what}: Requested {', '.join(wanted[k] for k in overs)}, "
+            f"but already used {', '.join(str(used[k]) for k in overs)} of "
+            f"{', '.join(str(limits[k]) for k in overs)} {what}"
+        )
+
+    def _list(self, query: dict[str, list[str]], collection: str = "servers/detail") -> None:
+        st = self.fake.state
+        try:
+            limit = min(int(query.get("limit", [str(MAX_LIMIT)])[0]), MAX_LIMIT)
+        except ValueError:
+            limit = -1
+        if limit < 0:
+            return self._send(
+                400, {"badRequest": {"code": 400, "message": "limit must be an integer >= 0"}}
+            )
         marker = query.get("marker", [""])[0]
         tags = set(",".join(query.get("tags", [])).split(",")) - {""}
         name_re = query.get("name", [""])[0]
         with st.lock:
-            servers = sorted(st.servers.values(), key=lambda s: (s["created"], s["id"]))
-            for s in servers:
-                self._advance(s)
-        servers = [s for s in servers if tags <= set(s["tags"])]
-        if name_re:
-            servers = [s for s in servers if re.search(name_re, s["name"])]
-        start = 0
-        if marker:
-            ids = [s["id"] for s in servers]
-            if marker not in ids:
+            if marker and marker not in st.servers and marker not in st.deleted:
                 return self._send(
                     400, {"badRequest": {"code": 400, "message": f"marker [{marker}] not found"}}
                 )
-            start = ids.index(marker) + 1
-        page = servers[start : start + limit]
-        out: dict[str, Any] = {
-            "servers": [{k: v for k, v in s.items() if not k.startswith("_")} for s in page]
-        }
-        if start + limit < len(servers):
-            q = f"limit={limit}&marker={page[-1]['id']}" + (
-                f"&tags={','.join(sorted(tags))}" if tags else ""
+            after = (
+                (st.servers[marker]["_row"] if marker in st.servers else st.deleted[marker])
+                if marker
+                else None
             )
-            out["servers_links"] = [
-                {"rel": "next", "href": f"{self.fake.base}/compute/v2.1/servers/detail?{q}"}
-            ]
+            # Nova's default order: created_at desc, then id (the row's) desc; a second's
+            # servers in reverse creation order, which is the row order.
+            servers = sorted(st.servers.values(), key=lambda s: s["_row"], reverse=True)
+            for s in servers:  # a listing moves every server on (BUILD -> ACTIVE)
+                self._advance(s)
+            if after is not None:
+                servers = [s for s in servers if s["_row"] < after]
+            servers = [s for s in servers if tags <= set(s["tags"])]
+            if name_re:
+                servers = [s for s in servers if re.search(name_re, s["name"])]
+            page = servers[:limit]
+            out: dict[str, Any] = {
+                "servers": [{k: v for k, v in s.items() if not k.startswith("_")} for s in page]
+            }
+        if page and len(page) == limit:
+            # As Nova's _get_collection_links: a full page gets a "next" link, with the
+            # request's own parameters (sorted) and the page's last server as the marker.
+            params = {k: v for k, v in sorted(query.items()) if k != "marker"}
+            params["marker"] = [page[-1]["id"]]
+            href = f"{self.fake.base}/compute/v2.1/{collection}?{urlencode(params, doseq=True)}"
+            out["servers_links"] = [{"rel": "next", "href": href}]
+        if st.latency.per_listed:
+            time.sleep(st.latency.per_listed * len(page))
         return self._send(200, out)
 
     def _keypairs(self, method: str, name: str, body: dict[str, Any]) -> None:
