@@ -63,6 +63,7 @@ class PoolReader:
         self._jobs: dict[str, _Entry] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._slots: tuple[float, list[RegisteredPilot]] | None = None
+        self._by_id: tuple[list[RegisteredPilot], dict[str, RegisteredPilot]] | None = None
         self._slots_lock = asyncio.Lock()
 
     async def clusters(self, schedd: str, expressions: tuple[str, ...]) -> list[JobCluster]:
@@ -82,6 +83,14 @@ class PoolReader:
             clusters = await asyncio.to_thread(cluster_jobs, schedd, ads, significant)
             self._jobs[schedd] = _Entry(now, attributes, clusters)
             return clusters
+
+    async def registered(self, now_epoch: float) -> dict[str, RegisteredPilot]:
+        """``pilots`` by pilot id: one dict for every request reading this pool while the
+        answer is fresh (each request building its own was a dict of every pilot each)."""
+        pilots = await self.pilots(now_epoch)
+        if self._by_id is None or self._by_id[0] is not pilots:
+            self._by_id = (pilots, {p.pilot_id: p for p in pilots})
+        return self._by_id[1]
 
     async def pilots(self, now_epoch: float) -> list[RegisteredPilot]:
         async with self._slots_lock:

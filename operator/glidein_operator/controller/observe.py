@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -38,6 +39,8 @@ from glidein_operator.provisioning.eligibility import (
     candidates,
     credential_for,
 )
+from glidein_operator.provisioning.lifecycle import shared_phases
+from glidein_operator.provisioning.planner import PilotPhase
 
 
 @dataclass
@@ -127,7 +130,7 @@ async def observe(
         try:
             reader = rt.reader(spec.collector, token, source)
             try:
-                registered = {p.pilot_id: p for p in await reader.pilots(now.timestamp())}
+                registered = await reader.registered(now.timestamp())
             except CondorError:
                 reason = "CollectorUnreachable"
                 raise
@@ -164,6 +167,7 @@ async def observe(
             announced=frozenset(rt.interruptions.get(uid, set())),
             idle_since=dict(rt.idle_since.get(uid, {})),
             listed_as_of=min(as_of.values(), default=None),
+            phases_at={e: _phases(ps, registered) for e, ps in listings.items()},
         ),
         drivers=drivers,
         pool_credential=pool_credential,
@@ -264,3 +268,24 @@ async def pool_token(
             )
         return None, token
     return f"Secret {ref.name!r} has neither signingKey nor {key}"
+
+
+# Phase counts per (listing, collector answer): both are shared by every request reading
+# them in a cycle, so each is counted once, not once per request (the objects are kept
+# with their counts, so an id is not reused while it is a key).
+_PHASES: dict[tuple[int, int], tuple[object, object, Counter[PilotPhase]]] = {}
+
+
+def _phases(
+    listing: list[CloudPilot], registered: dict[str, RegisteredPilot] | None
+) -> Counter[PilotPhase]:
+    key = (id(listing), id(registered))
+    found = _PHASES.get(key)
+    if found is None:
+        if len(_PHASES) > 4096:
+            _PHASES.clear()
+        counts: Counter[PilotPhase] = Counter()
+        for by_phase in shared_phases(listing, registered).values():
+            counts += by_phase
+        found = _PHASES[key] = (listing, registered, counts)
+    return found[2]

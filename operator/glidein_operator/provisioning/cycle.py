@@ -39,7 +39,7 @@ from glidein_operator.money import spending
 from glidein_operator.money.ledger import parse_time
 from glidein_operator.pilot.lifecycle import refusal_in_console
 from glidein_operator.provisioning import status as st
-from glidein_operator.provisioning.lifecycle import Reap, Timeouts, classify
+from glidein_operator.provisioning.lifecycle import Reap, Timeouts, classify, shared_phases
 from glidein_operator.provisioning.planner import Candidate, PilotPhase, Plan, plan
 
 Event = tuple[str, str, str]  # (Normal|Warning, reason, message)
@@ -97,6 +97,9 @@ class Observed:
     idle_since: Mapping[str, dt.datetime] = field(default_factory=dict)
     # When the oldest of the listings began (they are shared, and may be a minute old).
     listed_as_of: dt.datetime | None = None
+    # Every pilot at each listed entry by phase (``lifecycle.shared_phases``), counted once
+    # for all requests reading the same listing; None: counted here.
+    phases_at: Mapping[str, Counter[PilotPhase]] | None = None
 
 
 @dataclass(frozen=True)
@@ -215,9 +218,10 @@ def cancellable(
 
 
 def ended_batches(listing: list[CloudPilot], uid: str) -> set[str]:
-    """This request's batches with no pilot left alive."""
-    alive = {p.batch for p in listing if p.state is not PilotState.TERMINATED}
-    return {p.batch for p in listing if p.request_uid == uid and p.batch} - alive
+    """This request's batches with no pilot left alive (a batch is one request's)."""
+    mine = [p for p in listing if p.request_uid == uid]
+    alive = {p.batch for p in mine if p.state is not PilotState.TERMINATED}
+    return {p.batch for p in mine if p.batch} - alive
 
 
 def ended_while_watched(p: CloudPilot, started: dt.datetime) -> bool:
@@ -264,8 +268,17 @@ def decide(
         idle=spec.pilot.idle_timeout_td,
     )
     all_cloud = [p for ps in seen.listings.values() for p in ps]
+    # This request's pilots are judged in full; the others only counted where entry and
+    # operator limits are shared (their own requests judge them): one request's cycle
+    # costs its pilots, not every pilot at its entries.
+    mine = [p for p in all_cloud if p.request_uid == uid]
+    if seen.phases_at is not None:
+        own = shared_phases(mine, seen.registered)
+        others = {e: c - own.get(e, Counter()) for e, c in seen.phases_at.items()}
+    else:
+        others = shared_phases((p for p in all_cloud if p.request_uid != uid), seen.registered)
     classified = classify(
-        all_cloud, seen.registered, now, timeouts, seen.seen_registered, seen.idle_since
+        mine, seen.registered, now, timeouts, seen.seen_registered, seen.idle_since
     )
     money = spending.assess(
         spec=spec,
@@ -286,7 +299,7 @@ def decide(
     # Ended pilots whose record lingers (finished grid jobs) go too, their output kept,
     # unless judged for ending unregistered just now (that keeps their log already).
     judged_now = {p.cloud_id for ps in judging.unregistered.values() for p, _keep in ps}
-    finished = [(p, Reap.FINISHED) for p in all_cloud if p.lingers]
+    finished = [(p, Reap.FINISHED) for p in mine if p.lingers]
     doomed = [*classified.reap, *money.kill, *finished]
     reap, stuck = _reap(doomed, uid, st.KEPT_PILOT_LOGS - judging.logs_kept, judged_now)
 
@@ -307,9 +320,10 @@ def decide(
             **{e: f"listing failed: {m}" for e, m in seen.listing_errors.items()},
             **{e: why for e, why in money.kill_blocked.items() if e in seen.listings},
         },
-        global_headroom=_headroom(policy.max_pilots, classified.views),
+        global_headroom=_headroom(policy.max_pilots, classified.views, others),
         hold=hold,
         caps=caps,
+        others=others,
     )
     final = within_budget(planned, money, entries, now)
 
@@ -398,16 +412,21 @@ def _judge(seen: Observed, uid: str) -> _Judging:
     out = _Judging(remembered=seen.seen_registered, judged=seen.judged)
     if seen.registered is None:
         return out  # the collector was not read: nobody can be judged
-    remembered = set(seen.seen_registered) | set(seen.registered)
+    registered = seen.registered
+    mine = {e: [p for p in listing if p.request_uid == uid] for e, listing in seen.listings.items()}
+    # This request's own pilots only: what is remembered grows with the request's
+    # pilots, not with everyone's registered in the pool.
+    remembered = set(seen.seen_registered) | {
+        p.pilot_id for ps in mine.values() for p in ps if p.pilot_id in registered
+    }
     judged = set(seen.judged)
-    for entry, listing in seen.listings.items():
-        if any(p.pilot_id in seen.registered for p in listing if p.request_uid == uid):
+    for entry, listing in mine.items():
+        if any(p.pilot_id in registered for p in listing):
             out.registered_at.add(entry)
         failed = [
             p
             for p in listing
-            if p.request_uid == uid
-            and p.shut_itself_down
+            if p.shut_itself_down
             and p.pilot_id not in remembered
             and p.cloud_id not in judged
             and ended_while_watched(p, seen.started)
@@ -497,10 +516,13 @@ def _orders(
     return launches
 
 
-def _headroom(max_pilots: int | None, views: list[Any]) -> int | None:
+def _headroom(
+    max_pilots: int | None, views: list[Any], others: Mapping[str, Counter[PilotPhase]]
+) -> int | None:
     if max_pilots is None:
         return None
-    return max_pilots - sum(1 for v in views if v.phase is not PilotPhase.STUCK)
+    theirs = sum(n for c in others.values() for ph, n in c.items() if ph is not PilotPhase.STUCK)
+    return max_pilots - theirs - sum(1 for v in views if v.phase is not PilotPhase.STUCK)
 
 
 def within_budget(

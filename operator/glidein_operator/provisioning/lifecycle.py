@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -132,3 +133,33 @@ def classify(
             phase = PilotPhase.BOOTING
         views.append(PilotView(p.pilot_id, p.request_uid, p.entry, p.instance_type, phase))
     return Classified(views, reap, idle_now)
+
+
+def shared_phases(
+    cloud: Iterable[CloudPilot], registered: dict[str, RegisteredPilot] | None
+) -> dict[str, Counter[PilotPhase]]:
+    """Other requests' pilots, per entry and phase, as far as the limits they share with
+    this request need them (entry maxPilots and maxIdlePilots, the operator's own): their
+    requests judge, time out and reap them. Cheaper than ``classify``: one look each. A
+    pilot its own request is about to reap (stuck, expired) still counts here until it
+    is gone, which errs on the side of the limits."""
+    out: dict[str, Counter[PilotPhase]] = {}
+    seen = registered or {}
+    for p in cloud:
+        if p.state in _ENDED:
+            continue
+        reg = seen.get(p.pilot_id)
+        if reg is not None:
+            phase = _SLOT_PHASE[reg.state]
+        elif p.state is PilotState.PENDING:
+            phase = PilotPhase.PENDING
+        else:
+            phase = PilotPhase.BOOTING
+        counts = out.get(p.entry)
+        if counts is None:
+            counts = out[p.entry] = Counter()
+        counts[phase] += 1
+    return out
+
+
+_ENDED = frozenset({PilotState.TERMINATED, PilotState.SHUTDOWN, PilotState.ERROR})

@@ -186,6 +186,7 @@ def plan(
     matcher: Matcher | None = None,
     hold: str = "",
     caps: Mapping[str, tuple[int, str]] | None = None,
+    others: Mapping[str, Mapping[PilotPhase, int]] | None = None,
 ) -> Plan:
     """Decide launches and cancellations for one request.
 
@@ -195,6 +196,8 @@ def plan(
     ``global_headroom``: pilots the operator-wide limit still allows.
     ``hold``: why nothing may launch at all ("" when launches may go).
     ``caps``: per entry, a further bound on launches and its name (a rate limit, a backoff).
+    ``others``: other requests' pilots per entry and phase, where ``pilots`` holds only
+    this request's (``lifecycle.shared_phases``).
     """
     ramp = ramp or Ramp()
     blocked = dict(blocked or {})
@@ -231,6 +234,9 @@ def plan(
                 blind[p.entry] += share
     all_alive: Counter[str] = Counter(p.entry for p in pilots if p.phase in ALIVE)
     all_idle: Counter[str] = Counter(p.entry for p in pilots if p.phase in NOT_RUNNING)
+    for entry, phases in (others or {}).items():
+        all_alive[entry] += sum(n for ph, n in phases.items() if ph in ALIVE)
+        all_idle[entry] += sum(n for ph, n in phases.items() if ph in NOT_RUNNING)
 
     # --- per-entry room for new pilots -------------------------------------------------
     work: dict[str, _EntryWork] = {}
