@@ -157,6 +157,25 @@ def machine_ad(
     return ad
 
 
+# Machine ads by (entry, its spec, type, image) object: every request's Matcher reads the
+# same entries in a cycle, and building an ad (its offer attributes parsed as ClassAd
+# expressions) cost 0.15 ms each, 100 entries x 50 requests a cycle. The objects are kept
+# with their ad, so an id is not reused while it is a key; Matchers never change an ad.
+_ADS: dict[tuple[str, int, str, int], tuple[object, object, classad2.ClassAd]] = {}
+
+
+def _shared_ad(
+    entry: str, spec: CloudEntrySpec, itype: InstanceType, image: VMImageSpec | None
+) -> classad2.ClassAd:
+    key = (entry, id(spec), itype.name, id(image))
+    found = _ADS.get(key)
+    if found is None:
+        if len(_ADS) > 8192:
+            _ADS.clear()
+        found = _ADS[key] = (spec, image, machine_ad(entry, spec, itype, image))
+    return found[2]
+
+
 def offer_order(
     spec: CloudEntrySpec, itype: InstanceType
 ) -> tuple[bool, Decimal, int, int, int, int]:
@@ -212,7 +231,7 @@ class Matcher:
                         disk_kb=parse_quantity(itype.disk) // KIB,
                         gpus=itype.gpus,
                         price=launch_price(spec, itype.name),
-                        ad=machine_ad(name, spec, itype, image),
+                        ad=_shared_ad(name, spec, itype, image),
                     )
                 )
                 group_of.append(len(groups))
