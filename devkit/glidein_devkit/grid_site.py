@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from glidein_devkit.condor_pool import SUBMIT_USER, CondorPool, is_root
 
@@ -103,6 +104,28 @@ class Site(CondorPool):
     def queue(self) -> list[str]:
         out = self.tool("condor_q", "-allusers", "-af", "GlobalJobId", "JobStatus").stdout
         return [line for line in out.splitlines() if line.strip()]
+
+
+def grid_settings(
+    site: Site, submitter: Submitter, key_secret: str, tarball_url: str | None = None
+) -> dict[str, Any]:
+    """A CloudEntry's ``spec.grid`` (as the API spells it) for pilots at ``site`` through
+    ``submitter``, whose signing key is in the Secret ``key_secret``."""
+    settings: dict[str, Any] = {
+        "ceType": "condor",
+        "endpoint": site.collector,
+        "scheddName": site.schedd_name,
+        "submitter": {
+            "collector": submitter.collector,
+            "schedd": submitter.schedd_name,
+            "trustDomain": submitter.trust_domain,
+            "user": submitter.user,
+            "tokenSecretRef": {"name": key_secret},
+        },
+    }
+    if tarball_url:
+        settings["condorTarballUrl"] = tarball_url
+    return settings
 
 
 def place_tokens(folder: Path, tokens: Mapping[str, bytes], user: str) -> None:

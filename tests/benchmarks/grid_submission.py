@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from glidein_devkit.condor_pool import find_condor
-from glidein_devkit.grid_site import Site, Submitter, place_tokens
+from glidein_devkit.grid_site import Site, Submitter, grid_settings, place_tokens
 from glidein_operator.api.cloudentry import GridSettings, GridSubmitter
 from glidein_operator.clouds.grid import GridDriver
 from glidein_operator.condor.grid import GridSchedd, HTCondorGridSchedd
@@ -76,20 +76,7 @@ def main() -> None:
         submitter.start()
         site.start()
         print(f"submitter and site ready in {time.monotonic() - t0:.1f}s ({condor.origin})")
-        settings = GridSettings.model_validate(
-            {
-                "ceType": "condor",
-                "endpoint": site.collector,
-                "scheddName": site.schedd_name,
-                "submitter": {
-                    "collector": submitter.collector,
-                    "schedd": submitter.schedd_name,
-                    "trustDomain": submitter.trust_domain,
-                    "user": submitter.user,
-                    "tokenSecretRef": {"name": "unused"},
-                },
-            }
-        )
+        settings = GridSettings.model_validate(grid_settings(site, submitter, "unused"))
         assert settings.submitter is not None
         submitters = LocalSubmitters(submitter, work / "operator-tokens")
         driver = GridDriver(

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from glidein_devkit.condor_pool import CondorPool, job
-from glidein_devkit.grid_site import Site, Submitter, place_tokens, served
+from glidein_devkit.grid_site import Site, Submitter, grid_settings, place_tokens, served
 from glidein_devkit.kube import OPERATOR_NAMESPACE
 from glidein_devkit.resources import cloud_entry, trust_domain
 from tests.condor.support import (
@@ -195,19 +195,7 @@ def grid_story(
                         "type": "grid",
                         "trustDomain": td,
                         "site": "SITE",
-                        "grid": {
-                            "ceType": "condor",
-                            "endpoint": site.collector,
-                            "scheddName": site.schedd_name,
-                            "submitter": {
-                                "collector": submitter.collector,
-                                "schedd": submitter.schedd_name,
-                                "trustDomain": submitter.trust_domain,
-                                "user": submitter.user,
-                                "tokenSecretRef": {"name": key_secret},
-                            },
-                            "condorTarballUrl": url,
-                        },
+                        "grid": grid_settings(site, submitter, key_secret, url),
                         "instanceTypes": [ONE_CORE],
                         "limits": {"maxPilots": 10},
                     },

@@ -22,31 +22,16 @@ from glidein_operator.controller.keeper import Credential
 from glidein_operator.controller.reconcile import World, reconcile
 from glidein_operator.controller.runtime import Runtime, Settings
 from glidein_operator.ground import PilotState
+from tests.support.planning import grid_spec
 
 START = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 SIGNING_KEY = bytes(range(64))
 
 
 def grid_entry(name: str) -> tuple[CloudEntrySpec, dict[str, str], int]:
-    spec = CloudEntrySpec.model_validate(
-        {
-            "type": "grid",
-            "trustDomain": "osg",
-            "site": name,
-            "grid": {
-                "ceType": "condor",
-                "endpoint": f"{name}.example.org:9619",
-                "submitter": {
-                    "collector": "submit.example.org",
-                    "schedd": "glidein-submitter",
-                    "tokenSecretRef": {"name": "submit-key"},
-                },
-            },
-            "instanceTypes": [{"name": "4c", "cpus": 4, "memory": "8Gi"}],
-            "limits": {"maxPilots": 100_000, "maxLaunchPerCycle": 10_000},
-        }
-    )
-    return spec, {}, 1
+    types = [{"name": "4c", "cpus": 4, "memory": "8Gi"}]
+    limits = {"maxPilots": 100_000, "maxLaunchPerCycle": 10_000}
+    return grid_spec(name, types=types, limits=limits), {}, 1
 
 
 def request_spec(schedd: str, secret: str = "tok") -> GlideinRequestSpec:  # noqa: S107

@@ -23,7 +23,7 @@ SITE_MATCH = (
 )
 
 
-def entry(
+def grid_spec(
     name: str,
     *,
     site: str | None = None,
@@ -31,8 +31,9 @@ def entry(
     limits: dict[str, Any] | None = None,
     enabled: bool = True,
     attributes: dict[str, str] | None = None,
-) -> Candidate:
-    spec = CloudEntrySpec.model_validate(
+) -> CloudEntrySpec:
+    """A grid entry at ``<name>.example.org`` (free: the planner's tests need no price)."""
+    return CloudEntrySpec.model_validate(
         {
             "type": "grid",
             "trustDomain": "osg",
@@ -51,6 +52,20 @@ def entry(
             "limits": limits or {},
             "attributes": attributes or {},
         }
+    )
+
+
+def entry(
+    name: str,
+    *,
+    site: str | None = None,
+    types: list[dict[str, Any]] | None = None,
+    limits: dict[str, Any] | None = None,
+    enabled: bool = True,
+    attributes: dict[str, str] | None = None,
+) -> Candidate:
+    spec = grid_spec(
+        name, site=site, types=types, limits=limits, enabled=enabled, attributes=attributes
     )
     return Candidate(name, spec)
 

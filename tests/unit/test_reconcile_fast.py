@@ -18,6 +18,7 @@ from glidein_operator.condor.reader import PoolReader
 from glidein_operator.controller.reconcile import Outcome, World
 from glidein_operator.controller.runtime import Runtime, Settings
 from glidein_operator.ground import PilotState
+from tests.support.planning import grid_spec
 from tests.support.simulation import reconcile_once
 
 SCHEDD = "schedd@submit.test"
@@ -26,24 +27,7 @@ SECRETS = {"token": b"scitoken-value", "signingKey": bytes(range(64))}
 
 
 def _entry(name: str) -> tuple[CloudEntrySpec, dict[str, str], int]:
-    spec = CloudEntrySpec.model_validate(
-        {
-            "type": "grid",
-            "trustDomain": "osg",
-            "site": name,
-            "grid": {
-                "ceType": "condor",
-                "endpoint": f"{name}.example.org:9619",
-                "submitter": {
-                    "collector": "submit.example.org",
-                    "schedd": "glidein-submitter",
-                    "tokenSecretRef": {"name": "submit-key"},
-                },
-            },
-            "instanceTypes": [{"name": "4c", "cpus": 4, "memory": "8Gi"}],
-        }
-    )
-    return spec, {}, 1
+    return grid_spec(name, types=[{"name": "4c", "cpus": 4, "memory": "8Gi"}]), {}, 1
 
 
 class Rig:
