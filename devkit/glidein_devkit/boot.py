@@ -5,7 +5,8 @@ Each VM gets a folder, the pilot image's base HTCondor configuration (glidein_de
 condor_pool.PilotMachine) and an IMDSv2 of its own on 127.0.0.1, serving the instance's
 user data, AMI launch index and id (token PUT first, as EC2 requires); the pilot is
 pointed at it through ``AWS_EC2_METADATA_SERVICE_ENDPOINT``, the AWS tools' standard
-override. What the pilot prints becomes the instance's console output. When the pilot
+override. An older EC2-compatible cloud's metadata service, without session tokens
+(``imds_v2=False``), refuses the token PUT (405) and serves plain GETs. What the pilot prints becomes the instance's console output. When the pilot
 powers the VM off, EC2 does what the instance was launched for: terminate (the operator's
 InstanceInitiatedShutdownBehavior) or stop. Terminating an instance pulls the VM's plug.
 Images listed in ``broken_images`` do not boot the pilot: the machine prints a kernel
@@ -44,9 +45,22 @@ class LoopbackServer:
 
 
 class Imds(LoopbackServer):
-    """IMDSv2 for one instance: PUT /latest/api/token, then GETs with that token."""
+    """IMDSv2 for one instance: PUT /latest/api/token, then GETs with that token.
 
-    def __init__(self, instance_id: str, launch_index: int, user_data: bytes) -> None:
+    ``tokens``: "required" (IMDSv2 only, as the operator launches on AWS), "optional"
+    (both, AWS's default), or "absent" (an older cloud's IMDSv1: the token PUT is answered
+    ``refusal``, 405 or 404 as such clouds do, and plain GETs are served)."""
+
+    def __init__(
+        self,
+        instance_id: str,
+        launch_index: int,
+        user_data: bytes,
+        *,
+        tokens: str = "required",
+        refusal: int = 405,
+    ) -> None:
+        assert tokens in ("required", "optional", "absent"), tokens
         token = secrets.token_urlsafe(24)
         paths = {
             "/latest/user-data": user_data,
@@ -62,6 +76,9 @@ class Imds(LoopbackServer):
                 self.wfile.write(body)
 
             def do_PUT(self) -> None:
+                if tokens == "absent":
+                    self._send(refusal, b"")
+                    return
                 if self.path != "/latest/api/token" or not self.headers.get(
                     "X-aws-ec2-metadata-token-ttl-seconds"
                 ):
@@ -70,8 +87,12 @@ class Imds(LoopbackServer):
                 self._send(200, token.encode())
 
             def do_GET(self) -> None:
-                if self.headers.get("X-aws-ec2-metadata-token") != token:
+                sent = self.headers.get("X-aws-ec2-metadata-token")
+                if tokens == "required" and sent != token:
                     self._send(401, b"")  # IMDSv2 only, like the instances we launch
+                    return
+                if tokens == "optional" and sent is not None and sent != token:
+                    self._send(401, b"")  # a wrong token is refused even where v1 works
                     return
                 body = paths.get(self.path)
                 self._send(200, body) if body is not None else self._send(404, b"")
@@ -211,18 +232,30 @@ class BootEmulator:
 
 
 class Ec2BootEmulator(BootEmulator):
-    """EC2: IMDSv2 per VM; power-off terminates or stops as the instance was launched."""
+    """EC2: IMDSv2 per VM (tokens required or optional, as the instance was launched;
+    ``imds_v2=False``: an older cloud's IMDSv1); power-off terminates or stops as the
+    instance was launched."""
 
-    def __init__(self, ec2: Ec2Server, install: CondorInstall, folder: Path, **kw: Any) -> None:
+    def __init__(
+        self,
+        ec2: Ec2Server,
+        install: CondorInstall,
+        folder: Path,
+        *,
+        imds_v2: bool = True,
+        **kw: Any,
+    ) -> None:
         super().__init__(install, folder, **kw)
         self.ec2 = ec2
+        self.imds_v2 = imds_v2
 
     def machines(self) -> list[Machine]:
         return [Machine(str(i["id"]), i["state"] == "running", i) for i in self.ec2.instances()]
 
     def boot(self, m: Machine) -> Vm:
         user_data = base64.b64decode(str(m.info["userData"]) or "")
-        imds = Imds(m.key, int(str(m.info["launchIndex"])), user_data)
+        tokens = str(m.info.get("httpTokens") or "optional") if self.imds_v2 else "absent"
+        imds = Imds(m.key, int(str(m.info["launchIndex"])), user_data, tokens=tokens)
         machine = PilotMachine(self.install, self.folder / m.key, m.key)
         vm = Vm(m.key, machine, time.monotonic(), imds)
         return self.boot_pilot(

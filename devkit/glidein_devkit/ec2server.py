@@ -6,6 +6,10 @@ Real boto3 talks HTTP to it. Two things moto does differently from AWS are fixed
   first call's reservation and starts nothing; moto starts new instances every time.
 * MaxCount: AWS starts as many as it can up to MaxCount; moto starts MinCount.
 
+It can also play an older EC2-compatible cloud: ``refuse`` parameters it does not know
+(TagSpecifications, ClientToken, MetadataOptions), which it then answers as such a cloud
+does, 400 UnknownParameter, whatever the action.
+
 And it is programmable, like a good fake: queue errors for an action (the next N calls
 of RunInstances answer InsufficientInstanceCapacity, say) and read how many calls of
 each action it served. Control lives under ``/_glidein/``.
@@ -162,6 +166,9 @@ class FaultInjector:
     calls: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=lambda: random.Random(20))  # noqa: S311  (fault dice)
+    # Parameters this "older cloud" does not know, by their name in the query
+    # (TagSpecification for the SDK's TagSpecifications).
+    refused: set[str] = field(default_factory=set)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -178,6 +185,19 @@ class FaultInjector:
             text = urllib.parse.unquote_plus(body.decode("utf-8", errors="replace"))
             with self.lock:
                 self.calls[action] += 1
+                unknown = sorted(
+                    {k.split(".")[0] for k in form} & self.refused,
+                )
+            if unknown:
+                xml = (
+                    '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+                    f"<Code>UnknownParameter</Code><Message>The parameter {unknown[0]} is "
+                    "not recognized</Message></Error></Errors>"
+                    "<RequestID>glidein-refused</RequestID></Response>"
+                ).encode()
+                start_response("400 Bad Request", [("Content-Type", "text/xml")])
+                return [xml]
+            with self.lock:
                 queue = self.faults.get(action, deque())
                 fault = next((f for f in queue if f.fires(text, self.rng)), None)
                 if fault and not fault.rate:
@@ -213,6 +233,10 @@ class FaultInjector:
                         float(spec.get("rate", 0.0)),
                     )
                 )
+        elif path == "/_glidein/refuse" and method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            with self.lock:
+                self.refused = set(json.loads(environ["wsgi.input"].read(length)))
         elif path == "/_glidein/spot-prices" and method == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             SPOT_PRICES.update(json.loads(environ["wsgi.input"].read(length)))
@@ -222,6 +246,7 @@ class FaultInjector:
         elif path == "/_glidein/faults" and method == "DELETE":
             with self.lock:
                 self.faults.clear()
+                self.refused.clear()
         elif path == "/_glidein/calls" and method == "DELETE":
             with self.lock:
                 self.calls.clear()
@@ -301,6 +326,7 @@ def _instances() -> list[dict[str, Any]]:
                 "imageId": inst.image_id,
                 "userData": str(data or ""),
                 "shutdownBehavior": inst.instance_initiated_shutdown_behavior,
+                "httpTokens": inst.metadata_options.http_tokens,
             }
         )
     return out
@@ -433,6 +459,12 @@ class Ec2Server:
             },
         )
 
+    def refuse(self, *parameters: str) -> None:
+        """Play an older EC2-compatible cloud that does not know these parameters (by their
+        query name: "TagSpecification", "ClientToken", "MetadataOptions"): any call
+        carrying one is answered 400 UnknownParameter, until ``clear_faults`` or ``reset``."""
+        self._get("/_glidein/refuse", "POST", sorted(parameters))
+
     def states(self) -> dict[str, int]:
         """How many instances are in each state, all regions."""
         return {k: int(v) for k, v in self._get("/_glidein/states").items()}
@@ -477,6 +509,7 @@ class Ec2Server:
         return self._image
 
     def clear_faults(self) -> None:
+        """Forget queued faults and refused parameters."""
         self._get("/_glidein/faults", "DELETE")
 
     def calls(self) -> dict[str, int]:

@@ -74,6 +74,8 @@ def harness(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Harness]:
     name = request.param
     if name == "ec2":
         yield ec2_harness(request.getfixturevalue("ec2_server"))
+    elif name == "ec2-old-cloud":
+        yield ec2_harness(request.getfixturevalue("ec2_server"), old_cloud=True)
     elif name == "kubernetes":
         yield pods_harness(request.getfixturevalue("cluster"), request.getfixturevalue("namespace"))
     elif name == "openstack":

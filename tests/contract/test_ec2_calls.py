@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from glidein_operator.api.cloudentry import Ec2Settings
-from glidein_operator.clouds.base import InsufficientCapacity
+from glidein_operator.api.cloudentry import Ec2Compatibility, Ec2Settings
+from glidein_operator.clouds.base import InsufficientCapacity, InvalidConfig
 from glidein_operator.clouds.ec2 import Ec2Driver
-from glidein_operator.ground import PilotState
+from glidein_operator.ground import PilotState, Tag
 from tests.support.harness import EC2_SECRET, SHAPE, ec2_harness
 
 
@@ -137,3 +137,163 @@ def test_console_log_is_what_the_machine_printed(ec2_server: Any) -> None:
     printed = "2026-11-30T10:00:00Z glidein-pilot: FATAL: payload checksum mismatch\n"
     ec2_server.set_console(pilot.cloud_id, printed)
     assert printed.strip() in driver.console_log(pilot)
+
+
+# --- older EC2-compatible clouds (ec2.compatibility) --------------------------------------
+
+
+def _old_cloud_driver(ec2_server: Any, **lacks: bool) -> Ec2Driver:
+    return Ec2Driver(
+        "e1",
+        Ec2Settings(
+            region="us-east-1",
+            endpoint_url=ec2_server.url,
+            compatibility=Ec2Compatibility(**lacks),
+        ),
+        access_key_id="testing",
+        secret_access_key=EC2_SECRET,
+        operator_id="op-test",
+    )
+
+
+def _refused(ec2_server: Any, parameter: str, h: Any) -> None:
+    """The server, playing the older cloud, refuses what an entry that does not declare
+    the lack sends: the cloud's own error, and nothing starts."""
+    with pytest.raises(ClientError) as err:
+        h.make().launch(h.batch(1))
+    assert err.value.response["Error"]["Code"] == "UnknownParameter"
+    assert parameter in err.value.response["Error"]["Message"]
+    assert isinstance(h.make().map_error(err.value), InvalidConfig)
+    assert ec2_server.states() == {}
+
+
+def test_without_launch_tags_instances_are_tagged_after_creation(ec2_server: Any) -> None:
+    h = ec2_harness(ec2_server)
+    ec2_server.refuse("TagSpecification")
+    _refused(ec2_server, "TagSpecification", h)
+    driver = _old_cloud_driver(ec2_server, tags_at_launch=False)
+    batch = h.batch(3)
+    launched = driver.launch(batch)
+    assert sorted(p.pilot_id for p in launched) == [batch.pilot_id(i) for i in range(3)]
+    listed = [p for p in driver.list_pilots() if p.state is PilotState.RUNNING]
+    assert sorted(p.pilot_id for p in listed) == [batch.pilot_id(i) for i in range(3)]
+    assert {p.request_uid for p in listed} == {batch.request_uid}
+    tags = {
+        t["Key"]: t["Value"]
+        for r in ec2_server.client().describe_instances()["Reservations"]
+        for i in r["Instances"]
+        for t in i["Tags"]
+    }
+    assert tags[Tag.OPERATOR] == "op-test"
+    assert tags[Tag.BATCH] == batch.key
+    # The key pair is tagged too (before the launch): garbage collection finds it.
+    assert driver.key_pairs_left() == [f"glidein-{batch.key}"]
+    driver.terminate(listed)
+    assert driver.key_pairs_left() == []
+
+
+def test_a_crash_between_launch_and_tagging_is_found_and_tagged_at_the_next_listing(
+    ec2_server: Any,
+) -> None:
+    h = ec2_harness(ec2_server)
+    ec2_server.refuse("TagSpecification")
+    driver = _old_cloud_driver(ec2_server, tags_at_launch=False)
+    batch = h.batch(2)
+    # The operator dies after RunInstances, before CreateTags on the instances (the key
+    # pair's CreateTags, before the launch, went through).
+    ec2_server.fail("CreateTags", "InvalidParameterValue", when="ResourceId.1=i-")
+    with pytest.raises(ClientError):
+        driver.launch(batch)
+    assert ec2_server.states() == {"running": 2}
+    bare = [
+        i for r in ec2_server.client().describe_instances()["Reservations"] for i in r["Instances"]
+    ]
+    assert all(not i.get("Tags") for i in bare)
+    # A restarted operator lists: the untagged instances carry the batch's key pair name,
+    # and the key pair says whose they are.
+    restarted = _old_cloud_driver(ec2_server, tags_at_launch=False)
+    listed = [p for p in restarted.list_pilots() if p.state is PilotState.RUNNING]
+    assert sorted(p.pilot_id for p in listed) == [batch.pilot_id(i) for i in range(2)]
+    assert {p.request_uid for p in listed} == {batch.request_uid}
+    # ...and they are tagged now: the plain tag listing finds them.
+    assert len(list(restarted._instances())) == 2
+    restarted.terminate(listed)
+    assert restarted.key_pairs_left() == []
+    assert ec2_server.states() == {"terminated": 2}
+
+
+def test_without_client_token_a_retry_lists_before_it_creates(ec2_server: Any) -> None:
+    h = ec2_harness(ec2_server)
+    ec2_server.refuse("ClientToken")
+    _refused(ec2_server, "ClientToken", h)
+    driver = _old_cloud_driver(ec2_server, client_token=False)
+    batch = h.batch(4)
+    refused = ec2_server.calls()["RunInstances"]
+    first = driver.launch(batch)
+    # The reply was lost, or the operator restarted before writing its status: the same
+    # batch again finds the instances by their key pair name and starts nothing.
+    second = driver.launch(batch)
+    assert {p.cloud_id for p in first} == {p.cloud_id for p in second}
+    assert sorted(p.pilot_id for p in second) == [batch.pilot_id(i) for i in range(4)]
+    assert ec2_server.calls()["RunInstances"] == refused + 1
+    assert ec2_server.states() == {"running": 4}
+
+
+def test_without_client_token_run_instances_is_sent_once(ec2_server: Any) -> None:
+    # botocore retries a 503 (and a timeout) by sending the call again; without a token
+    # that could start the batch twice, so the launch fails and the next cycle lists first.
+    h = ec2_harness(ec2_server)
+    ec2_server.refuse("ClientToken")
+    driver = _old_cloud_driver(ec2_server, client_token=False)
+    ec2_server.fail("RunInstances", "Unavailable", status=503)
+    with pytest.raises(ClientError):
+        driver.launch(h.batch(2))
+    assert ec2_server.calls()["RunInstances"] == 1
+
+
+def test_without_client_token_per_vm_and_spot_fallback_stay_idempotent(ec2_server: Any) -> None:
+    h = ec2_harness(ec2_server)
+    ec2_server.refuse("ClientToken")
+    per_vm = _old_cloud_driver(ec2_server, client_token=False)
+    per_vm.key_pairs = "perVM"
+    batch = h.batch(3)
+    first = per_vm.launch(batch)
+    assert {p.cloud_id for p in per_vm.launch(batch)} == {p.cloud_id for p in first}
+    assert ec2_server.calls()["RunInstances"] == 3
+    driver = _old_cloud_driver(ec2_server, client_token=False)
+    spot = dataclasses.replace(h.batch(2), spot=True, spot_fallback=True)
+    ec2_server.fail("RunInstances", "InsufficientInstanceCapacity", times=2, when="MarketType=spot")
+    on_demand = driver.launch(spot)
+    assert {p.cloud_id for p in driver.launch(spot)} == {p.cloud_id for p in on_demand}
+    assert ec2_server.calls()["RunInstances"] == 3 + 3  # spot, on-demand, spot again
+
+
+def test_pilots_require_imds_tokens_unless_the_cloud_has_none(ec2_server: Any) -> None:
+    h = ec2_harness(ec2_server)
+    [pilot] = h.make().launch(h.batch(1))
+    assert {i["id"]: i["httpTokens"] for i in ec2_server.instances()} == {
+        pilot.cloud_id: "required"
+    }
+    ec2_server.reset()
+    ec2_server.refuse("MetadataOptions")
+    _refused(ec2_server, "MetadataOptions", h)
+    [old] = _old_cloud_driver(ec2_server, imds_v2=False).launch(h.batch(1))
+    # No MetadataOptions sent: the cloud's default, where IMDSv1 answers.
+    assert {i["id"]: i["httpTokens"] for i in ec2_server.instances()} == {old.cloud_id: "optional"}
+
+
+def test_an_entry_without_client_token_or_launch_tags_needs_key_pairs(ec2_server: Any) -> None:
+    for lacks in ({"client_token": False}, {"tags_at_launch": False}):
+        with pytest.raises(InvalidConfig, match="needs key pairs"):
+            Ec2Driver(
+                "e1",
+                Ec2Settings(
+                    region="us-east-1",
+                    endpoint_url=ec2_server.url,
+                    compatibility=Ec2Compatibility(**lacks),
+                ),
+                access_key_id="testing",
+                secret_access_key=EC2_SECRET,
+                operator_id="op-test",
+                key_pairs="none",
+            )

@@ -64,17 +64,28 @@ BAD_PASSWORD = "wrong-password-value-0002"
 # --- EC2: moto server (AWS-faithful on ClientToken/MaxCount) via boto3 ---------------
 
 
-def ec2_harness(ec2_server: Any) -> Harness:
-    from glidein_operator.api.cloudentry import Ec2Settings
+# The parameters an older EC2-compatible cloud does not know (their query names), and the
+# entry's declaration of it.
+OLD_EC2_REFUSES = ("TagSpecification", "ClientToken", "MetadataOptions")
+OLD_EC2 = {"tagsAtLaunch": False, "clientToken": False, "imdsV2": False}
+
+
+def ec2_harness(ec2_server: Any, *, old_cloud: bool = False) -> Harness:
+    """``old_cloud``: the server refuses launch tags, ClientToken and MetadataOptions, and
+    the entry declares that it lacks them."""
+    from glidein_operator.api.cloudentry import Ec2Compatibility, Ec2Settings
     from glidein_operator.clouds.ec2 import Ec2Driver
 
     ec2_server.reset()
     image = ec2_server.image_id()
+    compat = Ec2Compatibility.model_validate(OLD_EC2 if old_cloud else {})
+    if old_cloud:
+        ec2_server.refuse(*OLD_EC2_REFUSES)
 
     def make(entry: str = "e1", operator_id: str = "op-test", bad_auth: bool = False) -> Driver:
         d = Ec2Driver(
             entry,
-            Ec2Settings(region="us-east-1", endpoint_url=ec2_server.url),
+            Ec2Settings(region="us-east-1", endpoint_url=ec2_server.url, compatibility=compat),
             access_key_id="testing",
             secret_access_key=EC2_SECRET,
             operator_id=operator_id,
@@ -326,7 +337,9 @@ def grid_harness(tmp_path: Any) -> Harness:
     )
 
 
-HARNESSES = ["ec2", "kubernetes", "openstack", "opennebula", "grid"]
+# ec2-old-cloud: EC2 as an older EC2-compatible cloud (no launch tags, ClientToken or
+# IMDSv2) and an entry that says so; it keeps every promise of the contract too.
+HARNESSES = ["ec2", "ec2-old-cloud", "kubernetes", "openstack", "opennebula", "grid"]
 # Which failures each service can be made to produce for real. A pod has no capacity
 # error at creation (it waits Pending), OpenNebula and a schedd never throttle, and a grid
 # CE refusing a token holds the job instead of failing the submit (tested on its own).

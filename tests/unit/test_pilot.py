@@ -13,8 +13,11 @@ import re
 import stat
 import subprocess
 import sys
+import threading
+import urllib.error
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +163,53 @@ def nova_metadata() -> Iterator[str]:
 def test_ec2_imdsv2(imds: str) -> None:
     ctx = sources.from_ec2(imds)
     assert ctx.resolve_pilot_id(decode(ctx.raw, NOW).batch) == "abcd1234-hlt-7-3"
+
+
+@pytest.mark.parametrize("refusal", [404, 405, 403])
+def test_ec2_falls_back_to_imdsv1_where_the_token_put_is_refused(refusal: int) -> None:
+    # An older EC2-compatible cloud: no session tokens, the PUT refused as such clouds do.
+    server = Imds("i-0123456789abcdef0", 3, encode(_payload()), tokens="absent", refusal=refusal)
+    try:
+        ctx = sources.from_ec2(server.url)
+        assert ctx.source == "ec2-imdsv1"
+        assert ctx.resolve_pilot_id(decode(ctx.raw, NOW).batch) == "abcd1234-hlt-7-3"
+        # What the pilot's boot runs: every other source absent.
+        found = sources.discover({}, server.url, context_paths=(), config_drives=())
+        assert (found.source, found.index, found.raw) == ("ec2-imdsv1", 3, ctx.raw)
+        with pytest.raises(urllib.error.HTTPError):
+            sources.from_ec2(server.url, v1_fallback=False)
+    finally:
+        server.stop()
+
+
+def test_ec2_uses_imdsv2_where_it_can_and_never_v1_where_tokens_are_required(imds: str) -> None:
+    assert sources.from_ec2(imds).source == "ec2-imdsv2"
+    assert sources.discover({}, imds, context_paths=(), config_drives=()).source == "ec2-imdsv2"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        sources.from_ec2_imdsv1(imds)
+    assert err.value.code == 401
+
+
+def test_a_failing_token_put_that_is_no_refusal_is_not_taken_for_imdsv1() -> None:
+    # A 5xx is a broken metadata service, not an old one: no silent downgrade.
+    class Broken(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            sources.from_ec2(f"http://127.0.0.1:{server.server_address[1]}")
+        assert err.value.code == 503
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_openstack_metadata_service(nova_metadata: str) -> None:

@@ -128,6 +128,51 @@ KEY_PAIRS_DESCRIPTION = (
 )
 
 
+class Ec2Compatibility(ApiModel):
+    """What an EC2-compatible endpoint lacks of the EC2 Query API (older clouds: Eucalyptus,
+    OpenStack's EC2 API, private EC2 look-alikes). Every feature defaults to present, as on
+    AWS; set one false only when the endpoint refuses it."""
+
+    tags_at_launch: bool = Field(
+        default=True,
+        description=(
+            "RunInstances (and CreateKeyPair) take TagSpecifications, so a VM carries the "
+            "operator's ownership tags from its first moment. false: launch untagged, then "
+            "tag the instances and the key pair with CreateTags (one more call per launch; "
+            "volumes stay untagged and go with their instances). A crash between the two "
+            "calls leaves untagged instances: the operator still finds them by their key "
+            "pair (named after the batch and tagged before the launch) and tags them at its "
+            "next listing, which costs a DescribeKeyPairs and a DescribeInstances more per "
+            "listing."
+        ),
+    )
+    client_token: bool = Field(
+        default=True,
+        description=(
+            "RunInstances takes a ClientToken, so a retried launch (a lost reply, a crash "
+            "before the status was written) returns the first call's instances instead of "
+            "starting more. false: before each launch the operator lists the instances "
+            "carrying the batch's key pair name (set at creation) and launches only if "
+            "there are none: one more DescribeInstances per launch, and the SDK's own "
+            "retries of RunInstances are turned off, since a retried call without a token "
+            "could start the batch twice (a failed launch is tried again at the next "
+            "cycle instead)."
+        ),
+    )
+    imds_v2: bool = Field(
+        default=True,
+        description=(
+            "The instance metadata service hands out session tokens (IMDSv2), and "
+            "RunInstances takes MetadataOptions: pilots are launched with tokens required, "
+            "so a job on a pilot cannot read the metadata (user data, any instance role's "
+            "credentials) by a plain GET, the usual SSRF path. false: no MetadataOptions "
+            "at launch, and the pilot, whose token request the metadata service refuses "
+            "(404, 405 or 403), reads it with IMDSv1 GETs; anything on the VM can then "
+            "read the user data and instance credentials."
+        ),
+    )
+
+
 class Ec2Settings(ApiModel):
     """Where and how to start EC2 (or EC2-compatible) instances."""
 
@@ -147,6 +192,13 @@ class Ec2Settings(ApiModel):
         default=None, max_length=2048, description="IAM instance profile name or ARN."
     )
     key_pairs: KeyPairs = Field(default="perBatch", description=KEY_PAIRS_DESCRIPTION)
+    compatibility: Ec2Compatibility = Field(
+        default_factory=Ec2Compatibility,
+        description=(
+            "Parts of the EC2 API an EC2-compatible endpoint lacks; absent means all are "
+            "there, as on AWS."
+        ),
+    )
 
 
 class OpenStackSettings(ApiModel):

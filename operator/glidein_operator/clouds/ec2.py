@@ -12,6 +12,16 @@ entry's ``ec2.keyPairs``) chooses: "perBatch" (default: one fresh key pair per l
 "none". The private half is never kept: nobody logs in with it, and no shared key
 exists to leak; admins read console logs instead. Key pairs are deleted once no pilot of
 their batch is alive.
+
+Old EC2-compatible clouds (``ec2.compatibility``). An endpoint may lack TagSpecifications
+at launch, ClientToken, or IMDSv2 (MetadataOptions). Without launch tags the key pair is
+created and tagged first, then the instances are started untagged and tagged at once; the
+key pair's name (``glidein-{token}``, given to every instance at creation) is the mark by
+which a listing finds and tags instances a crash left untagged. Without ClientToken, a
+launch first lists the instances carrying that key name and starts nothing if there are
+some, and RunInstances is sent once (no SDK retry), since a retry without a token can
+double a batch. With IMDSv2 (the default) pilots are launched with session tokens
+required.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ParamValidationError,
 )
+from botocore.handlers import generate_idempotent_uuid
 
 from glidein_operator.api.cloudentry import Ec2Settings
 from glidein_operator.clouds.base import (
@@ -151,22 +162,49 @@ class Ec2Driver:
         self.operator_id = operator_id
         self.key_pairs: KeyPairMode = key_pairs or settings.key_pairs
         self.page_size = page_size
-        self._client = boto3.client(
-            "ec2",
-            region_name=settings.region,
-            endpoint_url=settings.endpoint_url,
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            # botocore retries a timed-out attempt (with the same ClientToken): an endpoint
-            # that accepts and never answers costs up to max_attempts * read_timeout (and
-            # the retry waits) per request.
-            config=Config(
-                retries={"mode": "standard", "total_max_attempts": max_attempts},
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                max_pool_connections=10,
-            ),
-        )
+        self.compat = settings.compatibility
+        if not self.compat.client_token and self.key_pairs == "none":
+            # The key pair's name is the only mark of a launch without a ClientToken.
+            raise InvalidConfig(
+                "an endpoint without ClientToken needs key pairs (perBatch or perVM): "
+                "their names mark a launch, so that a retry finds its instances",
+                entry=entry,
+            )
+        if not self.compat.tags_at_launch and self.key_pairs == "none":
+            raise InvalidConfig(
+                "an endpoint without launch tags needs key pairs (perBatch or perVM): "
+                "their names find instances a crash left untagged",
+                entry=entry,
+            )
+
+        def client(attempts: int) -> Any:
+            return boto3.client(
+                "ec2",
+                region_name=settings.region,
+                endpoint_url=settings.endpoint_url,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                # botocore retries a timed-out attempt (with the same ClientToken): an
+                # endpoint that accepts and never answers costs up to max_attempts *
+                # read_timeout (and the retry waits) per request.
+                config=Config(
+                    retries={"mode": "standard", "total_max_attempts": attempts},
+                    connect_timeout=connect_timeout,
+                    read_timeout=read_timeout,
+                    max_pool_connections=10,
+                ),
+            )
+
+        self._client = client(max_attempts)
+        # Without a ClientToken a retried RunInstances may start the batch twice: it is sent
+        # once, and a failure waits for the next cycle's list-before-create.
+        self._launch_client = self._client if self.compat.client_token else client(1)
+        if not self.compat.client_token:
+            # botocore fills in a random ClientToken (RunInstances' idempotency member)
+            # when none is given, which such an endpoint refuses as an unknown parameter.
+            self._launch_client.meta.events.unregister(
+                "before-parameter-build", generate_idempotent_uuid
+            )
 
     def map_error(self, exc: BaseException) -> DriverError | None:
         return map_sdk_error(exc, self.entry)
@@ -218,15 +256,21 @@ class Ec2Driver:
             "InstanceType": batch.shape.name,
             "MinCount": 1,
             "MaxCount": count,
-            "ClientToken": token,
             "UserData": batch.user_data.decode("utf-8"),
             # Pilots shut themselves down at the end of their life; that must end the VM.
             "InstanceInitiatedShutdownBehavior": "terminate",
-            "TagSpecifications": [
+        }
+        if self.compat.client_token:
+            params["ClientToken"] = token
+        if self.compat.tags_at_launch:
+            params["TagSpecifications"] = [
                 {"ResourceType": "instance", "Tags": _tag_list(tags)},
                 {"ResourceType": "volume", "Tags": _tag_list(tags)},
-            ],
-        }
+            ]
+        if self.compat.imds_v2:
+            # A job on the pilot cannot read the metadata (user data, role credentials) by
+            # a plain GET: the SSRF path to them.
+            params["MetadataOptions"] = {"HttpTokens": "required", "HttpEndpoint": "enabled"}
         if self.key_pairs != "none":
             params["KeyName"] = self._ensure_key_pair(token, tags)
         s = self.settings
@@ -247,24 +291,75 @@ class Ec2Driver:
             if batch.spot_max_price is not None:
                 spot["MaxPrice"] = str(batch.spot_max_price)
             params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
-        reply = self._client.run_instances(**params)
+        instances: list[dict[str, Any]] = []
+        if not self.compat.client_token:
+            # List before create: the instances of an earlier try of this batch carry its
+            # key pair's name from their creation, tagged or not. Like a ClientToken, the
+            # mark returns them (dead or alive) instead of starting more.
+            instances = self._marked([params["KeyName"]])
+        if not instances:
+            instances = self._launch_client.run_instances(**params)["Instances"]
+        if not self.compat.tags_at_launch:
+            instances = self._tag_untagged(instances, tags)
         return [
             self._pilot(i, batch.key if self.key_pairs != "perVM" else None, index_base)
-            for i in reply["Instances"]
+            for i in instances
+        ]
+
+    def _marked(self, key_names: Sequence[str]) -> list[dict[str, Any]]:
+        """Instances (ours or not yet tagged) launched with these key pairs."""
+        found: list[dict[str, Any]] = []
+        names = sorted(set(key_names))
+        for start in range(0, len(names), 200):
+            paginator = self._client.get_paginator("describe_instances")
+            for page in paginator.paginate(
+                Filters=[{"Name": "key-name", "Values": names[start : start + 200]}],
+                PaginationConfig={"PageSize": self.page_size},
+            ):
+                for reservation in page["Reservations"]:
+                    found += reservation["Instances"]
+        return found
+
+    def _tag_untagged(
+        self, instances: list[dict[str, Any]], tags: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """Tag (CreateTags) those of ``instances`` that lack our tags; the instances as they
+        are once tagged."""
+        bare = [
+            i["InstanceId"]
+            for i in instances
+            if {t["Key"]: t["Value"] for t in i.get("Tags", [])}.get(Tag.OPERATOR)
+            != self.operator_id
+        ]
+        for start in range(0, len(bare), 500):
+            self._client.create_tags(Resources=bare[start : start + 500], Tags=_tag_list(tags))
+        mine = set(bare)
+        return [
+            {**i, "Tags": _tag_list({**_tags_of(i), **tags})} if i["InstanceId"] in mine else i
+            for i in instances
         ]
 
     def _ensure_key_pair(self, name_seed: str, tags: dict[str, str]) -> str:
         name = f"glidein-{name_seed}"[:255]
+        extra: dict[str, Any] = {}
+        if self.compat.tags_at_launch:
+            extra["TagSpecifications"] = [{"ResourceType": "key-pair", "Tags": _tag_list(tags)}]
         try:
-            self._client.create_key_pair(
-                KeyName=name,
-                KeyType="ed25519",
-                TagSpecifications=[{"ResourceType": "key-pair", "Tags": _tag_list(tags)}],
-            )
+            reply = self._client.create_key_pair(KeyName=name, KeyType="ed25519", **extra)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "InvalidKeyPair.Duplicate":
                 raise
             # A retry of the same batch: the key pair from the first try is ours.
+            if self.compat.tags_at_launch:
+                return name
+            reply = self._client.describe_key_pairs(KeyNames=[name])["KeyPairs"][0]
+        # Without launch tags: tagged before any instance exists, the key pair is the record
+        # by which a listing finds (by name) the instances of a launch never tagged. The
+        # first try (or a crash) may have left it untagged; tagging again is a no-op. (An
+        # endpoint whose key pairs have no id cannot tag them: its listing then finds no
+        # record, and a crash's untagged instances wait for a retry of their batch.)
+        if not self.compat.tags_at_launch and reply.get("KeyPairId"):
+            self._client.create_tags(Resources=[reply["KeyPairId"]], Tags=_tag_list(tags))
         return name
 
     # --- list --------------------------------------------------------------------------
@@ -284,8 +379,29 @@ class Ec2Driver:
 
     def list_pilots(self) -> list[CloudPilot]:
         instances = list(self._instances())
+        if not self.compat.tags_at_launch:
+            instances += self._heal_untagged({i["InstanceId"] for i in instances})
         pilots = [self._pilot(i) for i in instances]
         return self._spot_prices(instances, pilots)
+
+    def _heal_untagged(self, listed: set[str]) -> list[dict[str, Any]]:
+        """Instances a crash between RunInstances and CreateTags left untagged: they carry
+        the name of one of our key pairs (tagged before the launch), whose tags they get."""
+        pairs = self._client.describe_key_pairs(
+            Filters=[
+                {"Name": f"tag:{Tag.OPERATOR}", "Values": [self.operator_id]},
+                {"Name": f"tag:{Tag.ENTRY}", "Values": [self.entry]},
+            ]
+        ).get("KeyPairs", [])
+        tags_of = {kp["KeyName"]: _tags_of(kp) for kp in pairs}
+        if not tags_of:
+            return []
+        healed: list[dict[str, Any]] = []
+        for inst in self._marked(list(tags_of)):
+            if inst["InstanceId"] in listed or inst.get("KeyName") not in tags_of:
+                continue
+            healed += self._tag_untagged([inst], tags_of[inst["KeyName"]])
+        return healed
 
     def _spot_prices(
         self, instances: list[dict[str, Any]], pilots: list[CloudPilot]
@@ -470,6 +586,10 @@ def _ended_at(inst: dict[str, Any]) -> dt.datetime | None:
     if m is None:
         return None
     return dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
+
+
+def _tags_of(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
 
 
 def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:

@@ -1,7 +1,9 @@
 """Where the payload arrives, per back end (the seeds' pain: it differs on every cloud).
 
 * EC2: the instance metadata service, IMDSv2 (a session token first, then user data and
-  the AMI launch index, our pilot index).
+  the AMI launch index, our pilot index). Older EC2-compatible clouds have no tokens and
+  refuse the token PUT (404, 405, or 403 as AWS's SDKs also accept): the same GETs,
+  without the token (IMDSv1).
 * OpenStack: the metadata service (``/openstack/latest``) or, where there is none, the
   config drive (a disk labelled config-2) with the same files; the server's name
   (``glidein-{batch}-{n}``) gives the index.
@@ -77,18 +79,42 @@ def _http(
         return bytes(resp.read())
 
 
-def from_ec2(base: str = METADATA_URL) -> Context:
-    token = _http(
-        f"{base}/latest/api/token",
-        method="PUT",
-        headers={"X-aws-ec2-metadata-token-ttl-seconds": "21600"},
-    ).decode()
-    auth = {"X-aws-ec2-metadata-token": token}
+# What a metadata service without session tokens answers the token PUT (AWS's SDKs fall
+# back to IMDSv1 on the same three): 404 no such path, 405 no PUT, 403 tokens disabled.
+IMDSV1_REFUSALS = (403, 404, 405)
+
+
+def from_ec2(base: str = METADATA_URL, *, v1_fallback: bool = True) -> Context:
+    """IMDSv2; IMDSv1 when the token PUT is refused as older clouds refuse it (and
+    ``v1_fallback``). Any other failure of the PUT (a timeout, a 5xx) is raised."""
+    try:
+        token = _http(
+            f"{base}/latest/api/token",
+            method="PUT",
+            headers={"X-aws-ec2-metadata-token-ttl-seconds": "21600"},
+        ).decode()
+    except urllib.error.HTTPError as exc:
+        if not v1_fallback or exc.code not in IMDSV1_REFUSALS:
+            raise
+        return _ec2_context(base, {}, "ec2-imdsv1")
+    return _ec2_context(base, {"X-aws-ec2-metadata-token": token}, "ec2-imdsv2")
+
+
+def _ec2_context(base: str, auth: Mapping[str, str], source: str) -> Context:
     raw = _http(f"{base}/latest/user-data", headers=auth)
     index = int(
         _http(f"{base}/latest/meta-data/ami-launch-index", headers=auth).decode().strip() or 0
     )
-    return Context(raw, "ec2-imdsv2", index=index)
+    return Context(raw, source, index=index)
+
+
+def from_ec2_imdsv2(base: str = METADATA_URL) -> Context:
+    return from_ec2(base, v1_fallback=False)
+
+
+def from_ec2_imdsv1(base: str = METADATA_URL) -> Context:
+    """Plain GETs, whatever the token PUT would say (the last resort of ``discover``)."""
+    return _ec2_context(base, {}, "ec2-imdsv1")
 
 
 def _openstack_context(user_data: bytes, meta: dict[str, object], source: str) -> Context:
@@ -162,7 +188,9 @@ def discover(
         if (root / "openstack" / "latest" / "user_data").exists():
             return from_config_drive(root)
     errors = []
-    for reader in (from_ec2, from_openstack_metadata):
+    # IMDSv1 last: Nova's metadata service also serves EC2's paths without a token, and an
+    # OpenStack server's index is its name's, not Nova's launch index.
+    for reader in (from_ec2_imdsv2, from_openstack_metadata, from_ec2_imdsv1):
         try:
             return reader(metadata_url)
         except (urllib.error.URLError, OSError, ValueError) as exc:
