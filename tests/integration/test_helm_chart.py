@@ -175,6 +175,20 @@ def test_listing_intervals_default_to_fast_reaction_and_gentle_polling() -> None
     assert env["GLIDEIN_OPERATOR_ID"] == "glidein-operator"
 
 
+def test_the_reconcile_time_budget_reaches_the_operator() -> None:
+    from glidein_operator.controller.runtime import Settings
+
+    env = {e["name"]: e.get("value") for e in _container(render())["env"]}
+    assert env["GLIDEIN_RECONCILE_BUDGET"] == "10"
+    assert Settings().reconcile_budget == 10.0  # the chart's default is the operator's
+    env = {
+        e["name"]: e.get("value")
+        for e in _container(render(values={"reconcileBudget": 2.5}))["env"]
+    }
+    assert env["GLIDEIN_RECONCILE_BUDGET"] == "2.5"
+    assert Settings(reconcile_budget=env["GLIDEIN_RECONCILE_BUDGET"]).reconcile_budget == 2.5  # type: ignore[arg-type]
+
+
 def test_a_shard_has_its_own_identity_lease_and_requests() -> None:
     from glidein_operator.controller.runtime import Settings
 
@@ -221,6 +235,7 @@ def test_a_shard_has_its_own_identity_lease_and_requests() -> None:
         ("shard.name=Gold_Shard", "name"),
         ("shard.requestSelector=tier in (gold)", "requestSelector"),
         ("listing.steadyInterval=-1", "steadyInterval"),
+        ("reconcileBudget=0", "reconcileBudget"),
         ("logging.level=LOUD", "level"),
         ("logging.format=xml", "format"),
         ("image.digest=latest", "digest"),

@@ -301,9 +301,10 @@ def _set_in_code() -> tuple[dict[str, list[Use]], dict[str, list[Use]], list[str
 
 
 def _names_degraded(target: ast.expr) -> bool:
-    """``degraded[...]`` or ``acted.degraded[...]``/``acted.health[...]`` (controller/act.py)."""
+    """``degraded[...]`` or ``acted.degraded[...]``/``acted.health[...]`` (controller/act.py),
+    or ``listing_errors[...]`` (controller/observe.py: report puts them in Degraded)."""
     if isinstance(target, ast.Name):
-        return target.id == "degraded"
+        return target.id in ("degraded", "listing_errors")
     return isinstance(target, ast.Attribute) and target.attr in ("degraded", "health")
 
 
@@ -413,7 +414,13 @@ def test_the_code_is_read() -> None:
     assert {"Ready", "Degraded", "JobsUnmatched", "BudgetKill"} <= set(types)
     entry, problems = _entry_reasons()
     assert not problems, "\n".join(problems)
-    assert {"AuthFailed", "PilotsRefused", "PilotsNotRegistering", "PilotsFailing"} <= entry
+    assert {
+        "AuthFailed",
+        "PilotsRefused",
+        "PilotsNotRegistering",
+        "PilotsFailing",
+        "ListingOverBudget",
+    } <= entry
 
 
 def test_every_reason_the_operator_sets_is_documented() -> None:

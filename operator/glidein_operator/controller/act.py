@@ -21,6 +21,7 @@ from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.clouds.base import DriverError
 from glidein_operator.clouds.instrumented import InstrumentedDriver
 from glidein_operator.controller.claims import EntryClaims
+from glidein_operator.controller.stopwatch import Stopwatch
 from glidein_operator.credentials import payloads
 from glidein_operator.ground import CloudPilot, LaunchBatch, PilotState
 from glidein_operator.pilot.lifecycle import refusal_in_console
@@ -60,7 +61,12 @@ async def act(
     claims: EntryClaims,
     emit: Emit,
     now: dt.datetime,
+    watch: Stopwatch | None = None,
 ) -> Acted:
+    """With ``watch``: launch batches after an entry's first that are not started when the
+    request's time budget is spent are left to the next cycle (which decides them again,
+    from the listings, under the same keys); releases, reaps, cancellations and each
+    entry's first batch are always carried out."""
     acted = Acted()
     await _release(decision, drivers, acted)
     await _unregistered(decision, drivers, acted, emit, now)
@@ -84,6 +90,7 @@ async def act(
                     acted,
                     emit,
                     now,
+                    watch,
                 )
                 for entry, orders in by_entry.items()
             )
@@ -257,8 +264,14 @@ async def _launch(
     acted: Acted,
     emit: Emit,
     now: dt.datetime,
+    watch: Stopwatch | None = None,
 ) -> None:
-    for order in orders:
+    for i, order in enumerate(orders):
+        # The first batch at each entry always starts: a request whose look and decision
+        # alone take its budget still makes progress, every cycle.
+        if i > 0 and watch is not None and watch.spent():
+            watch.launches_cut[cand.name] = sum(o.count for o in orders[i:])
+            return
         acted.tried[cand.name] = order.seq
         itype = cand.spec.instance_type(order.instance_type)
         assert itype is not None

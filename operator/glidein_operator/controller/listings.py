@@ -55,6 +55,8 @@ class _Slot:
     backoff: Backoff | None = None
     # Per request: the last listing number begun when it last changed the entry.
     acted: dict[str, int] = field(default_factory=dict)
+    # Per request: its look at the entry still in flight (``begin``).
+    pending: dict[str, asyncio.Task[Listing]] = field(default_factory=dict)
 
 
 class SharedListings:
@@ -88,6 +90,34 @@ class SharedListings:
     def _current(self, slot: _Slot, requester: str) -> bool:
         got = slot.listing
         return got is not None and got.seq > slot.acted.get(requester, -1)
+
+    def begin(self, d: InstrumentedDriver, requester: str = "") -> asyncio.Task[Listing]:
+        """``listing`` as a task a reader may stop waiting for (its time budget spent,
+        controller/stopwatch.py): it goes on, and serves the next reader. A request has
+        one such look at an entry in flight at a time: one whose cycles are shorter than
+        the cloud's listing takes its next look from the same task, not a new one each."""
+        slot = self._slot(d)
+        task = slot.pending.get(requester)
+        if task is None or task.done():
+            task = slot.pending[requester] = asyncio.ensure_future(self.listing(d, requester))
+
+            def done(t: asyncio.Task[Listing]) -> None:
+                if not t.cancelled():
+                    t.exception()  # a look nobody waits for may fail: not "never retrieved"
+                if slot.pending.get(requester) is t:
+                    del slot.pending[requester]  # nothing kept for a request that is gone
+
+            task.add_done_callback(done)
+        return task
+
+    def last(self, d: InstrumentedDriver, requester: str = "") -> Listing | None:
+        """The entry's last listing, however old, if ``requester`` has changed nothing
+        there since it began (as a throttled listing's stand-in), else None. For a reader
+        whose time budget ran out while a listing is in flight (controller/stopwatch.py)."""
+        slot = self._slots.get(d)
+        if slot is None or not self._current(slot, requester):
+            return None
+        return slot.listing
 
     async def listing(self, d: InstrumentedDriver, requester: str = "") -> Listing:
         """The entry's pilots as the cloud last showed them, listing again when stale.

@@ -29,7 +29,9 @@ from glidein_operator.condor.pilots import RegisteredPilot
 from glidein_operator.condor.reader import select
 from glidein_operator.controller import fixes
 from glidein_operator.controller.keeper import Credential
+from glidein_operator.controller.listings import Listing
 from glidein_operator.controller.runtime import Runtime
+from glidein_operator.controller.stopwatch import Stopwatch
 from glidein_operator.credentials import idtokens
 from glidein_operator.ground import CloudPilot
 from glidein_operator.provisioning.cycle import EntryState, Observed
@@ -41,6 +43,16 @@ from glidein_operator.provisioning.eligibility import (
 )
 from glidein_operator.provisioning.lifecycle import shared_phases
 from glidein_operator.provisioning.planner import PilotPhase
+
+# Entries set up (credential, driver) between two yields to the event loop.
+YIELD_EVERY = 10
+
+
+def _patience(watch: Stopwatch) -> float | None:
+    """How long a listing is waited for: until the request's time budget is spent, and at
+    least a tenth of it (a request whose setup took its budget still reads its clouds)."""
+    left = watch.timeout()
+    return None if left is None else max(left, watch.budget / 10)
 
 
 @dataclass
@@ -64,15 +76,26 @@ class Sight:
 
 
 async def observe(
-    rt: Runtime, *, namespace: str, uid: str, spec: GlideinRequestSpec, world: World
+    rt: Runtime,
+    *,
+    namespace: str,
+    uid: str,
+    spec: GlideinRequestSpec,
+    world: World,
+    watch: Stopwatch | None = None,
 ) -> Sight:
+    """One look; with ``watch``, each listing and pool query is timed, and a listing not
+    in when the request's time budget is spent is not waited for (controller/stopwatch.py)."""
+    watch = watch or Stopwatch(budget=float("inf"))
     now = rt.clock()
     records = [EntryRecord(n, labels, s) for n, (s, labels, _g) in world.entries.items()]
     usable, blocked = candidates(spec, records, world.domains, world.images)
 
     # Drivers for usable entries (a missing or incomplete Secret blocks only its entries).
     drivers: dict[str, InstrumentedDriver] = {}
-    for c in list(usable):
+    for i, c in enumerate(list(usable)):
+        if i and not i % YIELD_EVERY:
+            await asyncio.sleep(0)  # 200 entries are 0.2 s of CPU: let other requests in
         got = await credential(rt, namespace, spec, c.spec, world)
         if isinstance(got, str):
             blocked[c.name] = got
@@ -105,11 +128,27 @@ async def observe(
     as_of: dict[str, dt.datetime] = {}
 
     async def list_one(entry: str, d: InstrumentedDriver) -> None:
+        # Shielded: a listing this request stops waiting for goes on, and serves whoever
+        # reads the entry next (this request's next cycle included).
+        task = rt.listings.begin(d, uid)
+        got: Listing | None
         try:
-            got = await rt.listings.listing(d, uid)
+            with watch.step(f"listing {entry}"):
+                got = await asyncio.wait_for(asyncio.shield(task), _patience(watch))
         except DriverError as exc:
             listing_errors[entry] = f"{exc.reason}: {exc}"
             return
+        except TimeoutError:
+            got = rt.listings.last(d, uid)
+            if got is None:
+                watch.unlisted.append(entry)
+                listing_errors[entry] = (
+                    f"ListingOverBudget: the cloud's listing did not come within the "
+                    f"request's time budget ({watch.budget:g}s); it goes on, and the next "
+                    "cycle reads it. Nothing is launched or cancelled here until then"
+                )
+                return
+            watch.stood_in.append(entry)
         listings[entry], listed_at[entry], as_of[entry] = got.pilots, got.began, got.as_of
 
     await asyncio.gather(*(list_one(e, d) for e, d in drivers.items()))
@@ -130,14 +169,16 @@ async def observe(
         try:
             reader = rt.reader(spec.collector, token, source)
             try:
-                registered = await reader.registered(now.timestamp())
+                with watch.step(f"collector {spec.collector}"):
+                    registered = await reader.registered(now.timestamp())
             except CondorError:
                 reason = "CollectorUnreachable"
                 raise
             for schedd in spec.schedds:
-                found = await rt.reader(schedd.collector or spec.collector, token, source).clusters(
-                    schedd.name, (spec.job_constraint, spec.match_expression)
-                )
+                with watch.step(f"schedd {schedd.name}"):
+                    found = await rt.reader(
+                        schedd.collector or spec.collector, token, source
+                    ).clusters(schedd.name, (spec.job_constraint, spec.match_expression))
                 clusters += select(found, spec.job_constraint)
         except CondorError as exc:
             pool_error = (reason, str(exc))

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     # Seconds between two reconciles of a request: how soon new idle jobs are acted on.
     # Cheap at steady state: clouds are listed on their own intervals (listings.py).
     reconcile_interval: float = 1.0
+    # Seconds one reconcile of one request may take (controller/stopwatch.py): a cloud
+    # listing not in by then is replaced by its last one (or the entry waits a cycle),
+    # launches not started by then are left to the next cycle, and a request that runs
+    # over says so in its ReconcileSlow condition, naming what took the time.
+    reconcile_budget: float = 10.0
     # Seconds a cloud listing serves every request at its entry: ``listing_interval``
     # while pilots there are in transit (pending, booting), ``listing_steady_interval``
     # once all have settled. A launch or termination there makes the next reader list
@@ -96,6 +101,13 @@ class Settings(BaseSettings):
     webhook_cert_dir: Path = Path("/var/run/glidein/webhook")
     webhook_host: str | None = None
     webhook_self_signed: bool = False
+
+    @field_validator("reconcile_budget")
+    @classmethod
+    def _positive_budget(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError("must be more than 0 seconds")
+        return value
 
     @field_validator("shard")
     @classmethod
