@@ -107,6 +107,13 @@ class VMImageSpec(ApiModel):
             "supersededBy may only be set on a deprecated image",
             ".supersededBy",
         ),
+        # The API server's `format: date` check lets a list through (kube-apiserver 1.36:
+        # patchDate: [] is stored as is); a CEL rule sees the value for what it is.
+        CelRule(
+            "self.patchDate >= timestamp('0001-01-01T00:00:00Z')",
+            "patchDate must be a date written YYYY-MM-DD",
+            ".patchDate",
+        ),
     )
 
     @model_validator(mode="after")
