@@ -124,26 +124,30 @@ class World_:
             if sample.name.endswith("_count") and sample.labels["operation"] == operation
         )
 
+    async def reconcile_one(self, request: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Reconcile request number ``request`` once, as its kopf timer does; its status
+        before and after (kept for its next reconcile)."""
+        name, uid, spec = self.requests[request]
+        old = dict(self.status[uid])
+        out = await reconcile(
+            self.rt,
+            name=name,
+            namespace=name,
+            uid=uid,
+            generation=1,
+            spec=spec,
+            old_status=old,
+            world=self.world,
+            emit=lambda *e: self.events.append(e),
+        )
+        self.status[uid].update(out.status)
+        return old, out.status
+
     async def cycle(self, seconds: float = 1.0) -> int:
         """Move the clock, reconcile every request at once; the listings this made."""
         self.now += dt.timedelta(seconds=seconds)
         before = self.calls("list")
-
-        async def one(name: str, uid: str, spec: GlideinRequestSpec) -> None:
-            out = await reconcile(
-                self.rt,
-                name=name,
-                namespace=name,
-                uid=uid,
-                generation=1,
-                spec=spec,
-                old_status=dict(self.status[uid]),
-                world=self.world,
-                emit=lambda *e: self.events.append(e),
-            )
-            self.status[uid].update(out.status)
-
-        await asyncio.gather(*(one(*r) for r in self.requests))
+        await asyncio.gather(*(self.reconcile_one(i) for i in range(len(self.requests))))
         return self.calls("list") - before
 
     def start_all(self) -> None:

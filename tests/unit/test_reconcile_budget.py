@@ -17,7 +17,6 @@ from pydantic import ValidationError
 
 from glidein_operator.api.glideinrequest import GlideinRequestSpec
 from glidein_operator.controller import reconcile as reconciling
-from glidein_operator.controller.reconcile import reconcile
 from glidein_operator.controller.runtime import Settings
 from glidein_operator.controller.stopwatch import Stopwatch
 from glidein_operator.ground import CloudPilot
@@ -53,19 +52,7 @@ def _rig(budget: float) -> World_:
 
 
 async def _one(world: World_, request: int) -> None:
-    name, uid, spec = world.requests[request]
-    out = await reconcile(
-        world.rt,
-        name=name,
-        namespace=name,
-        uid=uid,
-        generation=1,
-        spec=spec,
-        old_status=dict(world.status[uid]),
-        world=world.world,
-        emit=lambda *e: world.events.append(e),
-    )
-    world.status[uid].update(out.status)
+    await world.reconcile_one(request)
 
 
 async def _side_by_side(world: World_) -> tuple[float, list[float]]:
