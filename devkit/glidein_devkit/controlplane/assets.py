@@ -157,8 +157,14 @@ def staging_replacements(upstream_go_mod: str, version: str) -> list[tuple[str, 
     return [(m, f"v0.{minor_patch}") for m in mods]
 
 
-def kubernetes_wrapper(upstream_go_mod: str, version: str) -> tuple[str, str]:
-    """(go.mod, tools.go) of the wrapper module that builds Kubernetes from the proxy."""
+CONTROL_PLANE_COMMANDS = ("kube-apiserver", "kube-controller-manager")
+
+
+def kubernetes_wrapper(
+    upstream_go_mod: str, version: str, commands: tuple[str, ...] = CONTROL_PLANE_COMMANDS
+) -> tuple[str, str]:
+    """(go.mod, tools.go) of the wrapper module that builds Kubernetes' ``commands`` (its
+    ``cmd/`` folders) from the proxy."""
     go_line = re.search(r"^go (\S+)$", upstream_go_mod, re.M)
     replaces = "\n".join(
         f"\t{m} => {m} {v}" for m, v in staging_replacements(upstream_go_mod, version)
@@ -169,11 +175,8 @@ def kubernetes_wrapper(upstream_go_mod: str, version: str) -> tuple[str, str]:
         f"require k8s.io/kubernetes v{version}\n\n"
         f"replace (\n{replaces}\n)\n"
     )
-    tools = (
-        "//go:build tools\n\npackage tools\n\nimport (\n"
-        '\t_ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n'
-        '\t_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"\n)\n'
-    )
+    imports = "".join(f'\t_ "k8s.io/kubernetes/cmd/{c}/app"\n' for c in commands)
+    tools = f"//go:build tools\n\npackage tools\n\nimport (\n{imports})\n"
     return go_mod, tools
 
 

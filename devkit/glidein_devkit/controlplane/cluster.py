@@ -3,7 +3,8 @@
 What envtest gives Go operators, for ours: real admission, real CRD validation (OpenAPI
 and CEL), real RBAC, and (with the controller manager) namespaces that finish deleting
 and garbage collection by owner references. No kubelet: pods are accepted but never run,
-which is what our pod-driver tests need from the API.
+which is what our pod-driver tests need from the API; ``glidein_devkit.node`` adds a real
+node (scheduler, kubelet, containerd) beside it when pods must run.
 """
 
 from __future__ import annotations
@@ -175,6 +176,10 @@ class LocalControlPlane:
             server_ips=("127.0.0.1", KUBERNETES_SERVICE_IP),
         )
         admin = self.pki.issue("admin", "glidein-admin", "system:masters")
+        # For a node's kubelet (glidein_devkit.node): pod logs go through the API server.
+        kubelet_client = self.pki.issue(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"
+        )
         sa = self.pki.service_account_keys()
         self._sa = sa
         proc = self._spawn(
@@ -194,6 +199,9 @@ class LocalControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=RBAC",
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
+                "--kubelet-preferred-address-types=InternalIP",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
