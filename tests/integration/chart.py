@@ -40,13 +40,16 @@ def render(*sets: str, values: dict[str, Any] | None = None) -> list[dict[str, o
         return [d for d in yaml.safe_load_all(helm(*args)) if d]
 
 
-def sa_kubeconfig(admin: Path) -> Path:
-    """A kubeconfig next to ``admin`` that acts as the chart's ServiceAccount."""
-    token = kubectl(
-        admin, "create", "token", f"{RELEASE}-glidein-operator", "-n", NS, "--duration=2h"
-    ).stdout.strip()
+def sa_kubeconfig(admin: Path, account: str = f"{RELEASE}-glidein-operator") -> Path:
+    """A kubeconfig next to ``admin`` that acts as one of the chart's ServiceAccounts (the
+    operator's unless named)."""
+    token = kubectl(admin, "create", "token", account, "-n", NS, "--duration=2h").stdout.strip()
     cfg = yaml.safe_load(admin.read_text())
     cfg["users"][0]["user"] = {"token": token}
-    path = admin.parent / "operator-sa.kubeconfig"
+    path = admin.parent / (
+        "operator-sa.kubeconfig"
+        if account == f"{RELEASE}-glidein-operator"
+        else f"{account}.kubeconfig"
+    )
     path.write_text(yaml.safe_dump(cfg))
     return path

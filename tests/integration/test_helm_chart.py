@@ -241,6 +241,11 @@ def test_a_shard_has_its_own_identity_lease_and_requests() -> None:
         ("image.digest=latest", "digest"),
         ("priorityClassName=Not_A_Name", "priorityClassName"),
         ("extraEnv[0].value=x", "name"),
+        ("healthPort=80", "healthPort"),
+        ("hostNetwork=yes", "hostNetwork"),
+        ("uninstall.teardown.timeoutSeconds=0", "timeoutSeconds"),
+        ("uninstall.teardown.namespaces[0]=Not_A_Namespace", "namespaces"),
+        ("uninstall.teardown.wait=true", "wait"),
     ],
 )
 def test_values_schema_rejects_what_would_not_work(setting: str, named: str) -> None:
@@ -453,6 +458,338 @@ def test_the_chart_has_no_hook_that_deletes_anything() -> None:
                     # Only what the operator itself makes: pilot pods, payload Secrets and
                     # its kept credential copies, all in namespaces it owns.
                     assert d["kind"] == "Role", d["metadata"]
+
+
+# --- Host networking (hostNetwork, healthPort) ----------------------------------------
+
+
+def _pod(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    [d] = [d for d in docs if d["kind"] == kind]
+    return dict(d["spec"]["template"]["spec"])
+
+
+def test_host_network_is_opt_in_and_reaches_the_teardown_hook_too() -> None:
+    off = _pod(render("uninstall.teardown.enabled=true"), "Deployment")  # type: ignore[arg-type]
+    assert "hostNetwork" not in off
+    assert "dnsPolicy" not in off
+    docs: list[dict[str, Any]] = render(  # type: ignore[assignment]
+        "hostNetwork=true", "replicas=1", "uninstall.teardown.enabled=true"
+    )
+    for kind in ("Deployment", "Job"):
+        pod = _pod(docs, kind)
+        assert pod["hostNetwork"] is True, kind
+        # The node's resolver does not know the cluster's Services; this policy keeps them.
+        assert pod["dnsPolicy"] == "ClusterFirstWithHostNet", kind
+    [dep] = [d for d in docs if d["kind"] == "Deployment"]
+    assert dep["spec"]["replicas"] == 1
+
+
+def test_health_port_moves_the_probe_address_and_the_port() -> None:
+    container = _container(render("healthPort=18080"))  # type: ignore[arg-type]
+    assert "--health-probe-bind-address=:18080" in container["args"]
+    assert not [a for a in container["args"] if a.endswith(":8080")]
+    assert {"name": "health", "containerPort": 18080} in container["ports"]
+    # The probes follow by the port's name.
+    assert container["livenessProbe"]["httpGet"]["port"] == "health"
+    assert container["readinessProbe"]["httpGet"]["port"] == "health"
+
+
+def test_with_host_network_every_port_is_the_users_choice() -> None:
+    container = _container(
+        render(  # type: ignore[arg-type]
+            "hostNetwork=true",
+            "healthPort=18081",
+            "metrics.port=19090",
+            "webhook.enabled=true",
+            "webhook.port=19443",
+        )
+    )
+    assert {p["containerPort"] for p in container["ports"]} == {18081, 19090, 19443}
+
+
+def test_chart_with_host_network_and_the_teardown_hook_lints_strictly() -> None:
+    helm(
+        "lint",
+        str(CHART),
+        "--strict",
+        "--set",
+        "hostNetwork=true,replicas=1,uninstall.teardown.enabled=true",
+    )
+
+
+# --- The opt-in teardown on uninstall (uninstall.teardown) -----------------------------
+
+TEARDOWN = f"{RELEASE}-glidein-operator-teardown"
+HOOK_SA = f"system:serviceaccount:{NS}:{TEARDOWN}"
+ONLY_REQUESTS = [
+    {
+        "apiGroups": ["glidein.dev"],
+        "resources": ["glideinrequests"],
+        "verbs": ["get", "list", "delete"],
+    }
+]
+
+
+def _hooks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if "helm.sh/hook" in (d["metadata"].get("annotations") or {})]
+
+
+def test_teardown_hook_is_off_by_default() -> None:
+    default: list[dict[str, Any]] = render()  # type: ignore[assignment]
+    assert _hooks(default) == []
+    assert _names(default) == _names(render("uninstall.teardown.enabled=false"))  # type: ignore[arg-type]
+    assert not [d for d in default if d["kind"] == "Job"]
+
+
+def test_teardown_hook_renders_when_enabled_with_only_the_rbac_it_needs() -> None:
+    docs: list[dict[str, Any]] = render(  # type: ignore[assignment]
+        values={
+            "uninstall": {"teardown": {"enabled": True, "timeoutSeconds": 200}},
+            "imagePullSecrets": [{"name": "regcred"}],
+            "extraEnv": [
+                {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+                {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"},
+            ],
+            "extraEnvFrom": [{"secretRef": {"name": "proxy-credentials"}}],
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+            "image": {"repository": "registry.example/glidein", "tag": "9.9"},
+        }
+    )
+    hooks = _hooks(docs)
+    # The hook and nothing else is new; the operator's own resources and RBAC are as they were.
+    assert _names(hooks) == {
+        ("ServiceAccount", TEARDOWN),
+        ("ClusterRole", TEARDOWN),
+        ("ClusterRoleBinding", TEARDOWN),
+        ("Job", TEARDOWN),
+    }
+    assert _names([d for d in docs if d not in hooks]) == _names(render())  # type: ignore[arg-type]
+    weights = {}
+    for d in hooks:
+        notes = d["metadata"]["annotations"]
+        assert notes["helm.sh/hook"] == "pre-delete", d["kind"]
+        assert notes["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+        weights[d["kind"]] = int(notes["helm.sh/hook-weight"])
+    # Helm creates hooks by weight: the account and its rights exist before the Job runs.
+    assert weights["ServiceAccount"] <= weights["ClusterRole"] < weights["ClusterRoleBinding"]
+    assert weights["ClusterRoleBinding"] < weights["Job"]
+    [role] = [d for d in hooks if d["kind"] == "ClusterRole"]
+    assert role["rules"] == ONLY_REQUESTS
+    [binding] = [d for d in hooks if d["kind"] == "ClusterRoleBinding"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": TEARDOWN,
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": TEARDOWN, "namespace": NS}]
+    [job] = [d for d in hooks if d["kind"] == "Job"]
+    assert job["metadata"]["namespace"] == NS
+    assert job["spec"]["backoffLimit"] <= 2
+    assert 200 < job["spec"]["activeDeadlineSeconds"] <= 300  # above teardown's, within helm's
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == TEARDOWN
+    assert pod["restartPolicy"] == "Never"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    operator_pod = _pod(docs, "Deployment")
+    assert pod["securityContext"] == operator_pod["securityContext"]
+    assert pod["securityContext"]["runAsUser"] == 10001
+    [container] = pod["containers"]
+    assert container["image"] == "registry.example/glidein:9.9"  # the operator's image
+    assert container["args"] == ["teardown", "--all-namespaces", "--timeout=200"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["env"] == [
+        {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+        {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"},
+    ]
+    assert container["envFrom"] == [{"secretRef": {"name": "proxy-credentials"}}]
+    assert "limits" in container["resources"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    # No selector of the operator's (Deployment, PodDisruptionBudget, Services) picks the
+    # hook's pod: it is not a replica.
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    for d in docs:
+        selector = (d.get("spec") or {}).get("selector")
+        if d["kind"] in ("Service", "PodDisruptionBudget", "Deployment") and selector:
+            assert not selector.get("matchLabels", selector).items() <= labels.items(), d["kind"]
+
+
+def test_teardown_hook_of_listed_namespaces_gets_roles_there_only() -> None:
+    # The chart's watched namespaces by default; the hook's own list when given.
+    for listed, namespaces in (([], ["cms", "atlas"]), (["cms"], ["cms"])):
+        values = {
+            "watchNamespaces": ["cms", "atlas"],
+            "uninstall": {"teardown": {"enabled": True, "namespaces": listed}},
+        }
+        hooks = _hooks(render(values=values))  # type: ignore[arg-type]
+        assert not [d for d in hooks if d["kind"].startswith("Cluster")]
+        roles = {d["metadata"]["namespace"]: d for d in hooks if d["kind"] == "Role"}
+        bindings = {d["metadata"]["namespace"]: d for d in hooks if d["kind"] == "RoleBinding"}
+        assert sorted(roles) == sorted(bindings) == sorted(namespaces)
+        for ns in namespaces:
+            assert roles[ns]["rules"] == ONLY_REQUESTS
+            assert bindings[ns]["roleRef"]["name"] == TEARDOWN
+            assert bindings[ns]["subjects"] == [
+                {"kind": "ServiceAccount", "name": TEARDOWN, "namespace": NS}
+            ]
+        [job] = [d for d in hooks if d["kind"] == "Job"]
+        args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args == ["teardown", *(f"--namespace={ns}" for ns in namespaces), "--timeout=240"]
+
+
+def test_teardown_hook_refuses_a_shard_by_label() -> None:
+    # teardown deletes every request of its namespaces: other shards' too.
+    proc = subprocess.run(
+        [
+            str(ensure_helm()),
+            "template",
+            RELEASE,
+            str(CHART),
+            "--set",
+            "uninstall.teardown.enabled=true,shard.name=gold,shard.requestSelector=tier=gold",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "shard.requestSelector" in proc.stderr
+
+
+def _apply_hook_rbac(env: Env, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rbac = [d for d in _hooks(docs) if d["kind"] != "Job"]
+    env.k("apply", "-f", "-", stdin=yaml.safe_dump_all(rbac))
+    return rbac
+
+
+def test_the_teardown_hooks_rbac_is_minimal(env: Env) -> None:
+    docs: list[dict[str, Any]] = render("uninstall.teardown.enabled=true", "hostNetwork=true")  # type: ignore[assignment]
+    # The server takes the hook as rendered (the Job with the node's network included).
+    env.k("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(_hooks(docs)))
+    rbac = _apply_hook_rbac(env, docs)
+    try:
+        for verb, resource, where, allowed in [
+            ("list", "glideinrequests.glidein.dev", "--all-namespaces", "yes"),
+            ("delete", "glideinrequests.glidein.dev", "-n=default", "yes"),
+            ("get", "glideinrequests.glidein.dev", "-n=default", "yes"),
+            ("create", "glideinrequests.glidein.dev", "-n=default", "no"),
+            ("patch", "glideinrequests.glidein.dev", "-n=default", "no"),
+            ("patch", "glideinrequests.glidein.dev/status", "-n=default", "no"),
+            ("delete", "cloudentries.glidein.dev", "", "no"),
+            ("get", "secrets", "-n=default", "no"),
+            ("delete", "pods", "-n=default", "no"),
+            ("delete", "customresourcedefinitions", "", "no"),
+        ]:
+            args = ["auth", "can-i", verb, resource, f"--as={HOOK_SA}"]
+            out = env.k(*args, *([where] if where else []), check=False).stdout.strip()
+            assert out == allowed, f"{HOOK_SA} can-i {verb} {resource} {where}: {out}"
+    finally:
+        env.k("delete", "-f", "-", "--wait=true", stdin=yaml.safe_dump_all(rbac))
+
+
+def test_the_teardown_hook_empties_the_clouds_with_its_own_rbac_only(env: Env) -> None:
+    """The hook's Job, as rendered, run under the hook's ServiceAccount token against the
+    running operator: its namespaces' requests and pilots go, another namespace's stay."""
+    namespaces = [f"hk-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+    uids = []
+    for ns in namespaces:
+        submit(env, ns, 4)
+        request(env, ns)
+        uids.append(env.uid(ns, "vo"))
+    for uid in uids:
+        eventually(lambda uid=uid: len(env.instances(uid)) == 1, what="a pilot per request")
+    named, spared = namespaces[:2], namespaces[2]
+    docs: list[dict[str, Any]] = render(  # type: ignore[assignment]
+        values={
+            "uninstall": {"teardown": {"enabled": True, "namespaces": named, "timeoutSeconds": 120}}
+        }
+    )
+    rbac = _apply_hook_rbac(env, docs)
+    try:
+        [job] = [d for d in _hooks(docs) if d["kind"] == "Job"]
+        args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "glidein_operator", *args],
+            env={**os.environ, "KUBECONFIG": str(sa_kubeconfig(env.kubeconfig, TEARDOWN))},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "those GlideinRequests are gone" in proc.stderr
+        for ns, uid in zip(named, uids[:2], strict=True):
+            assert env.k("get", "greq", "-n", ns, "-o", "name").stdout.strip() == ""
+            assert env.instances(uid) == []
+        assert env.k("get", "greq", "vo", "-n", spared, "-o", "name").stdout.strip()
+        assert len(env.instances(uids[2])) == 1
+    finally:
+        env.k("delete", "-f", "-", "--wait=true", stdin=yaml.safe_dump_all(rbac))
+    delete_and_wait(env, spared)
+
+
+def test_teardown_fails_loudly_when_requests_remain(env: Env) -> None:
+    # A request that does not go (here a finalizer no one removes; in life an operator
+    # that cannot terminate its pilots) fails the hook, and with it `helm uninstall`,
+    # naming it, rather than uninstalling over live pilots.
+    ns = f"stuck-{uuid.uuid4().hex[:6]}"
+    request(env, ns)
+    eventually(
+        lambda: (
+            env.k("get", "greq", "vo", "-n", ns, "-o", "jsonpath={.metadata.finalizers}").stdout
+        ),
+        what="the operator's finalizer",
+    )
+    hold = '[{"op": "add", "path": "/metadata/finalizers/-", "value": "test.glidein.dev/hold"}]'
+    env.k("patch", "greq", "vo", "-n", ns, "--type=json", "-p", hold)
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "glidein_operator",
+                "teardown",
+                f"--namespace={ns}",
+                "--timeout=3",
+            ],
+            env={**os.environ, "KUBECONFIG": str(env.kubeconfig)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 1, proc.stderr
+        assert f"{ns}/vo" in proc.stderr
+    finally:
+        finalizers = json.loads(
+            env.k("get", "greq", "vo", "-n", ns, "-o", "jsonpath={.metadata.finalizers}").stdout
+            or "[]"
+        )
+        kept = [f for f in finalizers if f != "test.glidein.dev/hold"]
+        env.k(
+            "patch",
+            "greq",
+            "vo",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            json.dumps({"metadata": {"finalizers": kept}}),
+        )
+    eventually(
+        lambda: (
+            not env.k(
+                "get", "greq", "vo", "-n", ns, "--ignore-not-found", "-o", "name"
+            ).stdout.strip()
+        ),
+        timeout=90,
+        what=f"{ns}/vo gone",
+    )
 
 
 # The grid submitter (gridSubmitter.enabled): a schedd whose gridmanager sends grid pilots.

@@ -104,3 +104,13 @@ def test_every_duration_is_bounded_on_the_server() -> None:
         assert "duration('8760h')" in rule["rule"], name
         assert rule["message"].startswith("must be between"), name
         assert node["maxLength"] <= 20, name
+
+
+def test_pilot_pods_on_the_nodes_network_are_opt_in() -> None:
+    [entry] = [k for k in KINDS if k.kind == "CloudEntry"]
+    pods = crdgen.openapi_schema(entry)["properties"]["spec"]["properties"]["kubernetes"]
+    node = pods["properties"]["hostNetwork"]
+    assert node["type"] == "boolean"
+    assert node["default"] is False  # existing entries keep the pod network
+    assert "hostNetwork" not in pods.get("required", [])
+    assert "node's network" in node["description"]

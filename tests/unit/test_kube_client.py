@@ -5,6 +5,7 @@ cluster) has a client of its own."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import yaml
@@ -93,3 +94,24 @@ def test_kopf_logs_in_with_the_same_client(
     assert info.token == "t1"
     assert refreshed == ["https://127.0.0.1:1"]
     assert made == [rt.client]
+
+
+def test_in_a_pod_without_a_kubeconfig_the_service_account_is_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What `glidein-operator teardown` runs on in the chart's uninstall hook: the pod's
+    ServiceAccount token and CA, at the address the environment names (a node whose pods
+    reach the API server on 127.0.0.1 sets KUBERNETES_SERVICE_HOST through extraEnv)."""
+    from kubernetes.config import incluster_config
+
+    (tmp_path / "token").write_text("sa-token")
+    (tmp_path / "ca.crt").write_text("not read until a connection is made")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(tmp_path / "ca.crt"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    cfg = runtime.api_client().configuration
+    assert cfg.host == "https://127.0.0.1:6443"
+    assert cfg.api_key["BearerToken"] == "bearer sa-token"
+    assert cfg.ssl_ca_cert == str(tmp_path / "ca.crt")

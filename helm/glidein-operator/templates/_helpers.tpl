@@ -53,3 +53,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "glidein.submitter.ref" -}}
 {{- dict "collector" (include "glidein.submitter.collector" .) "schedd" (include "glidein.submitter.schedd" .) "trustDomain" (include "glidein.submitter.trustDomain" .) "user" .Values.gridSubmitter.operatorUser "tokenSecretRef" (dict "name" (include "glidein.submitter.keySecret" .) "key" "signingKey") | toJson -}}
 {{- end -}}
+{{- /* The node's network (hostNetwork), for the operator's pods and the teardown hook's. */ -}}
+{{- define "glidein.hostNetwork" -}}
+{{- if .Values.hostNetwork -}}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- end -}}
+{{- end -}}
+{{- /* The teardown hook (uninstall.teardown): its own name, so no selector of the operator's picks its pod. */ -}}
+{{- define "glidein.teardown.selector" -}}
+app.kubernetes.io/name: glidein-operator-teardown
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: teardown
+{{- end -}}
+{{- define "glidein.teardown.labels" -}}
+{{ include "glidein.teardown.selector" . }}
+app.kubernetes.io/part-of: {{ include "glidein.name" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}

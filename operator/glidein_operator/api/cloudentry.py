@@ -406,6 +406,15 @@ class KubernetesSettings(ApiModel):
     )
     priority_class_name: ObjectName | None = Field(default=None, description="Priority class.")
     runtime_class_name: ObjectName | None = Field(default=None, description="Runtime class.")
+    host_network: bool = Field(
+        default=False,
+        description=(
+            "Pilot pods use their node's network instead of a pod network: for nodes without "
+            "a pod network, or a pool whose schedds reach only the nodes' addresses. The "
+            "startd then advertises the node's address and listens on the node's ports "
+            "(with a GlideinRequest's pilot.sharedPort, port 9618: one pilot per node)."
+        ),
+    )
 
 
 class CloudEntrySpec(ApiModel):

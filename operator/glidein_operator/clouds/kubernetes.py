@@ -162,6 +162,10 @@ class KubernetesDriver:
                 node_selector=s.node_selector or None,
                 priority_class_name=s.priority_class_name,
                 runtime_class_name=s.runtime_class_name,
+                host_network=s.host_network or None,
+                # With the node's network a pod's default DNS is the node's resolver, which
+                # does not know the cluster's Services; this keeps them resolvable.
+                dns_policy="ClusterFirstWithHostNet" if s.host_network else None,
                 security_context=k8s.V1PodSecurityContext(
                     run_as_non_root=True,
                     seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
