@@ -163,6 +163,11 @@ async def observe(
     registered: dict[str, RegisteredPilot] | None = None
     if isinstance(query, str):
         pool_error = ("OperatorTokenInvalid", query)
+    elif query[0] is None and token_error:
+        # No key to mint pilots' tokens and none to read the pool with: nothing can be
+        # launched until the admin adds it (the Ready condition says how), and a read now
+        # would only send traffic, unauthenticated, to a pool still being set up.
+        pass
     else:
         token, source = query
         reason = "ScheddUnreachable"
