@@ -51,3 +51,18 @@ def test_pilots_use_the_nodes_network_only_when_the_entry_says_so(
     off = _launch(cluster, namespace)
     assert "hostNetwork" not in off  # the pod network, as before
     assert off["dnsPolicy"] == "ClusterFirst"  # the server's default, not ours
+
+
+@pytest.mark.integration
+def test_the_payload_is_readable_by_the_pilot_images_group_only(
+    cluster: Cluster, namespace: str
+) -> None:
+    """The pilot runs as its image's non-root user; the payload Secret's files are root's,
+    so the pod's fsGroup (the entry's pilotGroup) is what lets that user read them, and
+    nobody else in the image may (a real node found the pilot refused at 0400)."""
+    spec = _launch(cluster, namespace)
+    assert spec["securityContext"]["fsGroup"] == 64  # type: ignore[index]
+    (volume,) = spec["volumes"]  # type: ignore[misc]
+    assert volume["secret"]["defaultMode"] == 0o440
+    other = _launch(cluster, namespace, pilotGroup=1000)
+    assert other["securityContext"]["fsGroup"] == 1000  # type: ignore[index]

@@ -415,6 +415,17 @@ class KubernetesSettings(ApiModel):
             "(with a GlideinRequest's pilot.sharedPort, port 9618: one pilot per node)."
         ),
     )
+    pilot_group: int = Field(
+        default=64,
+        ge=1,
+        le=2**31 - 1,
+        description=(
+            "Group id of the pilot image's user (64: the condor group of HTCondor's images "
+            "and of images/pilot-pod). The pod's fsGroup: the payload Secret is mounted "
+            "readable by this group only, so the non-root pilot can read it and no other "
+            "user of the image can."
+        ),
+    )
 
 
 class CloudEntrySpec(ApiModel):

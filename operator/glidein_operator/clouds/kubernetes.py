@@ -168,6 +168,8 @@ class KubernetesDriver:
                 dns_policy="ClusterFirstWithHostNet" if s.host_network else None,
                 security_context=k8s.V1PodSecurityContext(
                     run_as_non_root=True,
+                    # The payload's files are root's; this group (the image user's) may read.
+                    fs_group=s.pilot_group,
                     seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
                 ),
                 containers=[
@@ -195,7 +197,7 @@ class KubernetesDriver:
                 volumes=[
                     k8s.V1Volume(
                         name="payload",
-                        secret=k8s.V1SecretVolumeSource(secret_name=secret, default_mode=0o400),
+                        secret=k8s.V1SecretVolumeSource(secret_name=secret, default_mode=0o440),
                     )
                 ],
             ),
@@ -302,11 +304,14 @@ class KubernetesDriver:
     def console_log(self, pilot: CloudPilot) -> str:
         try:
             # An API server with no kubelet behind the pod answers no body at all (None).
-            text = self._core.read_namespaced_pod_log(
-                pilot.cloud_id, self.settings.namespace, tail_lines=2000
+            # The raw body: the client's own decoding hands back the repr of the bytes
+            # ("b'Traceback...\\n'"), escapes and all.
+            response = self._core.read_namespaced_pod_log(
+                pilot.cloud_id, self.settings.namespace, tail_lines=2000, _preload_content=False
             )
+            text = response.data.decode("utf-8", errors="replace") if response.data else ""
             if text:
-                return str(text)
+                return text
         except ApiException as exc:
             if exc.status == 404:  # gone
                 return ""
