@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):/usr/local/go/bin:$(PATH)
 
-.PHONY: all install lint typecheck crds crds-check controlplane unit integration test demo bench clean
+.PHONY: all install lint typecheck crds crds-check controlplane node unit integration test demo bench clean
 
 all: test
 
@@ -41,13 +41,18 @@ crds-check: install
 controlplane: install
 	$(BIN)/glidein-operator controlplane build
 
+# The node tier's kubelet, scheduler, containerd and images (root and apt-get needed;
+# elsewhere it says what is missing and the tier skips).
+node: controlplane
+	$(BIN)/python -m glidein_devkit.node build
+
 unit: install
 	$(BIN)/pytest tests/unit -q
 
 integration: controlplane
 	$(BIN)/pytest tests/integration -q
 
-test: lint typecheck crds-check controlplane
+test: lint typecheck crds-check controlplane node
 	$(BIN)/pytest tests -q --durations=10
 
 bench: install

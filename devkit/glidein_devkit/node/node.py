@@ -247,12 +247,10 @@ state = '{d / "containerd" / "state"}'
 
     def import_images(self, archives: list[Path]) -> list[str]:
         """Import image archives (OCI or docker) into the node's containerd, where the
-        kubelet finds them: a pod naming one never pulls it."""
-        names: list[str] = []
+        kubelet finds them: a pod naming one never pulls it. The images the node then has."""
         for archive in archives:
-            out = self.ctr("images", "import", "--snapshotter", "overlayfs", str(archive))
-            names += [line.split()[1] for line in out.splitlines() if line.startswith("unpacking")]
-        return names
+            self.ctr("images", "import", "--snapshotter", "overlayfs", str(archive))
+        return sorted(self.ctr("images", "ls", "-q").split())
 
     def _start_scheduler(self, binaries: node_assets.NodeAssets) -> None:
         pki = self.cp.pki
