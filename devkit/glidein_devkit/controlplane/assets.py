@@ -150,6 +150,22 @@ def _run(cmd: list[str], cwd: Path, log: bool) -> str:
     return proc.stdout
 
 
+def go_build(
+    go: str,
+    cwd: Path,
+    out: str,
+    packages: list[str],
+    log: bool,
+    *,
+    ldflags: str = "-s -w",
+    tags: str = "",
+) -> None:
+    """``go build -trimpath`` of ``packages`` (static: CGO off) into ``out``, a file or a
+    folder ending in ``/``."""
+    tagging = ["-tags", tags] if tags else []
+    _run([go, "build", "-trimpath", *tagging, "-ldflags", ldflags, "-o", out, *packages], cwd, log)
+
+
 def staging_replacements(upstream_go_mod: str, version: str) -> list[tuple[str, str]]:
     """(module, published version) for every staging module upstream's go.mod replaces."""
     minor_patch = version.split(".", 1)[1]
@@ -211,20 +227,16 @@ def build(target: Path, log: bool = True) -> None:
                 "-X k8s.io/component-base/version.gitTreeState=clean",
             ]
         )
-        _run(
+        go_build(
+            go,
+            k8s,
+            f"{target}/",
             [
-                go,
-                "build",
-                "-trimpath",
-                "-ldflags",
-                ldflags,
-                "-o",
-                str(target) + "/",
                 "k8s.io/kubernetes/cmd/kube-apiserver",
                 "k8s.io/kubernetes/cmd/kube-controller-manager",
             ],
-            k8s,
             log,
+            ldflags=ldflags,
         )
 
         etcd = work / "etcd"
@@ -237,20 +249,7 @@ def build(target: Path, log: bool = True) -> None:
             '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3/etcdmain"\n'
         )
         _run([go, "mod", "tidy"], etcd, log)
-        _run(
-            [
-                go,
-                "build",
-                "-trimpath",
-                "-ldflags",
-                "-s -w",
-                "-o",
-                str(target / "etcd"),
-                "go.etcd.io/etcd/server/v3",
-            ],
-            etcd,
-            log,
-        )
+        go_build(go, etcd, str(target / "etcd"), ["go.etcd.io/etcd/server/v3"], log)
     (target / ".complete").write_text(
         json.dumps(
             {

@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -121,19 +122,7 @@ class LocalControlPlane:
     # --- components -----------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str], d: Path) -> _Proc:
-        log = d / f"{name}.log"
-        handle = log.open("wb")
-        popen = subprocess.Popen(
-            argv,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            # Own process group: a Ctrl-C in the demo reaches us, and we stop the children
-            # in order rather than have them race.
-            start_new_session=True,
-        )
-        handle.close()
-        proc = _Proc(name, popen, log)
+        proc = spawn(name, argv, d)
         self._procs.append(proc)
         return proc
 
@@ -246,20 +235,8 @@ class LocalControlPlane:
         no_verify.verify_mode = ssl.CERT_NONE
         self._wait(proc, lambda: _http_ok(f"https://127.0.0.1:{port}/healthz", no_verify))
 
-    def _wait(self, proc: _Proc, ready: object) -> None:
-        assert callable(ready)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if proc.popen.poll() is not None:
-                raise ControlPlaneError(
-                    f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}"
-                )
-            if ready():
-                return
-            time.sleep(0.05)
-        raise ControlPlaneError(
-            f"{proc.name} not ready after {self.startup_timeout:.0f}s:\n{proc.tail()}"
-        )
+    def _wait(self, proc: _Proc, ready: Callable[[], bool]) -> None:
+        wait_for(proc, ready, self.startup_timeout)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -294,6 +271,38 @@ class LocalControlPlane:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def spawn(name: str, argv: list[str], directory: Path, env: dict[str, str] | None = None) -> _Proc:
+    """``argv`` started with its output appended to ``directory/<name>.log``, in its own
+    process group: a Ctrl-C in the demo reaches us, and we stop the children in order
+    rather than have them race."""
+    log = directory / f"{name}.log"
+    with log.open("ab") as handle:
+        popen = subprocess.Popen(
+            argv,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+    return _Proc(name, popen, log)
+
+
+def wait_for(proc: _Proc, ready: Callable[[], bool], timeout: float) -> None:
+    """Until ``ready()``; a ControlPlaneError with the end of its log if ``proc`` exits or
+    ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise ControlPlaneError(
+                f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}"
+            )
+        if ready():
+            return
+        time.sleep(0.05)
+    raise ControlPlaneError(f"{proc.name} not ready after {timeout:.0f}s:\n{proc.tail()}")
 
 
 def _terminate(popen: subprocess.Popen[bytes], grace: float = 10.0) -> None:

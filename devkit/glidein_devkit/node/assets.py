@@ -180,11 +180,13 @@ def build(target: Path, log: bool = True) -> None:
             f"-X k8s.io/component-base/version.gitMinor={minor} "
             "-X k8s.io/component-base/version.gitTreeState=clean"
         )
-        cp_assets._run(
-            [go, "build", "-trimpath", "-ldflags", ldflags, "-o", f"{target}/"]
-            + [f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS],
+        cp_assets.go_build(
+            go,
             k8s,
+            f"{target}/",
+            [f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS],
             log,
+            ldflags=ldflags,
         )
         seconds["kubelet+kube-scheduler"] = time.monotonic() - t0
 
@@ -197,22 +199,9 @@ def build(target: Path, log: bool = True) -> None:
             ctd_pkgs,
         )
         cp_assets._run([go, "mod", "tidy"], ctd, log)
-        # Static (CGO off): the snapshotters needing C libraries are left out by tag.
-        cp_assets._run(
-            [
-                go,
-                "build",
-                "-trimpath",
-                "-tags",
-                "no_btrfs no_devmapper no_zfs",
-                "-ldflags",
-                "-s -w",
-                "-o",
-                f"{target}/",
-                *ctd_pkgs,
-            ],
-            ctd,
-            log,
+        # Static: the snapshotters needing C libraries are left out by tag.
+        cp_assets.go_build(
+            go, ctd, f"{target}/", ctd_pkgs, log, tags="no_btrfs no_devmapper no_zfs"
         )
         seconds["containerd"] = time.monotonic() - t0
 
@@ -226,29 +215,12 @@ def build(target: Path, log: bool = True) -> None:
         )
         cp_assets._run([go, "mod", "tidy"], cni, log)
         (target / "cni").mkdir(exist_ok=True)
-        cp_assets._run(
-            [
-                go,
-                "build",
-                "-trimpath",
-                "-ldflags",
-                "-s -w",
-                "-o",
-                str(target / "cni" / "loopback"),
-                loopback,
-            ],
-            cni,
-            log,
-        )
+        cp_assets.go_build(go, cni, str(target / "cni" / "loopback"), [loopback], log)
         pause = work / "pause"
         pause.mkdir()
         (pause / "go.mod").write_text("module glidein.dev/node-build/pause\n\ngo 1.26.0\n")
         (pause / "main.go").write_text(PAUSE_GO)
-        cp_assets._run(
-            [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(work / "pause-bin"), "."],
-            pause,
-            log,
-        )
+        cp_assets.go_build(go, pause, str(work / "pause-bin"), ["."], log)
         write_single_file_image(
             target / "pause.oci.tar", PAUSE_IMAGE, work / "pause-bin", "/pause", ["/pause"]
         )

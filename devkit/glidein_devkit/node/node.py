@@ -32,7 +32,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +47,8 @@ from glidein_devkit.controlplane.cluster import (
     _Proc,
     _terminate,
     free_port,
+    spawn,
+    wait_for,
     write_kubeconfig,
 )
 from glidein_devkit.kube import kubectl
@@ -148,35 +150,12 @@ class LocalNode:
     # --- components -----------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> _Proc:
-        log = self.directory / f"{name}.log"
-        handle = log.open("ab")
-        popen = subprocess.Popen(
-            argv,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
-        handle.close()
-        proc = _Proc(name, popen, log)
+        proc = spawn(name, argv, self.directory, env)
         self._procs.append(proc)
         return proc
 
-    def _wait(self, proc: _Proc, ready: object, what: str) -> None:
-        assert callable(ready)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if proc.popen.poll() is not None:
-                raise ControlPlaneError(
-                    f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}"
-                )
-            if ready():
-                return
-            time.sleep(0.2)
-        raise ControlPlaneError(
-            f"{proc.name}: {what} not after {self.startup_timeout:.0f}s:\n{proc.tail()}"
-        )
+    def _wait(self, proc: _Proc, ready: Callable[[], bool]) -> None:
+        wait_for(proc, ready, self.startup_timeout)
 
     def _start_containerd(self, binaries: node_assets.NodeAssets) -> None:
         d = self.directory
@@ -231,7 +210,7 @@ state = '{d / "containerd" / "state"}'
         env = {**os.environ, "PATH": f"{binaries.directory}:{os.environ.get('PATH', '')}"}
         proc = self._spawn("containerd", [str(binaries.containerd), "--config", str(conf)], env)
         self._ctr = [str(binaries.ctr), "--address", str(self.socket), "--namespace", "k8s.io"]
-        self._wait(proc, lambda: self._ctr_ok("version"), "answering")
+        self._wait(proc, lambda: self._ctr_ok("version"))
 
     def _ctr_ok(self, *args: str) -> bool:
         done = subprocess.run([*self._ctr, *args], capture_output=True, check=False)
@@ -272,7 +251,7 @@ state = '{d / "containerd" / "state"}'
                 "--v=1",
             ],
         )
-        self._wait(proc, lambda: _tcp_open(port), "serving")
+        self._wait(proc, lambda: _tcp_open(port))
 
     def _start_kubelet(self, binaries: node_assets.NodeAssets) -> None:
         d, pki = self.directory, self.cp.pki
@@ -363,7 +342,7 @@ state = '{d / "containerd" / "state"}'
                 f"--cert-dir={d / 'kubelet-pki'}",
             ],
         )
-        self._wait(proc, lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"), "healthy")
+        self._wait(proc, lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"))
 
     def wait_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout or self.startup_timeout)
