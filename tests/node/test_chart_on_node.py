@@ -370,9 +370,17 @@ def test_pilot_pods_join_the_pool_run_real_jobs_and_leave(
     try:
         eventually(first_running, 240, "a job running on a pod pilot", interval=1)
         running_after = time.monotonic() - t0
-        # The startd's slot is the container's limits, not the node's 2 cores / 24 GiB.
+        # The startd's slot is the container's limits, not the node's 2 cores / 24 GiB
+        # (the partitionable slot: a job's dynamic slot is the job's size).
         for line in pool.tool(
-            "condor_status", "-af", "Name", "TotalSlotCpus", "TotalSlotMemory", check=False
+            "condor_status",
+            "-constraint",
+            "PartitionableSlot =?= true",
+            "-af",
+            "Name",
+            "TotalSlotCpus",
+            "TotalSlotMemory",
+            check=False,
         ).stdout.splitlines():
             name, cpus, memory = line.split()
             slots[name] = (cpus, memory)
