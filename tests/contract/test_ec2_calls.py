@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from glidein_operator.api.cloudentry import Ec2Compatibility, Ec2Settings
 from glidein_operator.clouds.base import InsufficientCapacity, InvalidConfig
-from glidein_operator.clouds.ec2 import Ec2Driver
+from glidein_operator.clouds.ec2 import Ec2Driver, KeyPairMode
 from glidein_operator.ground import PilotState, Tag
 from tests.support.harness import EC2_SECRET, SHAPE, ec2_harness
 
@@ -142,7 +142,9 @@ def test_console_log_is_what_the_machine_printed(ec2_server: Any) -> None:
 # --- older EC2-compatible clouds (ec2.compatibility) --------------------------------------
 
 
-def _old_cloud_driver(ec2_server: Any, **lacks: bool) -> Ec2Driver:
+def _old_cloud_driver(
+    ec2_server: Any, key_pairs: KeyPairMode | None = None, **lacks: bool
+) -> Ec2Driver:
     return Ec2Driver(
         "e1",
         Ec2Settings(
@@ -153,6 +155,7 @@ def _old_cloud_driver(ec2_server: Any, **lacks: bool) -> Ec2Driver:
         access_key_id="testing",
         secret_access_key=EC2_SECRET,
         operator_id="op-test",
+        key_pairs=key_pairs,
     )
 
 
@@ -285,15 +288,4 @@ def test_pilots_require_imds_tokens_unless_the_cloud_has_none(ec2_server: Any) -
 def test_an_entry_without_client_token_or_launch_tags_needs_key_pairs(ec2_server: Any) -> None:
     for lacks in ({"client_token": False}, {"tags_at_launch": False}):
         with pytest.raises(InvalidConfig, match="needs key pairs"):
-            Ec2Driver(
-                "e1",
-                Ec2Settings(
-                    region="us-east-1",
-                    endpoint_url=ec2_server.url,
-                    compatibility=Ec2Compatibility(**lacks),
-                ),
-                access_key_id="testing",
-                secret_access_key=EC2_SECRET,
-                operator_id="op-test",
-                key_pairs="none",
-            )
+            _old_cloud_driver(ec2_server, key_pairs="none", **lacks)

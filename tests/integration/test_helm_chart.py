@@ -401,10 +401,22 @@ def test_can_i_matrix(env: Env, verb: str, resource: str, where: str, allowed: s
     assert out == allowed, f"{SA} can-i {verb} {resource} {where}: {out}"
 
 
-def test_teardown_empties_the_clouds_of_the_namespaces_named_and_no_other(env: Env) -> None:
-    # The explicit teardown an admin runs before uninstalling, if they want the clouds
-    # emptied: only the namespaces named, and it waits until the pilots are gone.
-    namespaces = [f"td-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+def _glidein_operator(
+    kubeconfig: Path, *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """The operator's command line, acting as ``kubeconfig`` says."""
+    return subprocess.run(
+        [sys.executable, "-m", "glidein_operator", *args],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _three_requests(env: Env, prefix: str) -> tuple[list[str], list[str]]:
+    """Three namespaces with a request each, each with its one pilot up; and their uids."""
+    namespaces = [f"{prefix}-{uuid.uuid4().hex[:6]}" for _ in range(3)]
     uids = []
     for ns in namespaces:
         submit(env, ns, 4)
@@ -412,22 +424,18 @@ def test_teardown_empties_the_clouds_of_the_namespaces_named_and_no_other(env: E
         uids.append(env.uid(ns, "vo"))
     for uid in uids:
         eventually(lambda uid=uid: len(env.instances(uid)) == 1, what="a pilot per request")
-    named, spared = namespaces[:2], namespaces[2]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "glidein_operator",
-            "teardown",
-            *(f"--namespace={ns}" for ns in named),
-            "--timeout",
-            "120",
-        ],
-        env={**os.environ, "KUBECONFIG": str(env.kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return namespaces, uids
+
+
+def _assert_only_named_emptied(
+    env: Env,
+    proc: subprocess.CompletedProcess[str],
+    named: list[str],
+    spared: str,
+    uids: list[str],
+) -> None:
+    """Teardown succeeded: the ``named`` namespaces' requests and pilots (the first two of
+    ``_three_requests``) are gone, ``spared``'s (the third) are untouched."""
     assert proc.returncode == 0, proc.stderr
     assert "those GlideinRequests are gone" in proc.stderr
     for ns, uid in zip(named, uids[:2], strict=True):
@@ -435,14 +443,19 @@ def test_teardown_empties_the_clouds_of_the_namespaces_named_and_no_other(env: E
         assert env.instances(uid) == []
     assert env.k("get", "greq", "vo", "-n", spared, "-o", "name").stdout.strip()
     assert len(env.instances(uids[2])) == 1
-    # Without a namespace it refuses: emptying every cloud is said explicitly.
-    refused = subprocess.run(
-        [sys.executable, "-m", "glidein_operator", "teardown"],
-        env={**os.environ, "KUBECONFIG": str(env.kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=60,
+
+
+def test_teardown_empties_the_clouds_of_the_namespaces_named_and_no_other(env: Env) -> None:
+    # The explicit teardown an admin runs before uninstalling, if they want the clouds
+    # emptied: only the namespaces named, and it waits until the pilots are gone.
+    namespaces, uids = _three_requests(env, "td")
+    named, spared = namespaces[:2], namespaces[2]
+    proc = _glidein_operator(
+        env.kubeconfig, "teardown", *(f"--namespace={ns}" for ns in named), "--timeout", "120"
     )
+    _assert_only_named_emptied(env, proc, named, spared, uids)
+    # Without a namespace it refuses: emptying every cloud is said explicitly.
+    refused = _glidein_operator(env.kubeconfig, "teardown", timeout=60)
     assert refused.returncode == 2
     delete_and_wait(env, spared)
 
@@ -697,14 +710,7 @@ def test_the_teardown_hooks_rbac_is_minimal(env: Env) -> None:
 def test_the_teardown_hook_empties_the_clouds_with_its_own_rbac_only(env: Env) -> None:
     """The hook's Job, as rendered, run under the hook's ServiceAccount token against the
     running operator: its namespaces' requests and pilots go, another namespace's stay."""
-    namespaces = [f"hk-{uuid.uuid4().hex[:6]}" for _ in range(3)]
-    uids = []
-    for ns in namespaces:
-        submit(env, ns, 4)
-        request(env, ns)
-        uids.append(env.uid(ns, "vo"))
-    for uid in uids:
-        eventually(lambda uid=uid: len(env.instances(uid)) == 1, what="a pilot per request")
+    namespaces, uids = _three_requests(env, "hk")
     named, spared = namespaces[:2], namespaces[2]
     docs: list[dict[str, Any]] = render(  # type: ignore[assignment]
         values={
@@ -715,20 +721,8 @@ def test_the_teardown_hook_empties_the_clouds_with_its_own_rbac_only(env: Env) -
     try:
         [job] = [d for d in _hooks(docs) if d["kind"] == "Job"]
         args = job["spec"]["template"]["spec"]["containers"][0]["args"]
-        proc = subprocess.run(
-            [sys.executable, "-m", "glidein_operator", *args],
-            env={**os.environ, "KUBECONFIG": str(sa_kubeconfig(env.kubeconfig, TEARDOWN))},
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert "those GlideinRequests are gone" in proc.stderr
-        for ns, uid in zip(named, uids[:2], strict=True):
-            assert env.k("get", "greq", "-n", ns, "-o", "name").stdout.strip() == ""
-            assert env.instances(uid) == []
-        assert env.k("get", "greq", "vo", "-n", spared, "-o", "name").stdout.strip()
-        assert len(env.instances(uids[2])) == 1
+        proc = _glidein_operator(sa_kubeconfig(env.kubeconfig, TEARDOWN), *args)
+        _assert_only_named_emptied(env, proc, named, spared, uids)
     finally:
         env.k("delete", "-f", "-", "--wait=true", stdin=yaml.safe_dump_all(rbac))
     delete_and_wait(env, spared)
@@ -749,19 +743,8 @@ def test_teardown_fails_loudly_when_requests_remain(env: Env) -> None:
     hold = '[{"op": "add", "path": "/metadata/finalizers/-", "value": "test.glidein.dev/hold"}]'
     env.k("patch", "greq", "vo", "-n", ns, "--type=json", "-p", hold)
     try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "glidein_operator",
-                "teardown",
-                f"--namespace={ns}",
-                "--timeout=3",
-            ],
-            env={**os.environ, "KUBECONFIG": str(env.kubeconfig)},
-            capture_output=True,
-            text=True,
-            timeout=60,
+        proc = _glidein_operator(
+            env.kubeconfig, "teardown", f"--namespace={ns}", "--timeout=3", timeout=60
         )
         assert proc.returncode == 1, proc.stderr
         assert f"{ns}/vo" in proc.stderr

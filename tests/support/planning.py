@@ -55,19 +55,9 @@ def grid_spec(
     )
 
 
-def entry(
-    name: str,
-    *,
-    site: str | None = None,
-    types: list[dict[str, Any]] | None = None,
-    limits: dict[str, Any] | None = None,
-    enabled: bool = True,
-    attributes: dict[str, str] | None = None,
-) -> Candidate:
-    spec = grid_spec(
-        name, site=site, types=types, limits=limits, enabled=enabled, attributes=attributes
-    )
-    return Candidate(name, spec)
+def entry(name: str, **spec: Any) -> Candidate:
+    """The planner's view of ``grid_spec(name, **spec)``."""
+    return Candidate(name, grid_spec(name, **spec))
 
 
 def request(**overrides: Any) -> GlideinRequestSpec:
