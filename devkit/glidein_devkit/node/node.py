@@ -44,9 +44,11 @@ from glidein_devkit.controlplane import assets as cp_assets
 from glidein_devkit.controlplane.cluster import (
     ControlPlaneError,
     LocalControlPlane,
+    _http_ok,
     _Proc,
     _terminate,
     free_port,
+    healthz_ok,
     spawn,
     wait_for,
     write_kubeconfig,
@@ -251,7 +253,7 @@ state = '{d / "containerd" / "state"}'
                 "--v=1",
             ],
         )
-        self._wait(proc, lambda: _tcp_open(port))
+        self._wait(proc, lambda: healthz_ok(port))
 
     def _start_kubelet(self, binaries: node_assets.NodeAssets) -> None:
         d, pki = self.directory, self.cp.pki
@@ -413,24 +415,6 @@ state = '{d / "containerd" / "state"}'
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _tcp_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _http_ok(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310
-            return bool(resp.status == 200)
-    except (OSError, ValueError):
-        return False
 
 
 def _kill_shims(directory: Path) -> None:
